@@ -1,0 +1,70 @@
+# polc — build, test and demo targets. Every target installs what it needs.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin/polc
+# Debian packages the tests and BPF code generation need.
+APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool
+FUZZTIME ?= 10s
+LONG_FUZZTIME ?= 5m
+# package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
+FUZZ_TARGETS :=
+
+.PHONY: all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/polc
+
+# deps installs the Debian packages that are missing (needs root).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (install them as root)"; exit 2; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# test is what CI runs: formatting, vet, every test (BPF ones for real as
+# root), short fuzzing, and a check that generated BPF code is up to date.
+test: deps fmt-check vet unit fuzz-short bpf-check
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 -timeout 40m ./...
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) ./$$pkg || exit 1; done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
+
+# golden rewrites every golden file from the current code; review the diff.
+golden:
+	$(GO) test ./... -run 'Golden' -update
+
+# demo runs polc's main job on the bundled example.
+demo: deps build
+	./$(BIN) check testdata/quickstart.pol
+	./$(BIN) ir testdata/quickstart.pol
+
+# bpf regenerates the BPF objects and their Go bindings (bpf2go).
+bpf: deps
+	$(GO) generate ./bpf/...
+
+# bpf-check fails if the committed BPF objects differ from a fresh build.
+bpf-check: bpf
+	@if ! git diff --quiet -- bpf; then echo "generated BPF code is stale: run 'make bpf' and commit"; git diff --stat -- bpf; exit 1; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/polc-dev/polc/compiler"
+	"github.com/polc-dev/polc/dsl"
+	"github.com/spf13/cobra"
+)
+
+func newCheckCmd() *cobra.Command {
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "check FILE...",
+		Short: "Report every error and warning in policy files",
+		Long: `check parses and checks policy files (.pol, or .yaml/.yml) and everything
+they import, and prints every diagnostic as file:line:col with the source
+line. It exits 1 if there is any error; warnings alone exit 0.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			_, srcs, diags := compiler.Load(args)
+			return reportDiagnostics(c, &out, srcs, diags)
+		},
+	}
+	addOutputFlag(c, &out)
+	return c
+}
+
+// jsonDiagnostic is how -o json prints a diagnostic.
+type jsonDiagnostic struct {
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+	Col      int    `json:"col"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+}
+
+// reportDiagnostics prints diags (to stderr as text, to stdout as JSON) and
+// returns a failure if any is an error.
+func reportDiagnostics(c *cobra.Command, out *outputFlag, srcs compiler.Sources, diags dsl.Diagnostics) error {
+	diags.Sort()
+	if out.json() {
+		list := make([]jsonDiagnostic, 0, len(diags))
+		for _, d := range diags {
+			list = append(list, jsonDiagnostic{d.Pos.File, d.Pos.Line, d.Pos.Col, d.Severity.String(), d.Msg})
+		}
+		if err := writeJSON(c.OutOrStdout(), map[string]any{"diagnostics": list}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
+	}
+	if diags.HasErrors() {
+		return quietFailure
+	}
+	return nil
+}

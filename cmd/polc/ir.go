@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/polc-dev/polc/compiler"
+	"github.com/spf13/cobra"
+)
+
+func newIRCmd() *cobra.Command {
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "ir FILE...",
+		Short: "Print the checked, normalized IR of policy files",
+		Long: `ir compiles policy files into polc's intermediate representation and prints
+it in a stable text form (the form golden/ holds). Diagnostics go to stderr;
+with errors nothing is printed and the exit status is 1.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			prog, srcs, diags := compiler.Load(args)
+			if diags.HasErrors() || prog == nil {
+				if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
+					return err
+				}
+				return quietFailure
+			}
+			fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
+			if out.json() {
+				return writeJSON(c.OutOrStdout(), prog)
+			}
+			fmt.Fprint(c.OutOrStdout(), prog.Text())
+			return nil
+		},
+	}
+	addOutputFlag(c, &out)
+	return c
+}

@@ -1,0 +1,4 @@
+package dsl
+
+// Format prints f in canonical policy-language form.
+func Format(f *File) []byte { return nil }
