@@ -51,7 +51,7 @@ fuzz:
 
 # golden rewrites every golden file from the current code; review the diff.
 golden:
-	$(GO) test ./... -run 'Golden' -update
+	POLC_UPDATE_GOLDEN=1 $(GO) test -count=1 ./...
 
 # demo runs polc's main job on the bundled example.
 demo: deps build
