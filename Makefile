@@ -9,7 +9,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 # package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
-FUZZ_TARGETS :=
+FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML
 
 .PHONY: all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
 
@@ -68,3 +68,9 @@ bpf-check: bpf
 
 clean:
 	rm -rf bin
+
+# bench-datapath measures the BPF datapath (ns/packet via BPF_PROG_TEST_RUN,
+# as ratios to an empty program); needs root. See docs/performance.md.
+.PHONY: bench-datapath
+bench-datapath: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkDatapath$$' -benchtime 2000000x -count 3 ./bpf/

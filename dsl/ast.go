@@ -116,7 +116,10 @@ type Policy struct {
 	// subjects even without rules (`isolate ingress, egress`), as a
 	// Kubernetes NetworkPolicy with an empty ingress list does.
 	Isolate []DirectionAt
-	Rules   []*Rule
+	// IsolateDoc holds the comment lines above the policy's `isolate`
+	// line(s); the printer writes all directions on one line under it.
+	IsolateDoc Doc
+	Rules      []*Rule
 }
 
 // DirectionAt is a direction keyword with its position.
