@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/polc-dev/polc/golden"
+)
+
+// chdirRoot runs the test from the repository root, so paths read
+// testdata/... as in golden files.
+func chdirRoot(t *testing.T) {
+	t.Helper()
+	t.Chdir(filepath.Dir(golden.Dir()))
+}
+
+// writePolicy writes a policy file into a temporary directory and returns
+// its path.
+func writePolicy(t *testing.T, name, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// skipWithoutParser skips while the policy-language parser is a stub.
+func skipWithoutParser(t *testing.T, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "not built yet") {
+		t.Skip("the policy language parser is not built yet")
+	}
+}
+
+const withError = `endpoint api labels(app=api) addr 10.0.2.10
+policy p {
+  select app=api
+  ingress allow from partnrs on tcp/80
+}
+`
+
+const withWarning = `endpoint api labels(app=api) addr 10.0.2.10
+policy p {
+  select app=nobody
+}
+`
+
+func TestCheckExitCodes(t *testing.T) {
+	bad := writePolicy(t, "bad.pol", withError)
+	code, stdout, stderr := runPolc(t, "check", bad)
+	skipWithoutParser(t, stderr)
+	if code != exitFailure || stdout != "" {
+		t.Errorf("check with an error: exit %d, stdout %q; want exit 1 and no stdout", code, stdout)
+	}
+	want := bad + `:4:22: unknown cidrset "partnrs"` + "\n" +
+		"      ingress allow from partnrs on tcp/80\n" +
+		"                         ^\n"
+	if stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
+	}
+
+	warn := writePolicy(t, "warn.pol", withWarning)
+	code, stdout, stderr = runPolc(t, "check", warn)
+	if code != exitOK || stdout != "" || !strings.Contains(stderr, `:3:10: warning: policy "p" selects no endpoint`) {
+		t.Errorf("check with a warning: exit %d, stdout %q, stderr %q; want exit 0 and the warning", code, stdout, stderr)
+	}
+
+	chdirRoot(t)
+	code, stdout, stderr = runPolc(t, "check", "testdata/quickstart.pol")
+	if code != exitOK || stdout != "" || stderr != "" {
+		t.Errorf("check quickstart: exit %d, stdout %q, stderr %q; want a silent success", code, stdout, stderr)
+	}
+}
+
+func TestCheckMissingFile(t *testing.T) {
+	code, _, stderr := runPolc(t, "check", filepath.Join(t.TempDir(), "nope.pol"))
+	if code != exitFailure || !strings.Contains(stderr, "no such file or directory") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	bad := writePolicy(t, "bad.pol", withError+"policy q { select app=nobody }\n")
+	code, stdout, stderr := runPolc(t, "check", "-o", "json", bad)
+	skipWithoutParser(t, stdout)
+	if code != exitFailure || stderr != "" {
+		t.Errorf("exit %d, stderr %q; want 1 and nothing on stderr", code, stderr)
+	}
+	var got struct {
+		Diagnostics []map[string]any `json:"diagnostics"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	if len(got.Diagnostics) != 2 || got.Diagnostics[1]["severity"] != "warning" {
+		t.Fatalf("%d diagnostics, want 2 (an error, then a warning):\n%s", len(got.Diagnostics), stdout)
+	}
+	first := got.Diagnostics[0]
+	want := map[string]any{"file": bad, "line": 4.0, "col": 22.0, "severity": "error", "message": `unknown cidrset "partnrs"`}
+	for k, v := range want {
+		if first[k] != v {
+			t.Errorf("diagnostic %s = %v, want %v", k, first[k], v)
+		}
+	}
+	if len(first) != len(want) {
+		t.Errorf("diagnostic has keys %v, want exactly %v", first, want)
+	}
+
+	good := writePolicy(t, "good.pol", "endpoint api labels(app=api) addr 10.0.2.10\n")
+	code, stdout, _ = runPolc(t, "check", "-o", "json", good)
+	if code != exitOK || strings.TrimSpace(stdout) != `{
+  "diagnostics": []
+}` {
+		t.Errorf("clean file: exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestIR(t *testing.T) {
+	chdirRoot(t)
+	code, stdout, stderr := runPolc(t, "ir", "testdata/quickstart.pol")
+	skipWithoutParser(t, stderr)
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	want, err := os.ReadFile(filepath.Join(golden.Dir(), "ir", "quickstart.pol.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout != string(want) {
+		t.Errorf("polc ir differs from golden/ir/quickstart.pol.txt:\n%s", stdout)
+	}
+
+	code, stdout, _ = runPolc(t, "ir", "-o", "json", "testdata/quickstart.pol")
+	var prog map[string]any
+	if code != exitOK || json.Unmarshal([]byte(stdout), &prog) != nil || prog["Rules"] == nil {
+		t.Errorf("ir -o json: exit %d, stdout %.200q", code, stdout)
+	}
+
+	bad := writePolicy(t, "bad.pol", withError)
+	code, stdout, stderr = runPolc(t, "ir", bad)
+	if code != exitFailure || stdout != "" || !strings.Contains(stderr, "unknown cidrset") {
+		t.Errorf("ir with an error: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	warn := writePolicy(t, "warn.pol", withWarning)
+	code, stdout, stderr = runPolc(t, "ir", warn)
+	if code != exitOK || !strings.HasPrefix(stdout, "polc-ir ") || !strings.Contains(stderr, "warning:") {
+		t.Errorf("ir with a warning: exit %d, stdout %.100q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestFmt(t *testing.T) {
+	chdirRoot(t)
+	code, stdout, stderr := runPolc(t, "fmt", "testdata/quickstart.pol")
+	skipWithoutParser(t, stderr)
+	if code == exitOK && stdout == "" {
+		t.Skip("dsl.Format is not built yet")
+	}
+	if code != exitOK || stdout == "" || stderr != "" {
+		t.Fatalf("fmt quickstart: exit %d, stdout %.100q, stderr %q", code, stdout, stderr)
+	}
+	// Formatting keeps the meaning: the formatted file has the same IR
+	// (but for positions and digests).
+	formatted := writePolicy(t, "q.pol", stdout)
+	_, again, _ := runPolc(t, "fmt", formatted)
+	if again != stdout {
+		t.Errorf("fmt is not idempotent")
+	}
+	_, irOrig, _ := runPolc(t, "ir", "testdata/quickstart.pol")
+	_, irFmt, _ := runPolc(t, "ir", formatted)
+	if stripPositions(irOrig) != stripPositions(irFmt) {
+		t.Errorf("fmt changed the IR:\n%s\n---\n%s", stripPositions(irOrig), stripPositions(irFmt))
+	}
+
+	broken := writePolicy(t, "broken.pol", "policy {\n")
+	code, stdout, stderr = runPolc(t, "fmt", broken)
+	if code != exitFailure || stdout != "" || !strings.Contains(stderr, broken+":1:") {
+		t.Errorf("fmt of a broken file: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// stripPositions drops what depends on the file rather than on the
+// meaning: source lines and " at FILE:L:C".
+func stripPositions(ir string) string {
+	var out []string
+	for _, line := range strings.Split(ir, "\n") {
+		if strings.HasPrefix(line, "source ") {
+			continue
+		}
+		if i := strings.Index(line, " at "); i >= 0 {
+			rest := line[i+4:]
+			if j := strings.IndexByte(rest, ' '); j >= 0 {
+				line = line[:i] + rest[j:]
+			} else {
+				line = line[:i]
+			}
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
