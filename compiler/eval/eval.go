@@ -1,0 +1,224 @@
+package eval
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
+)
+
+// Result is the verdict on one packet.
+type Result struct {
+	Verdict dsl.Verdict
+	// Rule decided the verdict: the rule of the first point that denied
+	// the packet; when it passed, the rule of the first point decided by
+	// something other than default-allow, else ir.RuleDefaultAllow. Packets
+	// stopped before any point (prefilter, non-IP) carry the reason.
+	Rule ir.RuleID
+	// Points are the observation points in the order the packet meets them:
+	// the source's egress, then the destination's ingress. Both are
+	// evaluated even when the first denies.
+	Points []PointDecision
+}
+
+// PointDecision is the decision at one observation point.
+type PointDecision struct {
+	Subject *ir.Endpoint
+	Dir     dsl.Direction
+	Remote  netip.Addr
+	// RemoteIs is the identity the remote address resolves to (for
+	// explaining; matching does not use it).
+	RemoteIs Resolution
+	Verdict  dsl.Verdict
+	Rule     ir.RuleID
+}
+
+func (r Result) String() string {
+	var b strings.Builder
+	b.WriteString(r.Verdict.String() + " (" + ruleName(r.Rule) + ")")
+	for _, p := range r.Points {
+		b.WriteString("; " + p.String())
+	}
+	return b.String()
+}
+
+func (p PointDecision) String() string {
+	peer := "from"
+	if p.Dir == dsl.Egress {
+		peer = "to"
+	}
+	return p.Subject.Name + " " + p.Dir.String() + " " + peer + " " + p.Remote.String() +
+		" [" + p.RemoteIs.String() + "]: " + p.Verdict.String() + " (" + ruleName(p.Rule) + ")"
+}
+
+// point is an observation point before it is decided.
+type point struct {
+	subject int
+	dir     dsl.Direction
+	remote  netip.Addr
+}
+
+// Eval decides one packet and updates ct (which may be nil for a stateless
+// evaluation). In order:
+//
+//  1. Non-IP passes (ir.RuleNonIP).
+//  2. From an uplink, a source inside the prefilter is dropped
+//     (ir.RulePrefilter).
+//  3. A malformed packet is dropped at every point (ir.RuleMalformed).
+//  4. A non-first fragment takes, at each point, the decision its
+//     datagram's first fragment got there; unknown, it is dropped
+//     (ir.RuleFragment) at points whose subject is isolated in that
+//     direction and passes elsewhere.
+//  5. An ICMP error about a tracked flow passes (ir.RuleRelated).
+//  6. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
+//     if the flow was created under another generation, each point instead
+//     asks policy again about the flow's first packet, and a flow no longer
+//     allowed is forgotten.
+//  7. Otherwise policy decides at each point.
+//
+// A packet that passes creates a flow (when it starts one), or refreshes or
+// (RST) ends its flow. A dropped packet creates nothing. A first fragment,
+// passed or dropped, is remembered for the rest of its datagram.
+func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
+	if pkt.NonIP {
+		return Result{Verdict: dsl.VerdictAllow, Rule: ir.RuleNonIP}
+	}
+	if pkt.FromUplink && pkt.Src.IsValid() && e.Prefiltered(pkt.Src) {
+		return Result{Verdict: dsl.VerdictDeny, Rule: ir.RulePrefilter}
+	}
+	pts := e.points(&pkt)
+	res := Result{Points: make([]PointDecision, len(pts))}
+	for i, pt := range pts {
+		res.Points[i] = PointDecision{
+			Subject:  e.endpoints[pt.subject],
+			Dir:      pt.dir,
+			Remote:   pt.remote,
+			RemoteIs: e.Resolve(pt.remote),
+		}
+	}
+	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
+
+	switch {
+	case pkt.Malformed || !pkt.wellFormed():
+		for i := range pts {
+			set(i, dsl.VerdictDeny, ir.RuleMalformed)
+		}
+		res.Verdict, res.Rule = dsl.VerdictDeny, ir.RuleMalformed
+		return res
+
+	case pkt.laterFragment():
+		first := ct.fragment(&pkt, e.gen)
+		for i, pt := range pts {
+			switch fp, ok := first.decision(pt); {
+			case ok:
+				set(i, fp.verdict, fp.rule)
+			case e.subjects[pt.subject].isolated[pt.dir]:
+				set(i, dsl.VerdictDeny, ir.RuleFragment)
+			default:
+				set(i, dsl.VerdictAllow, ir.RuleDefaultAllow)
+			}
+		}
+		res.combine()
+		return res
+	}
+
+	key, flow, reply := ct.lookup(&pkt)
+	switch {
+	case ct != nil && ct.related(&pkt, e.gen):
+		for i := range pts {
+			set(i, dsl.VerdictAllow, ir.RuleRelated)
+		}
+		flow = nil // an error refreshes nothing
+	case flow != nil && flow.gen == e.gen:
+		for i := range pts {
+			set(i, dsl.VerdictAllow, ir.RuleEstablished)
+		}
+	case flow != nil:
+		// Created under another policy: is the flow still allowed? Each
+		// point asks about the flow's first packet, which met the same
+		// subject in the other direction when this packet is a reply.
+		orig := key.originalPacket()
+		for i, pt := range pts {
+			dir := pt.dir
+			if reply {
+				dir = 1 - dir
+			}
+			v, r := e.decide(pt.subject, dir, pt.remote, &orig)
+			set(i, v, r)
+		}
+	default:
+		for i, pt := range pts {
+			v, r := e.decide(pt.subject, pt.dir, pt.remote, &pkt)
+			set(i, v, r)
+		}
+	}
+	res.combine()
+
+	if ct == nil {
+		return res
+	}
+	switch {
+	case res.Verdict == dsl.VerdictAllow && flow != nil:
+		ct.passed(key, flow, reply, &pkt, e.gen)
+	case res.Verdict == dsl.VerdictAllow:
+		ct.create(&pkt, e.gen) // only a packet that starts a flow creates one
+	case flow != nil:
+		ct.forget(key) // a stale flow that policy no longer allows
+	}
+	if pkt.firstFragment() {
+		fps := make([]fragPoint, len(pts))
+		for i, pt := range pts {
+			fps[i] = fragPoint{pt.subject, pt.dir, res.Points[i].Verdict, res.Points[i].Rule}
+		}
+		ct.rememberFragment(&pkt, e.gen, fps)
+	}
+	return res
+}
+
+// decision returns the first fragment's decision at pt.
+func (f *fragState) decision(pt point) (fragPoint, bool) {
+	if f == nil {
+		return fragPoint{}, false
+	}
+	for _, fp := range f.points {
+		if fp.subject == pt.subject && fp.dir == pt.dir {
+			return fp, true
+		}
+	}
+	return fragPoint{}, false
+}
+
+// points lists where the packet is observed: the source's egress (unless
+// it arrived on an uplink), then the destination's ingress.
+func (e *Evaluator) points(pkt *Packet) []point {
+	var pts []point
+	if pkt.Src.IsValid() && !pkt.FromUplink {
+		if s := e.owner(pkt.Src); s >= 0 {
+			pts = append(pts, point{s, dsl.Egress, pkt.Dst})
+		}
+	}
+	if pkt.Dst.IsValid() {
+		if d := e.owner(pkt.Dst); d >= 0 {
+			pts = append(pts, point{d, dsl.Ingress, pkt.Src})
+		}
+	}
+	return pts
+}
+
+// combine sets the overall verdict from the points' decisions.
+func (r *Result) combine() {
+	for _, p := range r.Points {
+		if p.Verdict == dsl.VerdictDeny {
+			r.Verdict, r.Rule = dsl.VerdictDeny, p.Rule
+			return
+		}
+	}
+	r.Verdict, r.Rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	for _, p := range r.Points {
+		if p.Rule != ir.RuleDefaultAllow {
+			r.Rule = p.Rule
+			return
+		}
+	}
+}

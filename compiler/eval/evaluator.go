@@ -1,0 +1,347 @@
+package eval
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
+)
+
+// Evaluator answers verdict questions about one program. It is immutable
+// after New, so one Evaluator may serve several goroutines, each with its
+// own Conntrack.
+type Evaluator struct {
+	prog *ir.Program
+	gen  uint64
+
+	endpoints []*ir.Endpoint
+	subjects  []subject                     // by endpoint index
+	owners    prefixTable[int]              // endpoint address → endpoint index
+	cidrs     prefixTable[[][]netip.Prefix] // rule CIDR → the Except lists it is written with
+	prefilter []netip.Prefix
+}
+
+// subject is what the evaluator needs to decide for one endpoint as a
+// subject, per direction (indexed by dsl.Direction).
+type subject struct {
+	isolated [2]bool
+	rules    [2][]*ir.Rule // from every policy that selects it, sorted by ID
+}
+
+// New indexes a program. The program must be checked IR (package compiler
+// produces it); New does not modify it. Which policies select which
+// endpoint is computed again from the selectors, not read from
+// Policy.Subjects, so that a front-end mistake there shows up as a
+// difference.
+func New(p *ir.Program) *Evaluator {
+	e := &Evaluator{
+		prog:      p,
+		endpoints: p.Endpoints,
+		subjects:  make([]subject, len(p.Endpoints)),
+		owners:    newPrefixTable[int](),
+		cidrs:     newPrefixTable[[][]netip.Prefix](),
+		prefilter: p.Prefilter,
+	}
+	for i, ep := range p.Endpoints {
+		for _, a := range ep.Addrs {
+			// Ties (two endpoints with the same prefix) go to the first
+			// endpoint by name; the checker rejects them anyway.
+			if _, dup := e.owners.m[a.Masked()]; !dup {
+				e.owners.add(a.Masked(), i)
+			}
+		}
+	}
+	rules := make(map[ir.RuleID]*ir.Rule, len(p.Rules))
+	for _, r := range p.Rules {
+		rules[r.ID] = r
+		for _, peer := range r.Peers {
+			if peer.Kind == ir.PeerCIDR {
+				c := peer.CIDR.Masked()
+				old := e.cidrs.m[c]
+				e.cidrs.add(c, append(old, peer.Except))
+			}
+		}
+	}
+	for _, pol := range p.Policies {
+		for i, ep := range p.Endpoints {
+			if !selects(pol.Subject, ep.Labels) {
+				continue
+			}
+			s := &e.subjects[i]
+			for d := range s.isolated {
+				s.isolated[d] = s.isolated[d] || pol.Isolates[d]
+			}
+			for _, id := range pol.Rules {
+				if r := rules[id]; r != nil && (r.Dir == dsl.Ingress || r.Dir == dsl.Egress) {
+					s.rules[r.Dir] = append(s.rules[r.Dir], r)
+				}
+			}
+		}
+	}
+	for i := range e.subjects {
+		for d := range e.subjects[i].rules {
+			rs := e.subjects[i].rules[d]
+			slices.SortFunc(rs, func(a, b *ir.Rule) int { return int(a.ID) - int(b.ID) })
+			e.subjects[i].rules[d] = slices.CompactFunc(rs, func(a, b *ir.Rule) bool { return a.ID == b.ID })
+		}
+	}
+	return e
+}
+
+// WithGeneration returns an Evaluator for the same program that stamps the
+// flows it creates with gen, and treats flows stamped with another
+// generation as created under another policy (see Eval). It models `polc
+// apply`: build the new program's Evaluator with the next generation and
+// keep using the same Conntrack. New's generation is 0.
+func (e *Evaluator) WithGeneration(gen uint64) *Evaluator {
+	c := *e
+	c.gen = gen
+	return &c
+}
+
+// Generation returns the generation set by WithGeneration.
+func (e *Evaluator) Generation() uint64 { return e.gen }
+
+// Program returns the program the Evaluator was built from.
+func (e *Evaluator) Program() *ir.Program { return e.prog }
+
+// ResolutionKind says what an address resolved to.
+type ResolutionKind int
+
+const (
+	ResolvedWorld    ResolutionKind = iota // no local endpoint, no CIDR named in a rule
+	ResolvedEndpoint                       // a local endpoint's address
+	ResolvedCIDR                           // inside a CIDR some rule names
+)
+
+// Resolution is the identity an address resolves to, for explaining
+// verdicts. Matching never uses it: rules are matched against addresses.
+type Resolution struct {
+	Kind     ResolutionKind
+	Endpoint *ir.Endpoint // ResolvedEndpoint
+	// Prefix is the endpoint's address prefix that holds the address
+	// (ResolvedEndpoint) or the CIDR (ResolvedCIDR).
+	Prefix netip.Prefix
+}
+
+func (r Resolution) String() string {
+	switch r.Kind {
+	case ResolvedEndpoint:
+		return "endpoint " + r.Endpoint.Name
+	case ResolvedCIDR:
+		return "cidr " + r.Prefix.String()
+	}
+	return "world"
+}
+
+// Resolve says which identity addr has: the local endpoint that owns it
+// (longest prefix among endpoint addresses), else the longest CIDR named in
+// a rule's peer that holds it outside that peer's exceptions, else world.
+func (e *Evaluator) Resolve(addr netip.Addr) Resolution {
+	if i, pfx, ok := e.owners.lookup(addr, nil); ok {
+		return Resolution{Kind: ResolvedEndpoint, Endpoint: e.endpoints[i], Prefix: pfx}
+	}
+	inside := func(excepts [][]netip.Prefix) bool {
+		for _, ex := range excepts {
+			if !containsAny(ex, addr) {
+				return true
+			}
+		}
+		return false
+	}
+	if _, pfx, ok := e.cidrs.lookup(addr, inside); ok {
+		return Resolution{Kind: ResolvedCIDR, Prefix: pfx}
+	}
+	return Resolution{Kind: ResolvedWorld}
+}
+
+// owner returns the index of the endpoint owning addr, or -1.
+func (e *Evaluator) owner(addr netip.Addr) int {
+	if i, _, ok := e.owners.lookup(addr, nil); ok {
+		return i
+	}
+	return -1
+}
+
+// Prefiltered reports whether the XDP prefilter drops a packet from src
+// arriving on an uplink.
+func (e *Evaluator) Prefiltered(src netip.Addr) bool { return containsAny(e.prefilter, src) }
+
+// EvalPrefilter reports whether p's prefilter drops a packet from src
+// arriving on an uplink.
+func EvalPrefilter(p *ir.Program, src netip.Addr) (drop bool) { return containsAny(p.Prefilter, src) }
+
+// decide applies policy at one point: subject si in direction dir, remote
+// address remote, for the L4 fields of pkt.
+func (e *Evaluator) decide(si int, dir dsl.Direction, remote netip.Addr, pkt *Packet) (dsl.Verdict, ir.RuleID) {
+	s := &e.subjects[si]
+	if !s.isolated[dir] {
+		return dsl.VerdictAllow, ir.RuleDefaultAllow
+	}
+	owner := e.owner(remote)
+	allow := ir.RuleNone
+	for _, r := range s.rules[dir] { // sorted by ID: the first match of a kind is the lowest
+		if r.Action == dsl.Allow && allow != ir.RuleNone {
+			continue
+		}
+		if !e.ruleMatches(r, remote, owner, pkt) {
+			continue
+		}
+		if r.Action == dsl.Deny {
+			return dsl.VerdictDeny, r.ID
+		}
+		allow = r.ID
+	}
+	if allow != ir.RuleNone {
+		return dsl.VerdictAllow, allow
+	}
+	return dsl.VerdictDeny, ir.RuleDefaultDeny
+}
+
+func (e *Evaluator) ruleMatches(r *ir.Rule, remote netip.Addr, owner int, pkt *Packet) bool {
+	l4 := false
+	for _, m := range r.Ports {
+		if portMatches(m, pkt) {
+			l4 = true
+			break
+		}
+	}
+	if !l4 {
+		return false
+	}
+	for i := range r.Peers {
+		if e.peerMatches(&r.Peers[i], remote, owner) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Evaluator) peerMatches(p *ir.Peer, remote netip.Addr, owner int) bool {
+	switch p.Kind {
+	case ir.PeerSelector:
+		return owner >= 0 && selects(p.Selector, e.endpoints[owner].Labels)
+	case ir.PeerCIDR:
+		return p.CIDR.Contains(remote) && !containsAny(p.Except, remote)
+	case ir.PeerWorld:
+		return owner < 0
+	case ir.PeerAny:
+		return true
+	}
+	return false
+}
+
+// portMatches matches the L4 term m against the packet's protocol and
+// destination port (or ICMP type and code).
+func portMatches(m ir.PortMatch, pkt *Packet) bool {
+	switch {
+	case m.Proto == ir.ProtoAny:
+		return true
+	case m.Proto != pkt.Proto:
+		return false
+	case m.Proto.HasPorts():
+		return m.Lo <= pkt.DPort && pkt.DPort <= m.Hi
+	case m.Proto.IsICMP():
+		return (m.ICMPType < 0 || m.ICMPType == int(pkt.ICMPType)) &&
+			(m.ICMPCode < 0 || m.ICMPCode == int(pkt.ICMPCode))
+	}
+	return true
+}
+
+// selects is the meaning of a selector, written out again here rather than
+// borrowed from package ir: every requirement must hold; != and notin also
+// hold when the key is absent.
+func selects(s ir.Selector, labels ir.Labels) bool {
+	for _, r := range s.Reqs {
+		v, ok := "", false
+		for _, l := range labels {
+			if l.Key == r.Key {
+				v, ok = l.Value, true
+				break
+			}
+		}
+		var holds bool
+		switch r.Op {
+		case dsl.OpEq:
+			holds = ok && slices.Equal(r.Values, []string{v})
+		case dsl.OpNotEq:
+			holds = !ok || !slices.Equal(r.Values, []string{v})
+		case dsl.OpIn:
+			holds = ok && slices.Contains(r.Values, v)
+		case dsl.OpNotIn:
+			holds = !ok || !slices.Contains(r.Values, v)
+		case dsl.OpExists:
+			holds = ok
+		case dsl.OpNotExists:
+			holds = !ok
+		}
+		if !holds {
+			return false
+		}
+	}
+	return true
+}
+
+func containsAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixTable is a longest-prefix-match table: a map per prefix plus the
+// distinct prefix lengths in use, longest first, so a lookup costs one map
+// probe per length in use rather than a scan of every prefix.
+type prefixTable[V any] struct {
+	m            map[netip.Prefix]V
+	lens4, lens6 []int
+}
+
+func newPrefixTable[V any]() prefixTable[V] {
+	return prefixTable[V]{m: make(map[netip.Prefix]V)}
+}
+
+func (t *prefixTable[V]) add(p netip.Prefix, v V) {
+	t.m[p] = v
+	lens := &t.lens6
+	if p.Addr().Is4() {
+		lens = &t.lens4
+	}
+	if !slices.Contains(*lens, p.Bits()) {
+		*lens = append(*lens, p.Bits())
+		slices.Sort(*lens)
+		slices.Reverse(*lens)
+	}
+}
+
+// lookup returns the value of the longest prefix holding a for which ok
+// (when not nil) accepts the value.
+func (t *prefixTable[V]) lookup(a netip.Addr, ok func(V) bool) (V, netip.Prefix, bool) {
+	lens := t.lens6
+	if a.Is4() {
+		lens = t.lens4
+	}
+	for _, bits := range lens {
+		p, err := a.Prefix(bits)
+		if err != nil {
+			continue
+		}
+		if v, hit := t.m[p]; hit && (ok == nil || ok(v)) {
+			return v, p, true
+		}
+	}
+	var zero V
+	return zero, netip.Prefix{}, false
+}
+
+// ruleName is a rule id as the evaluator prints it.
+func ruleName(id ir.RuleID) string {
+	if n := ir.ReservedName(id); n != "" {
+		return n
+	}
+	return "rule " + strconv.Itoa(int(id))
+}

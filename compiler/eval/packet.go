@@ -1,0 +1,131 @@
+package eval
+
+import (
+	"net/netip"
+
+	"github.com/polc-dev/polc/compiler/ir"
+)
+
+// Packet describes a packet as the evaluator sees it: the fields the
+// datapath parses, plus the odd cases (non-IP, malformed, fragments). The
+// address family is implied by Src and Dst.
+type Packet struct {
+	// NonIP marks a frame that is neither IPv4 nor IPv6; nothing else is read.
+	NonIP bool
+	// Malformed marks a truncated or otherwise bad IP or L4 header.
+	Malformed bool
+	// FromUplink says the packet arrived on an uplink (where the XDP
+	// prefilter runs) rather than from a local endpoint: the prefilter
+	// applies, and the source is not observed at an egress point.
+	FromUplink bool
+
+	Proto        ir.Proto
+	Src, Dst     netip.Addr
+	SPort, DPort uint16 // TCP, UDP, SCTP
+	TCPFlags     uint8  // ir.TCP* bits
+	ICMPType     uint8  // ICMP, ICMPv6
+	ICMPCode     uint8
+	ICMPID       uint16 // the identifier of echo requests and replies
+
+	// Embedded is the original packet an ICMP error (destination
+	// unreachable, time exceeded, packet too big, parameter problem)
+	// carries; nil for other packets.
+	Embedded *Embedded
+	// Frag is set for a fragment of a larger datagram; nil otherwise.
+	Frag *Fragment
+}
+
+// Embedded is the header of the packet an ICMP error reports on, as
+// written inside the error (so its source is the error's destination).
+type Embedded struct {
+	Proto        ir.Proto
+	Src, Dst     netip.Addr
+	SPort, DPort uint16
+	ICMPType     uint8 // when the original was itself ICMP (an echo request)
+	ICMPID       uint16
+}
+
+// Fragment describes an IPv4 or IPv6 fragment. A packet with Offset 0 and
+// More false (an IPv6 "atomic" fragment) is treated as unfragmented.
+type Fragment struct {
+	ID     uint32 // IPv4 identification or IPv6 fragment identification
+	Offset uint16 // in bytes; 0 for the first fragment
+	More   bool   // more fragments follow
+}
+
+// FromIR converts a test step's packet. The ICMP id is zero.
+func FromIR(p ir.Packet) Packet {
+	return Packet{
+		Proto:    p.Proto,
+		Src:      p.Src,
+		Dst:      p.Dst,
+		SPort:    p.SPort,
+		DPort:    p.DPort,
+		TCPFlags: p.TCPFlags,
+		ICMPType: p.ICMPType,
+		ICMPCode: p.ICMPCode,
+	}
+}
+
+func (p *Packet) firstFragment() bool {
+	return p.Frag != nil && p.Frag.Offset == 0 && p.Frag.More
+}
+
+func (p *Packet) laterFragment() bool { return p.Frag != nil && p.Frag.Offset > 0 }
+
+// wellFormed reports whether the addresses can be read: both valid and of
+// the same family.
+func (p *Packet) wellFormed() bool {
+	return p.Src.IsValid() && p.Dst.IsValid() && p.Src.Is4() == p.Dst.Is4()
+}
+
+// ICMP message types the evaluator distinguishes.
+const (
+	icmp4EchoReply    = 0
+	icmp4DestUnreach  = 3
+	icmp4EchoRequest  = 8
+	icmp4TimeExceeded = 11
+	icmp4ParamProblem = 12
+
+	icmp6DestUnreach  = 1
+	icmp6ParamProblem = 4
+	icmp6EchoRequest  = 128
+	icmp6EchoReply    = 129
+)
+
+// IsICMPError reports whether an ICMP (proto ir.ProtoICMP) or ICMPv6
+// message type is an error that carries an original packet.
+func IsICMPError(proto ir.Proto, typ uint8) bool {
+	switch proto {
+	case ir.ProtoICMP:
+		return typ == icmp4DestUnreach || typ == icmp4TimeExceeded || typ == icmp4ParamProblem
+	case ir.ProtoICMPv6:
+		return typ >= icmp6DestUnreach && typ <= icmp6ParamProblem
+	}
+	return false
+}
+
+// icmpRequests maps each ICMP request type that creates a flow to the type
+// of its reply: only echo, as in the datapath.
+var icmpRequests = map[ir.Proto]map[uint8]uint8{
+	ir.ProtoICMP:   {icmp4EchoRequest: icmp4EchoReply},
+	ir.ProtoICMPv6: {icmp6EchoRequest: icmp6EchoReply},
+}
+
+// icmpRequestOf returns the request type whose reply typ is.
+func icmpRequestOf(proto ir.Proto, typ uint8) (uint8, bool) {
+	for req, rep := range icmpRequests[proto] {
+		if rep == typ {
+			return req, true
+		}
+	}
+	return 0, false
+}
+
+// ICMPReplyType returns the type of the reply to a request that creates a
+// flow (echo request 8 → echo reply 0; ICMPv6 128 → 129), and false for
+// every other type.
+func ICMPReplyType(proto ir.Proto, typ uint8) (uint8, bool) {
+	rep, ok := icmpRequests[proto][typ]
+	return rep, ok
+}

@@ -1,0 +1,401 @@
+package eval
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
+)
+
+// step is one packet of a sequence with its expected verdict.
+type step struct {
+	pkt  Packet
+	want want
+}
+
+func runSeq(t *testing.T, e *Evaluator, ct *Conntrack, steps ...step) {
+	t.Helper()
+	for i, s := range steps {
+		check(t, "step "+string(rune('0'+i)), e.Eval(ct, s.pkt), s.want)
+	}
+}
+
+// webToAPI: web may open tcp/8080 on api; both directions isolated on both
+// sides, so replies pass only through conntrack.
+func webToAPI() *builder {
+	b := fixture()
+	b.policy("web", sel(eq("app", "web")), outAllow(peers(selPeer(eq("app", "api"))), tcp(8080, 8080), icmp(8, -1), udp(53, 53)),
+		inAllow(peers(cidr("203.0.113.0/24"))))
+	b.policy("api", apiSel(), inAllow(peers(selPeer(eq("app", "web"))), tcp(8080, 8080), icmp(8, -1), udp(53, 53)),
+		outAllow(peers(cidr("203.0.113.0/24"))))
+	return b
+}
+
+func TestConntrack(t *testing.T) {
+	s := syn(webIP, 40000, apiIP, 8080)
+	ack := withFlags(s, ir.TCPAck)
+	synack := withFlags(reply(s), ir.TCPSyn|ir.TCPAck)
+	rst := ir.TCPRst | ir.TCPAck
+	fin := ir.TCPFin | ir.TCPAck
+	ping := icmpPkt(ir.ProtoICMP, webIP, apiIP, 8, 0, 77)
+	dns := pkt(ir.ProtoUDP, webIP, 5353, apiIP, 53)
+
+	t.Run("reply without state is denied", func(t *testing.T) {
+		e := webToAPI().eval()
+		check(t, "synack", e.Eval(NewConntrack(), synack), denyDefault)
+		check(t, "stateless", e.Eval(nil, synack), denyDefault)
+	})
+	t.Run("tcp reply and later packets", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		res := e.Eval(ct, s)
+		check(t, "syn", res, allowBy(0))
+		checkPoints(t, "syn", res, allowBy(0), allowBy(2))
+		res = e.Eval(ct, synack)
+		check(t, "synack", res, established)
+		checkPoints(t, "synack", res, established, established)
+		runSeq(t, e, ct, step{ack, established}, step{reply(ack), established})
+		if ct.Len() != 1 {
+			t.Errorf("flows: %v", ct.Flows())
+		}
+	})
+	t.Run("other ports are not the flow", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)},
+			step{withFlags(reply(syn(webIP, 40001, apiIP, 8080)), ir.TCPAck), denyDefault},
+			step{pkt(ir.ProtoUDP, apiIP, 8080, webIP, 40000), denyDefault})
+	})
+	t.Run("denied packet creates nothing", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		bad := syn(webIP, 40000, apiIP, 9999)
+		runSeq(t, e, ct, step{bad, denyDefault}, step{reply(bad), denyDefault})
+		if ct.Len() != 0 {
+			t.Errorf("flows: %v", ct.Flows())
+		}
+	})
+	t.Run("open side: flow from world tracked at one point", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		in := syn("203.0.113.5", 999, webIP, 22)
+		res := e.Eval(ct, in)
+		check(t, "syn", res, allowBy(1))
+		res = e.Eval(ct, reply(in))
+		check(t, "reply", res, established)
+		checkPoints(t, "reply", res, established)
+	})
+	t.Run("rst ends the flow", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{withFlags(reply(s), rst), established}, step{reply(ack), denyDefault})
+		ct = NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{withFlags(s, rst), established}, step{reply(ack), denyDefault})
+	})
+	t.Run("rst creates nothing", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{withFlags(s, rst), allowBy(0)}, step{reply(ack), denyDefault})
+	})
+	t.Run("fin: both sides close, the flow stays until it would expire", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct,
+			step{s, allowBy(0)}, step{synack, established},
+			step{withFlags(s, fin), established},
+			step{reply(ack), established},
+			step{withFlags(reply(s), fin), established},
+			step{ack, established},
+			step{reply(ack), established})
+		if fs := ct.Flows(); len(fs) != 1 || !fs[0].FinOrig || !fs[0].FinReply {
+			t.Errorf("flows: %+v", fs)
+		}
+		runSeq(t, e, ct, step{withFlags(s, rst), established}, step{reply(ack), denyDefault})
+	})
+	t.Run("fin from one side keeps the flow", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{withFlags(s, fin), established},
+			step{reply(ack), established}, step{reply(ack), established}, step{ack, established})
+	})
+	t.Run("udp reply", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{dns, allowBy(0)}, step{reply(dns), established}, step{dns, established})
+	})
+	t.Run("icmp echo reply", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		r := reply(ping)
+		if r.ICMPType != 0 {
+			t.Fatal(r)
+		}
+		check(t, "unsolicited reply", e.Eval(ct, r), denyDefault)
+		runSeq(t, e, ct, step{ping, allowBy(0)}, step{r, established}, step{ping, established})
+		other := r
+		other.ICMPID = 78
+		check(t, "reply with another id", e.Eval(ct, other), denyDefault)
+		back := ping // a request in the reply direction is not a reply
+		back.Src, back.Dst = back.Dst, back.Src
+		check(t, "request back", e.Eval(ct, back), denyDefault)
+	})
+	t.Run("icmpv6 echo reply", func(t *testing.T) {
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil, icmp6(128, 0)), outDeny(nil))
+		e := b.eval()
+		ct := NewConntrack()
+		p := icmpPkt(ir.ProtoICMPv6, webIP6, apiIP6, 128, 0, 5)
+		runSeq(t, e, ct, step{p, allowBy(0)}, step{reply(p), established})
+	})
+	t.Run("non-request icmp creates nothing", func(t *testing.T) {
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil, icmp(-1, -1)), outDeny(nil))
+		e := b.eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{icmpPkt(ir.ProtoICMP, webIP, apiIP, 9, 0, 5), allowBy(0)})
+		if ct.Len() != 0 {
+			t.Errorf("flows: %v", ct.Flows())
+		}
+	})
+	t.Run("a protocol without ports is tracked by addresses", func(t *testing.T) {
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil), outDeny(nil))
+		e := b.eval()
+		ct := NewConntrack()
+		gre := pkt(47, webIP, 0, apiIP, 0)
+		runSeq(t, e, ct, step{reply(gre), denyBy(1)}, step{gre, allowBy(0)}, step{reply(gre), established})
+		check(t, "another protocol", e.Eval(ct, pkt(50, apiIP, 0, webIP, 0)), denyBy(1))
+	})
+	t.Run("icmp timestamp creates nothing", func(t *testing.T) {
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil), outDeny(nil))
+		e := b.eval()
+		ct := NewConntrack()
+		ts := icmpPkt(ir.ProtoICMP, webIP, apiIP, 13, 0, 5)
+		runSeq(t, e, ct, step{ts, allowBy(0)})
+		ts.Src, ts.Dst, ts.ICMPType = ts.Dst, ts.Src, 14
+		runSeq(t, e, ct, step{ts, denyBy(1)})
+	})
+	t.Run("established skips a deny", func(t *testing.T) {
+		// A flow allowed before a deny applies keeps going in the same
+		// generation: policy is not consulted for tracked flows.
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil, tcp(8080, 8080)), outDeny(peers(selPeer(eq("app", "web")))))
+		e := b.eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{synack, established})
+	})
+}
+
+func TestGeneration(t *testing.T) {
+	s := syn(webIP, 40000, apiIP, 8080)
+	synack := withFlags(reply(s), ir.TCPSyn|ir.TCPAck)
+	ack := withFlags(s, ir.TCPAck)
+
+	t.Run("still allowed: re-admitted by the rule, then established", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)})
+		e2 := webToAPI().eval().WithGeneration(1)
+		res := e2.Eval(ct, synack)
+		// The reply asks, at each point, about the flow's first packet:
+		// api's ingress (rule 2), web's egress (rule 0).
+		check(t, "reply after apply", res, allowBy(2))
+		checkPoints(t, "reply after apply", res, allowBy(2), allowBy(0))
+		runSeq(t, e2, ct, step{ack, established}, step{synack, established})
+		if fs := ct.Flows(); len(fs) != 1 || fs[0].Generation != 1 {
+			t.Errorf("flows: %v", fs)
+		}
+	})
+	t.Run("no longer allowed", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{synack, established})
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil, tcp(9090, 9090)))
+		e2 := b.eval().WithGeneration(1)
+		res := e2.Eval(ct, synack)
+		check(t, "reply after apply", res, denyDefault)
+		checkPoints(t, "reply after apply", res, denyDefault, allowDefault)
+		// The flow is forgotten: the next packet is new, for either policy.
+		if ct.Len() != 0 {
+			t.Errorf("flows: %v", ct.Flows())
+		}
+		check(t, "ack after apply", e2.Eval(ct, ack), denyDefault)
+		check(t, "old generation", e.Eval(ct, ack), allowBy(0))
+	})
+	t.Run("newly denied by a deny rule", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)})
+		b := webToAPI()
+		b.policy("block", apiSel(), inDeny(peers(selPeer(eq("app", "web")))))
+		check(t, "reply after apply", b.eval().WithGeneration(2).Eval(ct, synack), denyBy(4))
+	})
+	t.Run("related needs the current generation", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{s, allowBy(0)})
+		errPkt := icmpError(ir.ProtoICMP, apiIP, webIP, 3, s)
+		check(t, "same generation", e.Eval(ct, errPkt), related)
+		check(t, "other generation", e.WithGeneration(1).Eval(ct, errPkt), denyDefault)
+	})
+}
+
+// icmpError is an ICMP error from src to dst about orig.
+func icmpError(proto ir.Proto, src, dst string, typ uint8, orig Packet) Packet {
+	p := icmpPkt(proto, src, dst, typ, 0, 0)
+	p.Embedded = &Embedded{Proto: orig.Proto, Src: orig.Src, Dst: orig.Dst, SPort: orig.SPort, DPort: orig.DPort,
+		ICMPType: orig.ICMPType, ICMPID: orig.ICMPID}
+	return p
+}
+
+func TestRelated(t *testing.T) {
+	s := syn(webIP, 40000, apiIP, 8080)
+	router := "203.0.113.1" // web and api accept 203.0.113.0/24 on one side only
+	cases := []struct {
+		name string
+		pkt  Packet
+		want want
+	}{
+		{"unreachable back to the source, from the destination", icmpError(ir.ProtoICMP, apiIP, webIP, 3, s), related},
+		{"time exceeded from a router", icmpError(ir.ProtoICMP, "8.8.4.4", webIP, 11, s), related},
+		{"parameter problem", icmpError(ir.ProtoICMP, "8.8.4.4", webIP, 12, s), related},
+		{"about the reply direction, to the responder", icmpError(ir.ProtoICMP, webIP, apiIP, 3, reply(s)), related},
+		{"travelling with the flow, not back to its sender: policy decides", icmpError(ir.ProtoICMP, webIP, apiIP, 3, s), denyDefault},
+		{"unrelated flow: policy decides", icmpError(ir.ProtoICMP, apiIP, webIP, 3, syn(webIP, 40001, apiIP, 8080)), denyDefault},
+		{"not an error type: policy decides", func() Packet {
+			p := icmpError(ir.ProtoICMP, apiIP, webIP, 3, s)
+			p.ICMPType = 5 // redirect
+			return p
+		}(), denyDefault},
+		{"error without embedded packet: policy decides", icmpPkt(ir.ProtoICMP, apiIP, webIP, 3, 0, 0), denyDefault},
+		{"router allowed by policy", icmpError(ir.ProtoICMP, router, webIP, 3, syn(webIP, 1, apiIP, 1)), allowBy(1)},
+		{"about the echo", icmpError(ir.ProtoICMP, "8.8.4.4", webIP, 11, icmpPkt(ir.ProtoICMP, webIP, apiIP, 8, 0, 77)), related},
+		{"about another echo id", icmpError(ir.ProtoICMP, "8.8.4.4", webIP, 11, icmpPkt(ir.ProtoICMP, webIP, apiIP, 8, 0, 78)), denyDefault},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := webToAPI().eval()
+			ct := NewConntrack()
+			runSeq(t, e, ct, step{s, allowBy(0)}, step{icmpPkt(ir.ProtoICMP, webIP, apiIP, 8, 0, 77), allowBy(0)})
+			check(t, "error", e.Eval(ct, tc.pkt), tc.want)
+			if ct.Len() != 2 {
+				t.Errorf("an error changed the flows: %v", ct.Flows())
+			}
+		})
+	}
+	t.Run("icmpv6 packet too big", func(t *testing.T) {
+		b := fixture()
+		b.policy("web", sel(eq("app", "web")), outAllow(nil, tcp(443, 443)), inDeny(nil))
+		e := b.eval()
+		ct := NewConntrack()
+		s6 := syn(webIP6, 1000, world6, 443)
+		runSeq(t, e, ct, step{s6, allowBy(0)},
+			step{icmpError(ir.ProtoICMPv6, "2001:db8::fe", webIP6, 2, s6), related},
+			step{icmpError(ir.ProtoICMPv6, "2001:db8::fe", webIP6, 2, syn(webIP6, 1001, world6, 443)), denyBy(1)},
+			// An ICMPv6 error with an IPv4 packet inside is not related.
+			step{icmpError(ir.ProtoICMPv6, "2001:db8::fe", webIP6, 2, syn(webIP, 1000, worldIP, 443)), denyBy(1)})
+	})
+}
+
+func TestOddPackets(t *testing.T) {
+	b := fixture()
+	b.policy("api", apiSel(), inAllow(nil, tcp(8080, 8080)))
+	b.p.Prefilter = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")}
+	e := b.eval()
+
+	check(t, "non-IP", e.Eval(nil, Packet{NonIP: true}), want{dsl.VerdictAllow, ir.RuleNonIP})
+
+	mal := syn(webIP, 1, apiIP, 8080)
+	mal.Malformed = true
+	res := e.Eval(nil, mal)
+	check(t, "malformed", res, want{dsl.VerdictDeny, ir.RuleMalformed})
+	checkPoints(t, "malformed", res, want{dsl.VerdictDeny, ir.RuleMalformed}, want{dsl.VerdictDeny, ir.RuleMalformed})
+	mal = syn(worldIP, 1, "1.1.1.1", 80)
+	mal.Malformed = true
+	check(t, "malformed, no point", e.Eval(nil, mal), want{dsl.VerdictDeny, ir.RuleMalformed})
+	check(t, "mixed families", e.Eval(nil, syn(webIP, 1, apiIP6, 8080)), want{dsl.VerdictDeny, ir.RuleMalformed})
+	check(t, "no addresses", e.Eval(nil, Packet{Proto: ir.ProtoTCP}), want{dsl.VerdictDeny, ir.RuleMalformed})
+
+	bad := syn("198.51.100.7", 1, apiIP, 8080)
+	check(t, "prefiltered source, not from uplink", e.Eval(nil, bad), allowBy(0))
+	bad.FromUplink = true
+	check(t, "prefiltered source from uplink", e.Eval(nil, bad), want{dsl.VerdictDeny, ir.RulePrefilter})
+	bad6 := syn("2001:db8:bad::1", 1, apiIP6, 8080)
+	bad6.FromUplink = true
+	check(t, "prefiltered v6", e.Eval(nil, bad6), want{dsl.VerdictDeny, ir.RulePrefilter})
+	good := syn("198.51.101.7", 1, apiIP, 8080)
+	good.FromUplink = true
+	check(t, "other source from uplink", e.Eval(nil, good), allowBy(0))
+	// From an uplink, a local source address is not observed at its egress.
+	spoof := syn(webIP, 1, apiIP, 8080)
+	spoof.FromUplink = true
+	checkPoints(t, "from uplink", e.Eval(nil, spoof), allowBy(0))
+
+	if !EvalPrefilter(b.p, netip.MustParseAddr("198.51.100.255")) || EvalPrefilter(b.p, netip.MustParseAddr("198.51.99.1")) {
+		t.Error("EvalPrefilter")
+	}
+}
+
+func TestFragments(t *testing.T) {
+	first := syn(webIP, 40000, apiIP, 8080)
+	first.Frag = &Fragment{ID: 7, Offset: 0, More: true}
+	later := pkt(ir.ProtoTCP, webIP, 0, apiIP, 0)
+	later.Frag = &Fragment{ID: 7, Offset: 1480, More: false}
+	otherID := later
+	otherID.Frag = &Fragment{ID: 8, Offset: 1480}
+	fragDeny := want{dsl.VerdictDeny, ir.RuleFragment}
+
+	t.Run("later fragment follows the allowed first", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		runSeq(t, e, ct, step{first, allowBy(0)})
+		res := e.Eval(ct, later)
+		check(t, "later", res, allowBy(0))
+		checkPoints(t, "later", res, allowBy(0), allowBy(2))
+		check(t, "other id", e.Eval(ct, otherID), fragDeny)
+		checkPoints(t, "other id", e.Eval(ct, otherID), fragDeny, fragDeny)
+		check(t, "stateless", e.Eval(nil, later), fragDeny)
+		check(t, "other generation", e.WithGeneration(1).Eval(ct, later), fragDeny)
+	})
+	t.Run("later fragment of a denied first", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		f := first
+		f.DPort = 9999
+		runSeq(t, e, ct, step{f, denyDefault})
+		res := e.Eval(ct, later)
+		check(t, "later", res, denyDefault)
+		checkPoints(t, "later", res, denyDefault, denyDefault)
+	})
+	t.Run("unknown fragment passes where not isolated", func(t *testing.T) {
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(nil))
+		e := b.eval()
+		res := e.Eval(NewConntrack(), later)
+		check(t, "later", res, fragDeny)
+		checkPoints(t, "later", res, allowDefault, fragDeny)
+		check(t, "to an open subject", e.Eval(nil, pkt(ir.ProtoUDP, apiIP, 0, webIP, 0)), allowDefault)
+		open := pkt(ir.ProtoUDP, apiIP, 0, webIP, 0)
+		open.Frag = &Fragment{ID: 1, Offset: 8}
+		check(t, "fragment to an open subject", e.Eval(nil, open), allowDefault)
+	})
+	t.Run("first fragment of an established flow", func(t *testing.T) {
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		s := syn(webIP, 40000, apiIP, 8080)
+		r := withFlags(reply(s), ir.TCPAck)
+		r.Frag = &Fragment{ID: 9, More: true}
+		l := pkt(ir.ProtoTCP, apiIP, 0, webIP, 0)
+		l.Frag = &Fragment{ID: 9, Offset: 8}
+		runSeq(t, e, ct, step{s, allowBy(0)}, step{r, established}, step{l, established})
+	})
+	t.Run("atomic fragment is a whole packet", func(t *testing.T) {
+		e := webToAPI().eval()
+		p := first
+		p.Frag = &Fragment{ID: 3}
+		check(t, "atomic", e.Eval(nil, p), allowBy(0))
+	})
+}
