@@ -9,7 +9,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 # package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
-FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML
+FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML compiler:FuzzCompile
 
 .PHONY: all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
 
