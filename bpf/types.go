@@ -39,6 +39,25 @@ const (
 	IPCacheEgressRanges    uint32 = 1 << 4 // policy_ranges has egress entries for it
 )
 
+// Probe hints in IPCacheValue.Flags, read by the datapath only when
+// ConstPolicyHints is 1 (a promise by the compiler that it sets them for
+// every subject). A hint says the subject has policy or policy_ranges
+// entries of that class in that direction; the policy program skips the
+// lookups of classes without a hint. Without ConstPolicyHints every class
+// is probed, so the hints are an optimisation, never a meaning.
+//
+// Shift the Hint* bits by IPCacheIngressHintShift or
+// IPCacheEgressHintShift: flags |= HintAnyPort << IPCacheIngressHintShift.
+const (
+	HintAnyRemote uint32 = 1 << 0 // entries with Remote = IdentityAny
+	HintWorld     uint32 = 1 << 1 // entries with Remote = IdentityWorld
+	HintAnyPort   uint32 = 1 << 2 // entries with PolicyAnyPort and a protocol
+	HintAnyProto  uint32 = 1 << 3 // entries with protocol 0
+
+	IPCacheIngressHintShift = 5
+	IPCacheEgressHintShift  = 9
+)
+
 // LPMKey4 keys the IPv4 LPM tries (ipcache4_lpm, prefilter4).
 type LPMKey4 struct {
 	Prefixlen uint32
@@ -103,3 +122,199 @@ type PolicyRangeKey struct {
 
 // PolicyRangeKeyFixedBits is the number of key bits before the port.
 const PolicyRangeKeyFixedBits = 80
+
+// Names of the programs in the object.
+const (
+	// ProgEndpointEgress is the tc entry program for traffic from an
+	// endpoint (attach at the host side's ingress of its veth).
+	ProgEndpointEgress = "tc_endpoint_egress"
+	// ProgEndpointIngress is the tc entry program for traffic to an
+	// endpoint (attach at the host side's egress of its veth).
+	ProgEndpointIngress = "tc_endpoint_ingress"
+	ProgPolicy4         = "tc_policy4"  // tail call: policy decision, IPv4
+	ProgPolicy6         = "tc_policy6"  // tail call: policy decision, IPv6
+	ProgEpilogue        = "tc_epilogue" // tail call: conntrack, counters, events
+	ProgPrefilter       = "xdp_prefilter"
+)
+
+// Names of the maps in the object.
+const (
+	MapIPCache4     = "ipcache4"      // HASH [4]byte → IPCacheValue
+	MapIPCache6     = "ipcache6"      // HASH [16]byte → IPCacheValue
+	MapIPCache4LPM  = "ipcache4_lpm"  // LPM_TRIE LPMKey4 → IPCacheValue
+	MapIPCache6LPM  = "ipcache6_lpm"  // LPM_TRIE LPMKey6 → IPCacheValue
+	MapPolicy       = "policy"        // HASH PolicyKey → PolicyValue
+	MapPolicyRanges = "policy_ranges" // LPM_TRIE PolicyRangeKey → PolicyValue
+	MapConntrack    = "conntrack"     // LRU_HASH CTKey → CTValue
+	MapFrags        = "frags"         // LRU_HASH FragKey → FragValue
+	MapCounters     = "counters"      // PERCPU_ARRAY uint32 (rule id) → Counter
+	MapEvents       = "events"        // RINGBUF of Event
+	MapPrefilter4   = "prefilter4"    // LPM_TRIE LPMKey4 → uint32 (reserved, write 1)
+	MapPrefilter6   = "prefilter6"    // LPM_TRIE LPMKey6 → uint32 (reserved, write 1)
+	MapTailCalls    = "tailcalls"     // PROG_ARRAY, slots from Const*Slot*
+	MapScratch      = "scratch"       // PERCPU_ARRAY, per-packet state between tail calls
+)
+
+// Tail-call slots: how many MapTailCalls has, and where the programs go
+// when the Const*Slot* constants are left at their defaults.
+const (
+	TailCallSlots       = 8
+	DefaultSlotPolicy4  = 0
+	DefaultSlotPolicy6  = 1
+	DefaultSlotEpilogue = 2
+)
+
+// Load-time constants (volatile const __u32 in bpf/common.h). Every one is
+// a uint32; set them with CollectionSpec.Variables[name].Set(uint32(v)).
+// Defaults turn every feature on, so an unset switch costs speed, never
+// correctness.
+const (
+	ConstGeneration        = "cfg_generation"          // policy generation stamped into conntrack (default 0)
+	ConstHasIPv4           = "cfg_has_ipv4"            // 0: no IPv4 endpoint; IPv4 passes without lookups (default 1)
+	ConstHasIPv6           = "cfg_has_ipv6"            // 0: no IPv6 endpoint; IPv6 passes without lookups (default 1)
+	ConstHasPrefixes4      = "cfg_has_prefixes4"       // ipcache4_lpm is consulted on a hash miss (default 1)
+	ConstHasPrefixes6      = "cfg_has_prefixes6"       // ipcache6_lpm is consulted on a hash miss (default 1)
+	ConstHasRanges         = "cfg_has_ranges"          // policy_ranges is consulted for subjects with *Ranges (default 1)
+	ConstEventsAllow       = "cfg_events_allow"        // 1: emit events for allowed packets too (default 0)
+	ConstPolicyHints       = "cfg_policy_hints"        // 1: ipcache flags carry Hint* bits; absent classes are not probed (default 0)
+	ConstSlotPolicy4       = "cfg_slot_policy4"        // tailcalls slot of tc_policy4 (default 0)
+	ConstSlotPolicy6       = "cfg_slot_policy6"        // tailcalls slot of tc_policy6 (default 1)
+	ConstSlotEpilogue      = "cfg_slot_epilogue"       // tailcalls slot of tc_epilogue (default 2)
+	ConstCTLifetimeTCP     = "cfg_ct_lifetime_tcp"     // seconds an open TCP flow lives idle (default 21600)
+	ConstCTLifetimeClosing = "cfg_ct_lifetime_closing" // seconds a TCP flow lives after FIN (default 10)
+	ConstCTLifetimeOther   = "cfg_ct_lifetime_other"   // seconds a UDP/SCTP/ICMP/other flow lives idle (default 60)
+	ConstFragLifetime      = "cfg_frag_lifetime"       // seconds a first fragment's verdict is kept (default 30)
+)
+
+// Directions (from the endpoint's point of view), as in CTKey.Dir and
+// Event.Dir. DirEgress equals PolicyEgress.
+const (
+	DirIngress uint8 = 0
+	DirEgress  uint8 = 1
+)
+
+// Families in CTKey, FragKey and Event.
+const (
+	FamilyIPv4 uint8 = 4
+	FamilyIPv6 uint8 = 6
+)
+
+// CTKey keys the conntrack map: a packet's tuple as seen at one endpoint in
+// one direction. An entry is created by the first allowed packet of a flow;
+// a later packet matches it with the same key, a reply with the reversed
+// tuple and the opposite direction (the same endpoint's other hook).
+//
+// IPv4 addresses fill the first 4 bytes of each address, the rest zero.
+// Ports are in host byte order; for ICMP echo, a request has Sport = id and
+// Dport = 0, a reply Sport = 0 and Dport = id; other ICMP messages are not
+// tracked.
+type CTKey struct {
+	Saddr  [16]byte
+	Daddr  [16]byte
+	Sport  uint16
+	Dport  uint16
+	Proto  uint8
+	Family uint8 // FamilyIPv4 or FamilyIPv6
+	Dir    uint8 // DirIngress or DirEgress of the packet that created it
+	Pad    uint8
+}
+
+// CTValue is a tracked, allowed flow. Expires is in CLOCK_MONOTONIC
+// nanoseconds (the datapath reads bpf_ktime_get_coarse_ns, the same clock
+// at tick resolution); an entry at or past it is a miss. An
+// entry whose Generation differs from the loaded ConstGeneration is
+// checked against policy again by its next packet (refreshed on allow,
+// deleted on deny).
+type CTValue struct {
+	Expires    uint64
+	Packets    uint64 // both directions
+	Bytes      uint64
+	Rule       uint32 // the rule that allowed the flow
+	Generation uint32
+	State      uint8 // CTOpen or CTClosing
+	Pad        [7]uint8
+}
+
+// CTValue states.
+const (
+	CTOpen    uint8 = 1 // normal lifetime
+	CTClosing uint8 = 2 // FIN seen: ConstCTLifetimeClosing
+)
+
+// FragKey keys the frags map: one fragmented datagram at one endpoint in
+// one direction.
+type FragKey struct {
+	Saddr  [16]byte
+	Daddr  [16]byte
+	ID     uint32 // IPv4 identification or IPv6 fragment id
+	Proto  uint8
+	Family uint8
+	Dir    uint8
+	Pad    uint8
+}
+
+// FragValue is the verdict of a datagram's first fragment, which its later
+// fragments follow.
+type FragValue struct {
+	Expires uint64
+	Rule    uint32
+	Verdict uint8
+	Pad     [3]uint8
+}
+
+// Counter is one CPU's count for a rule id in the counters map (index =
+// rule id; the compiler sizes the map to the highest rule id + 1).
+type Counter struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// Event is a record of the events ring buffer: every dropped packet, and
+// allowed ones when ConstEventsAllow is 1. For ICMP/ICMPv6, Sport is 0 and
+// Dport is type<<8|code. Subject and Remote are 0 when the packet was
+// decided before they were looked up: Subject for non-IP and malformed
+// packets, Remote also for packets of non-local subjects and packets
+// decided by conntrack (established, related) or by a fragment's verdict.
+type Event struct {
+	Rule    uint32
+	Verdict uint8
+	Dir     uint8
+	Family  uint8
+	Proto   uint8
+	Saddr   [16]byte
+	Daddr   [16]byte
+	Sport   uint16
+	Dport   uint16
+	Subject uint32
+	Remote  uint32
+	Len     uint32
+}
+
+// PacketState is the value of the scratch map: the state the tc programs
+// pass between tail calls, one per CPU. It is internal to the datapath —
+// nothing outside bpf/ reads or writes it — and is here so that every map
+// value has a Go type checked against the object.
+type PacketState struct {
+	Tuple        CTKey // the packet as observed (Dir = the hook's direction)
+	Flow         CTKey // the conntrack key to create or refresh on allow
+	Inner        CTKey // ICMP error: the quoted packet's tuple
+	Subject      uint32
+	SubjectFlags uint32
+	Remote       uint32
+	RemoteFlags  uint32
+	Rule         uint32
+	Len          uint32
+	FragID       uint32
+	PolicyPort   uint16
+	EvSport      uint16
+	EvDport      uint16
+	Verdict      uint8
+	PolDir       uint8
+	Kind         uint8
+	TCPFlags     uint8
+	Frag         uint8
+	Track        uint8
+	HasInner     uint8
+	Untracked    uint8
+	Pad          [6]uint8
+}

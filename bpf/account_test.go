@@ -1,0 +1,138 @@
+package bpf
+
+import (
+	"testing"
+)
+
+// TestCountersAndEvents: every verdict is counted under its rule id; drops
+// always produce an event, allows only with ConstEventsAllow.
+func TestCountersAndEvents(t *testing.T) {
+	c := testConsts()
+	c[ConstEventsAllow] = 0
+	d := loadDatapath(t, c, nil)
+	setupWorld(d)
+	in := ProgEndpointIngress
+
+	allowed := tcp(epB.v4, epA.v4, 40000, 80, tcpSYN).bytes()
+	for i := 0; i < 3; i++ {
+		if act := d.run(in, allowed); act != actOK {
+			t.Fatalf("allowed packet: %d", act)
+		}
+	}
+	d.noEvent()
+	if got := d.counter(16); got.Packets != 1 || got.Bytes != uint64(len(allowed)) {
+		t.Errorf("rule 16 counter %+v", got)
+	}
+	if got := d.counter(RuleEstablishedID); got.Packets != 2 || got.Bytes != 2*uint64(len(allowed)) {
+		t.Errorf("established counter %+v", got)
+	}
+
+	denied := tcp(epB.v6, epA.v6, 40001, 81, tcpSYN)
+	if act := d.run(in, denied.bytes()); act != actShot {
+		t.Fatalf("denied packet: %d", act)
+	}
+	e := d.event()
+	want := Event{
+		Rule: RuleDefaultDenyID, Verdict: VerdictDeny, Dir: DirIngress, Family: FamilyIPv6, Proto: 6,
+		Saddr: denied.src.As16(), Daddr: denied.dst.As16(), Sport: 40001, Dport: 81,
+		Subject: idA, Remote: idB, Len: uint32(len(denied.bytes())),
+	}
+	if e != want {
+		t.Errorf("event\n got %+v\nwant %+v", e, want)
+	}
+	if got := d.counter(RuleDefaultDenyID); got.Packets != 1 {
+		t.Errorf("default deny counter %+v", got)
+	}
+
+	// ICMP events carry type<<8|code as the destination port
+	if act := d.run(in, icmp(world.v4, epA.v4, 13, 0, 1).bytes()); act != actShot {
+		t.Fatalf("icmp timestamp: %d", act)
+	}
+	if e := d.event(); e.Dport != 13<<8 || e.Sport != 0 || e.Proto != 1 || e.Remote != IdentityWorld || e.Family != FamilyIPv4 {
+		t.Errorf("icmp event %+v", e)
+	}
+
+	// malformed and non-IP
+	bad := tcp(epB.v4, epA.v4, 1, 80, tcpSYN).bytes()
+	bad[14] = 0x44
+	d.run(in, bad)
+	if e := d.event(); e.Rule != RuleMalformedID || e.Verdict != VerdictDeny || e.Subject != 0 {
+		t.Errorf("malformed event %+v", e)
+	}
+	arp := tcp(epB.v4, epA.v4, 1, 80, tcpSYN)
+	arp.etherType = 0x0806
+	d.run(in, arp.bytes())
+	d.noEvent()
+	if got := d.counter(RuleMalformedID); got.Packets != 1 {
+		t.Errorf("malformed counter %+v", got)
+	}
+	if got := d.counter(RuleNonIPID); got.Packets != 1 {
+		t.Errorf("non-IP counter %+v", got)
+	}
+}
+
+// TestEmptySlots: with a policy slot empty the subject's default decides;
+// with the epilogue slot empty verdicts hold but no conntrack is recorded.
+func TestEmptySlots(t *testing.T) {
+	in := ProgEndpointIngress
+	t.Run("policy", func(t *testing.T) {
+		d := loadDatapath(t, testConsts(), nil)
+		setupWorld(d)
+		if err := d.coll.Maps[MapTailCalls].Delete(uint32(DefaultSlotPolicy4)); err != nil {
+			t.Fatal(err)
+		}
+		d.expect("isolated subject", in, tcp(epB.v4, epA.v4, 1, 80, tcpSYN), actShot, RuleDefaultDenyID)
+		d.expect("open subject", in, tcp(epA.v4, epB.v4, 1, 80, tcpSYN), actOK, RuleDefaultAllowID)
+		d.expect("v6 unaffected", in, tcp(epB.v6, epA.v6, 1, 80, tcpSYN), actOK, 16)
+	})
+	t.Run("epilogue", func(t *testing.T) {
+		d := loadDatapath(t, testConsts(), nil)
+		setupWorld(d)
+		if err := d.coll.Maps[MapTailCalls].Delete(uint32(DefaultSlotEpilogue)); err != nil {
+			t.Fatal(err)
+		}
+		p := tcp(epB.v4, epA.v4, 1, 80, tcpSYN)
+		d.expect("allowed", in, p, actOK, 16)
+		d.expect("again: no conntrack", in, p, actOK, 16)
+		d.expect("denied", in, tcp(epB.v4, epA.v4, 1, 81, tcpSYN), actShot, RuleDefaultDenyID)
+		if n := len(d.ctEntries()); n != 0 {
+			t.Errorf("%d conntrack entries", n)
+		}
+		if got := d.counter(16); got.Packets != 2 {
+			t.Errorf("rule 16 counted %d", got.Packets)
+		}
+	})
+	t.Run("custom layout", func(t *testing.T) {
+		c := testConsts()
+		c[ConstSlotPolicy4], c[ConstSlotPolicy6], c[ConstSlotEpilogue] = 7, 3, 5
+		d := loadDatapath(t, c, nil)
+		setupWorld(d)
+		d.expect("v4", in, tcp(epB.v4, epA.v4, 1, 80, tcpSYN), actOK, 16)
+		d.expect("v6", in, tcp(epB.v6, epA.v6, 1, 80, tcpSYN), actOK, 16)
+		d.expect("v6 established", in, tcp(epB.v6, epA.v6, 1, 80, tcpACK), actOK, RuleEstablishedID)
+	})
+}
+
+// TestVerifierVariants loads the object with each feature switch flipped:
+// the verifier must accept every combination the compiler may emit.
+func TestVerifierVariants(t *testing.T) {
+	variants := []map[string]uint32{
+		{},
+		{ConstHasIPv4: 0},
+		{ConstHasIPv6: 0},
+		{ConstHasPrefixes4: 0, ConstHasPrefixes6: 0, ConstHasRanges: 0},
+		{ConstEventsAllow: 1},
+		{ConstHasIPv4: 0, ConstHasIPv6: 0, ConstEventsAllow: 1, ConstHasRanges: 0},
+	}
+	for _, v := range variants {
+		d := loadDatapath(t, v, nil)
+		if len(d.coll.Programs) != 6 {
+			t.Errorf("%v: %d programs", v, len(d.coll.Programs))
+		}
+	}
+	// features off really switch lookups off
+	d := loadDatapath(t, map[string]uint32{ConstHasPrefixes4: 0, ConstHasIPv6: 0, ConstEventsAllow: 1}, nil)
+	setupWorld(d)
+	d.expect("no v4 prefixes: CIDR identity unknown → world", ProgEndpointIngress, tcp(net1.v4, epA.v4, 1, 8085, tcpSYN), actOK, 23)
+	d.expect("no IPv6: passes", ProgEndpointIngress, tcp(epB.v6, epA.v6, 1, 81, tcpSYN), actOK, RuleDefaultAllowID)
+}

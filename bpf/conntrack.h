@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * conntrack.h — flow state: lookup of established flows and their replies,
+ * related ICMP errors, creation on allow, and the first-fragment verdicts
+ * that later fragments follow.
+ */
+#ifndef POLC_CONNTRACK_H
+#define POLC_CONNTRACK_H
+
+#include "common.h"
+#include "maps.h"
+
+#define POLC_NSEC 1000000000ull
+
+enum polc_ct {
+	POLC_CT_MISS = 0,
+	POLC_CT_HIT,     /* established or reply, current generation: pass */
+	POLC_CT_RECHECK, /* entry of another generation: st->flow/pol_dir set for policy */
+};
+
+static __always_inline __u64 polc_ct_lifetime(__u8 proto)
+{
+	if (proto == POLC_PROTO_TCP)
+		return (__u64)cfg_ct_lifetime_tcp * POLC_NSEC;
+	return (__u64)cfg_ct_lifetime_other * POLC_NSEC;
+}
+
+static __always_inline void polc_ct_reverse(struct ct_key *dst, const struct ct_key *src)
+{
+	__builtin_memcpy(dst->saddr, src->daddr, 16);
+	__builtin_memcpy(dst->daddr, src->saddr, 16);
+	dst->sport = src->dport;
+	dst->dport = src->sport;
+	dst->proto = src->proto;
+	dst->family = src->family;
+	dst->dir = src->dir ^ 1;
+	dst->pad = 0;
+}
+
+/*
+ * polc_ct_refresh accounts a packet of a live flow and moves its expiry:
+ * RST ends the flow at once (the RST itself passes), FIN shortens it to
+ * cfg_ct_lifetime_closing; other packets extend an open flow (written at
+ * most once a second, to keep the cache line quiet).
+ */
+static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_value *v,
+					    const struct pkt_state *st, __u64 now)
+{
+	__u64 life;
+
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, st->len);
+	if (key->proto == POLC_PROTO_TCP) {
+		if (st->tcp_flags & POLC_TCP_RST) {
+			bpf_map_delete_elem(&conntrack, key);
+			return;
+		}
+		if (st->tcp_flags & POLC_TCP_FIN) {
+			if (v->state != POLC_CT_CLOSING) {
+				v->state = POLC_CT_CLOSING;
+				v->expires = now + (__u64)cfg_ct_lifetime_closing * POLC_NSEC;
+			}
+			return;
+		}
+	}
+	if (v->state == POLC_CT_CLOSING)
+		return;
+	life = polc_ct_lifetime(key->proto);
+	if (v->expires < now + life - POLC_NSEC)
+		v->expires = now + life;
+}
+
+/*
+ * polc_ct_lookup looks for the packet's flow (same tuple, same direction)
+ * and then for the flow it replies to (reversed tuple, opposite direction,
+ * i.e. the same endpoint). A stale-generation hit asks for a policy
+ * recheck of the original flow: same subject and remote, the original
+ * direction and destination port.
+ */
+static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
+{
+	struct ct_key rev;
+	struct ct_value *v;
+
+	v = bpf_map_lookup_elem(&conntrack, &st->tuple);
+	if (v && v->expires > now) {
+		if (v->generation == cfg_generation) {
+			polc_ct_refresh(&st->tuple, v, st, now);
+			return POLC_CT_HIT;
+		}
+		st->flow = st->tuple;
+		return POLC_CT_RECHECK;
+	}
+	polc_ct_reverse(&rev, &st->tuple);
+	v = bpf_map_lookup_elem(&conntrack, &rev);
+	if (v && v->expires > now) {
+		if (v->generation == cfg_generation) {
+			polc_ct_refresh(&rev, v, st, now);
+			return POLC_CT_HIT;
+		}
+		st->flow = rev;
+		st->pol_dir = rev.dir;
+		if (rev.proto == POLC_PROTO_ICMP || rev.proto == POLC_PROTO_ICMPV6)
+			/* the original was an echo request */
+			st->policy_port = (rev.family == POLC_FAMILY_IPV4 ? 8 : 128) << 8;
+		else
+			st->policy_port = rev.dport;
+		return POLC_CT_RECHECK;
+	}
+	return POLC_CT_MISS;
+}
+
+static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
+{
+	struct ct_value *v = bpf_map_lookup_elem(&conntrack, key);
+
+	return v && v->expires > now && v->generation == cfg_generation;
+}
+
+/*
+ * polc_ct_related: is this ICMP error about a live flow at this endpoint?
+ * The quoted packet went the other way, so it is either a flow created in
+ * the opposite direction (quoted as sent) or a reply to a flow created in
+ * this direction (quoted reversed).
+ */
+static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
+{
+	struct ct_key k = st->inner;
+
+	k.dir = st->tuple.dir ^ 1;
+	k.pad = 0;
+	if (polc_ct_live(&k, now))
+		return 1;
+	polc_ct_reverse(&k, &st->inner);
+	k.dir = st->tuple.dir;
+	return polc_ct_live(&k, now);
+}
+
+/*
+ * polc_ct_commit records the decision: an allowed new flow gets an entry,
+ * a rechecked flow is refreshed (allow) or forgotten (deny).
+ */
+static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
+{
+	if (st->kind == POLC_KIND_RECHECK) {
+		if (st->verdict != POLC_VERDICT_ALLOW) {
+			bpf_map_delete_elem(&conntrack, &st->flow);
+			return;
+		}
+		struct ct_value *v = bpf_map_lookup_elem(&conntrack, &st->flow);
+		if (v) {
+			v->generation = cfg_generation;
+			v->rule = st->rule;
+			polc_ct_refresh(&st->flow, v, st, now);
+		}
+		return;
+	}
+	if (st->verdict != POLC_VERDICT_ALLOW || !st->track)
+		return;
+	if (st->tuple.proto == POLC_PROTO_TCP && (st->tcp_flags & POLC_TCP_RST))
+		return;
+	struct ct_value nv = {
+		.expires = now + polc_ct_lifetime(st->tuple.proto),
+		.packets = 1,
+		.bytes = st->len,
+		.rule = st->rule,
+		.generation = cfg_generation,
+		.state = POLC_CT_OPEN,
+	};
+	if (st->tuple.proto == POLC_PROTO_TCP && (st->tcp_flags & POLC_TCP_FIN)) {
+		nv.state = POLC_CT_CLOSING;
+		nv.expires = now + (__u64)cfg_ct_lifetime_closing * POLC_NSEC;
+	}
+	bpf_map_update_elem(&conntrack, &st->tuple, &nv, BPF_ANY);
+}
+
+static __always_inline void polc_frag_key(struct frag_key *k, const struct pkt_state *st)
+{
+	__builtin_memcpy(k->saddr, st->tuple.saddr, 16);
+	__builtin_memcpy(k->daddr, st->tuple.daddr, 16);
+	k->id = st->frag_id;
+	k->proto = st->tuple.proto;
+	k->family = st->tuple.family;
+	k->dir = st->tuple.dir;
+	k->pad = 0;
+}
+
+/* polc_frag_remember stores a first fragment's verdict for the later ones. */
+static __always_inline void polc_frag_remember(const struct pkt_state *st, __u8 verdict, __u32 rule, __u64 now)
+{
+	struct frag_key k;
+	struct frag_value v = {
+		.expires = now + (__u64)cfg_frag_lifetime * POLC_NSEC,
+		.rule = rule,
+		.verdict = verdict,
+	};
+
+	if (st->frag != POLC_FRAG_FIRST)
+		return;
+	polc_frag_key(&k, st);
+	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+}
+
+/* polc_frag_lookup returns the first fragment's verdict, or NULL. */
+static __always_inline struct frag_value *polc_frag_lookup(const struct pkt_state *st, __u64 now)
+{
+	struct frag_key k;
+	struct frag_value *v;
+
+	polc_frag_key(&k, st);
+	v = bpf_map_lookup_elem(&frags, &k);
+	if (v && v->expires > now)
+		return v;
+	return 0;
+}
+
+#endif /* POLC_CONNTRACK_H */

@@ -1,0 +1,240 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// requireBPF skips a test that needs root, unless CI=true, where it fails:
+// CI must run the kernel tests, never skip them.
+func requireBPF(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatal("BPF tests need root, and CI=true forbids skipping them")
+	}
+	tb.Skip("BPF tests need root (set CI=true to make this a failure)")
+}
+
+// Verdicts returned by tc programs.
+const (
+	actOK   = 0 // TC_ACT_OK
+	actShot = 2 // TC_ACT_SHOT
+)
+
+// datapath is one loaded collection with its tail calls in place.
+type datapath struct {
+	tb     testing.TB
+	coll   *ebpf.Collection
+	events *ringbuf.Reader
+}
+
+// testConsts are the constants tests load with unless they say otherwise:
+// events on allow too, so that every packet reports its deciding rule.
+func testConsts() map[string]uint32 {
+	return map[string]uint32{ConstEventsAllow: 1, ConstGeneration: 1}
+}
+
+// loadDatapath loads the object with small maps and the given constants,
+// fills the tail-call slots and opens the event reader. Maps named in
+// share are reused (conntrack across generations).
+func loadDatapath(tb testing.TB, consts map[string]uint32, share map[string]*ebpf.Map) *datapath {
+	tb.Helper()
+	return loadDatapathSized(tb, consts, share, 4096)
+}
+
+// loadDatapathSized is loadDatapath with every hash, LRU and LPM map sized
+// to entries.
+func loadDatapathSized(tb testing.TB, consts map[string]uint32, share map[string]*ebpf.Map, entries uint32) *datapath {
+	tb.Helper()
+	requireBPF(tb)
+	spec, err := Spec()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, ms := range spec.Maps {
+		switch ms.Type {
+		case ebpf.Hash, ebpf.LRUHash, ebpf.LPMTrie:
+			ms.MaxEntries = entries
+		}
+	}
+	spec.Maps[MapCounters].MaxEntries = 256
+	spec.Maps[MapEvents].MaxEntries = 1 << 16
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			tb.Fatalf("no constant %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			tb.Fatalf("set %s: %v", name, err)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: share})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			tb.Fatalf("verifier: %+v", ve)
+		}
+		tb.Fatal(err)
+	}
+	tb.Cleanup(coll.Close)
+	slot := func(name string, def uint32) uint32 {
+		if v, ok := consts[name]; ok {
+			return v
+		}
+		return def
+	}
+	for prog, s := range map[string]uint32{
+		ProgPolicy4:  slot(ConstSlotPolicy4, DefaultSlotPolicy4),
+		ProgPolicy6:  slot(ConstSlotPolicy6, DefaultSlotPolicy6),
+		ProgEpilogue: slot(ConstSlotEpilogue, DefaultSlotEpilogue),
+	} {
+		if err := coll.Maps[MapTailCalls].Put(s, coll.Programs[prog]); err != nil {
+			tb.Fatalf("tail call slot %d: %v", s, err)
+		}
+	}
+	rd, err := ringbuf.NewReader(coll.Maps[MapEvents])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rd.Close() })
+	return &datapath{tb: tb, coll: coll, events: rd}
+}
+
+func addr4(s string) [4]byte   { return netip.MustParseAddr(s).As4() }
+func addr16(s string) [16]byte { return netip.MustParseAddr(s).As16() }
+
+// host puts an address into ipcache4/ipcache6.
+func (d *datapath) host(addr string, id, flags uint32) {
+	d.tb.Helper()
+	a := netip.MustParseAddr(addr)
+	var err error
+	if a.Is4() {
+		err = d.coll.Maps[MapIPCache4].Put(a.As4(), IPCacheValue{id, flags})
+	} else {
+		err = d.coll.Maps[MapIPCache6].Put(a.As16(), IPCacheValue{id, flags})
+	}
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+}
+
+// prefix puts a prefix into ipcache4_lpm/ipcache6_lpm.
+func (d *datapath) prefix(p string, id, flags uint32) {
+	d.tb.Helper()
+	pf := netip.MustParsePrefix(p)
+	var err error
+	if pf.Addr().Is4() {
+		err = d.coll.Maps[MapIPCache4LPM].Put(LPMKey4{uint32(pf.Bits()), pf.Addr().As4()}, IPCacheValue{id, flags})
+	} else {
+		err = d.coll.Maps[MapIPCache6LPM].Put(LPMKey6{uint32(pf.Bits()), pf.Addr().As16()}, IPCacheValue{id, flags})
+	}
+	if err != nil {
+		d.tb.Fatal(err)
+	}
+}
+
+func (d *datapath) policy(k PolicyKey, verdict uint8, rule uint32) {
+	d.tb.Helper()
+	if err := d.coll.Maps[MapPolicy].Put(k, PolicyValue{Verdict: verdict, Rule: rule}); err != nil {
+		d.tb.Fatal(err)
+	}
+}
+
+// portRange puts the range [lo, hi] (aligned: a single prefix) into policy_ranges.
+func (d *datapath) portRange(subject, remote uint32, proto, flags uint8, lo, hi uint16, verdict uint8, rule uint32) {
+	d.tb.Helper()
+	bits := 16
+	for span := uint32(hi) - uint32(lo) + 1; span > 1; span >>= 1 {
+		bits--
+	}
+	k := PolicyRangeKey{Prefixlen: uint32(PolicyRangeKeyFixedBits + bits), Proto: proto, Flags: flags}
+	binary.BigEndian.PutUint32(k.Subject[:], subject)
+	binary.BigEndian.PutUint32(k.Remote[:], remote)
+	binary.BigEndian.PutUint16(k.Port[:], lo)
+	if err := d.coll.Maps[MapPolicyRanges].Put(k, PolicyValue{Verdict: verdict, Rule: rule}); err != nil {
+		d.tb.Fatal(err)
+	}
+}
+
+// run sends the frame through a tc entry program and returns the action.
+func (d *datapath) run(prog string, frame []byte) uint32 {
+	d.tb.Helper()
+	ret, err := d.coll.Programs[prog].Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		d.tb.Fatalf("%s: %v", prog, err)
+	}
+	return ret
+}
+
+// event reads the next event, failing if none arrives.
+func (d *datapath) event() Event {
+	d.tb.Helper()
+	d.events.SetDeadline(time.Now().Add(time.Second))
+	rec, err := d.events.Read()
+	if err != nil {
+		d.tb.Fatalf("no event: %v", err)
+	}
+	var e Event
+	if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &e); err != nil {
+		d.tb.Fatalf("decode event: %v", err)
+	}
+	return e
+}
+
+// noEvent asserts the ring buffer is empty.
+func (d *datapath) noEvent() {
+	d.tb.Helper()
+	d.events.SetDeadline(time.Now().Add(10 * time.Millisecond))
+	if rec, err := d.events.Read(); err == nil {
+		d.tb.Fatalf("unexpected event of %d bytes", len(rec.RawSample))
+	}
+}
+
+// decide runs a frame and returns the action and the deciding rule (from
+// the event the packet produced; tests load with events on allow).
+func (d *datapath) decide(prog string, frame []byte) (uint32, uint32) {
+	d.tb.Helper()
+	ret := d.run(prog, frame)
+	e := d.event()
+	return ret, e.Rule
+}
+
+// counter sums a rule's counter over CPUs.
+func (d *datapath) counter(rule uint32) Counter {
+	d.tb.Helper()
+	var per []Counter
+	if err := d.coll.Maps[MapCounters].Lookup(rule, &per); err != nil {
+		d.tb.Fatal(err)
+	}
+	var c Counter
+	for _, x := range per {
+		c.Packets += x.Packets
+		c.Bytes += x.Bytes
+	}
+	return c
+}
+
+func (d *datapath) ctEntries() map[CTKey]CTValue {
+	d.tb.Helper()
+	out := map[CTKey]CTValue{}
+	var k CTKey
+	var v CTValue
+	it := d.coll.Maps[MapConntrack].Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		d.tb.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * maps.h — every map of the datapath. Sizes here are defaults; the runtime
+ * (from the bundle's manifest) sets MaxEntries before loading.
+ */
+#ifndef POLC_MAPS_H
+#define POLC_MAPS_H
+
+#include "common.h"
+
+/* Host addresses → identity: the hot path, one exact-key hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u8[4]);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+} ipcache4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u8[16]);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+} ipcache6 SEC(".maps");
+
+/* Prefixes → identity: consulted only on a hash miss and cfg_has_prefixes*. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key4);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ipcache4_lpm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key6);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} ipcache6_lpm SEC(".maps");
+
+/* (subject, remote, port, proto, flags) → precomputed verdict of that class. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, 65536);
+} policy SEC(".maps");
+
+/* Port ranges as prefixes of the port; only for subjects with *_RANGES. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_range_key);
+	__type(value, struct policy_value);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} policy_ranges SEC(".maps");
+
+/* Allowed flows by observed tuple and direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, 65536);
+} conntrack SEC(".maps");
+
+/* Verdicts of first fragments, for the later fragments of the datagram. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag_key);
+	__type(value, struct frag_value);
+	__uint(max_entries, 8192);
+} frags SEC(".maps");
+
+/* Packets and bytes per rule id (per CPU; sum over CPUs to read). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(max_entries, 1024);
+} counters SEC(".maps");
+
+/* struct event records: every drop, and allows with cfg_events_allow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} events SEC(".maps");
+
+/* Source prefixes dropped at XDP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key4);
+	__type(value, __u32);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} prefilter4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key6);
+	__type(value, __u32);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} prefilter6 SEC(".maps");
+
+/* Tail-call slots; the compiler lays them out (cfg_slot_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 8);
+} tailcalls SEC(".maps");
+
+/* Per-packet state between tail calls (one slot per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pkt_state);
+	__uint(max_entries, 1);
+} scratch SEC(".maps");
+
+#endif /* POLC_MAPS_H */

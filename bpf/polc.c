@@ -1,0 +1,233 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * polc.c — the programs of polc's datapath. Their behaviour comes entirely
+ * from map contents and load-time constants (common.h, maps.h); see
+ * docs/datapath.md.
+ *
+ *   tc_endpoint_egress   tc, host side ingress of an endpoint's veth
+ *   tc_endpoint_ingress  tc, host side egress of an endpoint's veth
+ *        │ parse, ipcache, conntrack fast path, related ICMP, fragments
+ *        ▼ tail call tailcalls[cfg_slot_policy4 | cfg_slot_policy6]
+ *   tc_policy4, tc_policy6   the policy decision for a new flow
+ *        ▼ tail call tailcalls[cfg_slot_epilogue]
+ *   tc_epilogue          conntrack create, fragment verdict, counters, events
+ *
+ *   xdp_prefilter        XDP on uplinks: drop listed source prefixes
+ */
+#include "common.h"
+#include "maps.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "policy.h"
+#include "verdict.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * Keep these types in BTF (they are not map keys or values): bpf/types.go
+ * is checked against struct event, and the reserved rule ids against
+ * compiler/ir. Constant null pointers live in .rodata, so no .bss map.
+ */
+const struct event *const polc_btf_event = 0;
+const enum polc_rule *const polc_btf_rule = 0;
+
+static __always_inline struct pkt_state *polc_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
+static __always_inline int polc_isolated(const struct pkt_state *st, __u8 dir)
+{
+	return st->subject_flags & (dir == POLC_DIR_EGRESS ? POLC_IPC_EGRESS_ISOLATED : POLC_IPC_INGRESS_ISOLATED);
+}
+
+/*
+ * polc_finish hands a decided packet to the epilogue. With the epilogue
+ * slot empty the verdict is still enforced and counted, but no conntrack
+ * entry or fragment verdict is recorded.
+ */
+static __always_inline int polc_finish(struct __sk_buff *skb, struct pkt_state *st)
+{
+	bpf_tail_call(skb, &tailcalls, cfg_slot_epilogue);
+	return polc_verdict(st, st->verdict, st->rule);
+}
+
+static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
+{
+	struct pkt_state *st = polc_state();
+	struct ipcache_value ipc;
+	__u8 *subj, *other;
+	__u64 now;
+	int r;
+
+	if (!st)
+		return TC_ACT_OK; /* cannot happen: the map has a slot per CPU */
+	__builtin_memset(st, 0, sizeof(*st));
+	st->len = skb->len;
+	st->tuple.dir = dir;
+	st->pol_dir = dir;
+
+	r = polc_parse(skb, st);
+	/* ARP and every other non-IP ethertype pass */
+	if (r == POLC_PARSE_NON_IP)
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
+	/* truncated or malformed headers drop, whoever the subject */
+	if (r != POLC_PARSE_OK)
+		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_MALFORMED);
+	/* a family with no endpoint in the bundle has no subject */
+	if ((st->tuple.family == POLC_FAMILY_IPV4 && !cfg_has_ipv4) ||
+	    (st->tuple.family == POLC_FAMILY_IPV6 && !cfg_has_ipv6))
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
+
+	subj = dir == POLC_DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
+	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
+	ipc = polc_ipcache(subj, st->tuple.family);
+	st->subject = ipc.identity;
+	st->subject_flags = ipc.flags;
+	/* not a local endpoint's address: nothing to police here */
+	if (!(ipc.flags & POLC_IPC_LOCAL))
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
+	now = bpf_ktime_get_coarse_ns();
+
+	/* a non-first fragment has no ports: follow its first fragment */
+	if (st->frag == POLC_FRAG_LATER) {
+		struct frag_value *fv = polc_frag_lookup(st, now);
+
+		if (fv)
+			return polc_verdict(st, fv->verdict, fv->rule);
+		if (polc_isolated(st, dir))
+			return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_FRAGMENT);
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
+	}
+
+	if (st->has_inner) {
+		/* ICMP error about a live flow at this endpoint */
+		if (polc_ct_related(st, now))
+			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_RELATED);
+	} else if (!st->untracked) {
+		r = polc_ct_lookup(st, now);
+		/* established flow or its reply: no policy */
+		if (r == POLC_CT_HIT) {
+			polc_frag_remember(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED, now);
+			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED);
+		}
+		if (r == POLC_CT_RECHECK)
+			st->kind = POLC_KIND_RECHECK;
+	}
+	if (st->kind == POLC_KIND_NEW)
+		st->flow = st->tuple;
+	/* the remote's identity is needed from here on only (not on the fast path) */
+	ipc = polc_ipcache(other, st->tuple.family);
+	st->remote = ipc.identity;
+	st->remote_flags = ipc.flags;
+
+	if (st->tuple.family == POLC_FAMILY_IPV4)
+		bpf_tail_call(skb, &tailcalls, cfg_slot_policy4);
+	else
+		bpf_tail_call(skb, &tailcalls, cfg_slot_policy6);
+
+	/* empty policy slot: the subject's default for the direction */
+	if (polc_isolated(st, st->pol_dir)) {
+		st->verdict = POLC_VERDICT_DENY;
+		st->rule = POLC_RULE_DEFAULT_DENY;
+	} else {
+		st->verdict = POLC_VERDICT_ALLOW;
+		st->rule = POLC_RULE_DEFAULT_ALLOW;
+	}
+	return polc_finish(skb, st);
+}
+
+/* Host-side ingress of the veth: traffic from the endpoint, its egress. */
+SEC("tc")
+int tc_endpoint_egress(struct __sk_buff *skb)
+{
+	return polc_entry(skb, POLC_DIR_EGRESS);
+}
+
+/* Host-side egress of the veth: traffic to the endpoint, its ingress. */
+SEC("tc")
+int tc_endpoint_ingress(struct __sk_buff *skb)
+{
+	return polc_entry(skb, POLC_DIR_INGRESS);
+}
+
+static __always_inline int polc_policy_prog(struct __sk_buff *skb)
+{
+	struct pkt_state *st = polc_state();
+
+	if (!st)
+		return TC_ACT_OK;
+	polc_policy_decide(st);
+	return polc_finish(skb, st);
+}
+
+/* Policy for IPv4 flows (the decision is identity-based, the same code). */
+SEC("tc")
+int tc_policy4(struct __sk_buff *skb)
+{
+	return polc_policy_prog(skb);
+}
+
+/* Policy for IPv6 flows. */
+SEC("tc")
+int tc_policy6(struct __sk_buff *skb)
+{
+	return polc_policy_prog(skb);
+}
+
+/* Records the decision (conntrack, fragments), counts, reports, enforces. */
+SEC("tc")
+int tc_epilogue(struct __sk_buff *skb)
+{
+	struct pkt_state *st = polc_state();
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (!st)
+		return TC_ACT_OK;
+	polc_ct_commit(st, now);
+	polc_frag_remember(st, st->verdict, st->rule, now);
+	return polc_verdict(st, st->verdict, st->rule);
+}
+
+/*
+ * XDP prefilter: drop packets whose source lies in a prefilter prefix.
+ * Anything it cannot parse passes on to tc, which judges it.
+ */
+SEC("xdp")
+int xdp_prefilter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__be16 proto;
+
+	if (data + POLC_ETH_HLEN > end)
+		return XDP_PASS;
+	proto = *(__be16 *)(data + 12);
+	if (proto == bpf_htons(POLC_ETH_P_IP)) {
+		struct polc_ipv4 *ip = data + POLC_ETH_HLEN;
+		struct lpm_key4 k = { .prefixlen = 32 };
+
+		if ((void *)(ip + 1) > end)
+			return XDP_PASS;
+		__builtin_memcpy(k.addr, ip->saddr, 4);
+		if (!bpf_map_lookup_elem(&prefilter4, &k))
+			return XDP_PASS;
+	} else if (proto == bpf_htons(POLC_ETH_P_IPV6)) {
+		struct polc_ipv6 *ip6 = data + POLC_ETH_HLEN;
+		struct lpm_key6 k = { .prefixlen = 128 };
+
+		if ((void *)(ip6 + 1) > end)
+			return XDP_PASS;
+		__builtin_memcpy(k.addr, ip6->saddr, 16);
+		if (!bpf_map_lookup_elem(&prefilter6, &k))
+			return XDP_PASS;
+	} else {
+		return XDP_PASS;
+	}
+	polc_count(POLC_RULE_PREFILTER, end - data);
+	return XDP_DROP;
+}

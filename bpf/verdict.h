@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * verdict.h — the end of every verdict path: per-rule counters, events and
+ * the tc return code.
+ */
+#ifndef POLC_VERDICT_H
+#define POLC_VERDICT_H
+
+#include "common.h"
+#include "maps.h"
+
+static __always_inline void polc_count(__u32 rule, __u32 len)
+{
+	struct counter *c = bpf_map_lookup_elem(&counters, &rule);
+
+	/* a rule id beyond the map's size is not counted */
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+}
+
+static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict, __u32 rule)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	/* ring full: the counter still has it */
+	if (!e)
+		return;
+	e->rule = rule;
+	e->verdict = verdict;
+	e->dir = st->tuple.dir;
+	e->family = st->tuple.family;
+	e->proto = st->tuple.proto;
+	__builtin_memcpy(e->saddr, st->tuple.saddr, 16);
+	__builtin_memcpy(e->daddr, st->tuple.daddr, 16);
+	e->sport = st->ev_sport;
+	e->dport = st->ev_dport;
+	e->subject = st->subject;
+	e->remote = st->remote;
+	e->len = st->len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* polc_verdict counts, reports (drops always, allows with cfg_events_allow) and returns the tc action. */
+static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict, __u32 rule)
+{
+	polc_count(rule, st->len);
+	if (verdict != POLC_VERDICT_ALLOW) {
+		polc_event(st, verdict, rule);
+		return TC_ACT_SHOT;
+	}
+	if (cfg_events_allow)
+		polc_event(st, verdict, rule);
+	return TC_ACT_OK;
+}
+
+#endif /* POLC_VERDICT_H */
