@@ -25,7 +25,7 @@ enum polc_rule {
 	POLC_RULE_ESTABLISHED   = 3, /* later packet or reply of a tracked, allowed flow */
 	POLC_RULE_RELATED       = 4, /* ICMP error about a tracked, allowed flow */
 	POLC_RULE_MALFORMED     = 5, /* truncated or malformed IP/L4 header */
-	POLC_RULE_NON_IP        = 6, /* neither IPv4 nor IPv6 */
+	POLC_RULE_NON_IP        = 6, /* no IP policy applies: non-IP, or IPv6 neighbour discovery */
 	POLC_RULE_FRAGMENT      = 7, /* non-first fragment of an unknown flow, selected subject */
 	POLC_RULE_PREFILTER     = 8, /* source in a prefilter prefix (XDP) */
 	POLC_FIRST_RULE_ID      = 16,

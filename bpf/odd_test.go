@@ -2,9 +2,14 @@ package bpf
 
 import (
 	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
 
 	"github.com/cilium/ebpf"
-	"testing"
+
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/runtime/packet"
 )
 
 // TestRelatedICMP: ICMP errors quoting a live flow pass into an isolated
@@ -113,6 +118,7 @@ func TestMalformedAndOdd(t *testing.T) {
 		{"tcp data offset 4", mutate(tcp(epB.v4, epA.v4, 1, 80, tcpSYN), func(b []byte) { b[14+20+12] = 4 << 4 }), actShot, RuleMalformedID},
 		{"tcp data offset beyond payload", mutate(tcp(epB.v4, epA.v4, 1, 80, tcpSYN), func(b []byte) { b[14+20+12] = 6 << 4 }), actShot, RuleMalformedID},
 		{"udp length beyond payload", mutate(udp(epB.v4, epA.v4, 1, 53), func(b []byte) { binary.BigEndian.PutUint16(b[14+20+4:], 9) }), actShot, RuleMalformedID},
+		{"udp in an ipv6 atomic fragment, length beyond payload", mutate(func() testPacket { p := udp(epB.v6, epA.v6, 8, 53); p.fragID = 5; return p }(), func(b []byte) { binary.BigEndian.PutUint16(b[14+40+8+4:], 9) }), actShot, RuleMalformedID},
 		{"ipv6 version 4", mutate(udp(epB.v6, epA.v6, 1, 53), func(b []byte) { b[14] = 0x40 }), actShot, RuleMalformedID},
 		{"ipv6 payload length beyond packet", mutate(udp(epB.v6, epA.v6, 1, 53), func(b []byte) { binary.BigEndian.PutUint16(b[18:], 9) }), actShot, RuleMalformedID},
 		{"ipv6 two extension headers", func() []byte { p := udp(epB.v6, epA.v6, 2, 53); p.ipv6Ext = []uint8{0, 60}; return p.bytes() }(), actOK, 17},
@@ -178,4 +184,113 @@ func (d *datapath) expect2(what, prog string, frame []byte, act, rule uint32) {
 	if gotAct != act || gotRule != rule {
 		d.tb.Errorf("%s: got action %d rule %d, want %d rule %d", what, gotAct, gotRule, act, rule)
 	}
+}
+
+// TestFragmentedUDP: the first fragment of a UDP datagram carries the
+// datagram's length, which exceeds the fragment. It is decided by policy
+// like any UDP packet, and the later fragments follow it. The frames come
+// from runtime/packet.Fragments, which splits a real datagram.
+func TestFragmentedUDP(t *testing.T) {
+	in, out := ProgEndpointIngress, ProgEndpointEgress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		d := loadDatapath(t, testConsts(), nil)
+		setupWorld(d)
+		udpFrags := func(src string, sport uint16, dst string, dport uint16, id uint32) [][]byte {
+			s := packet.Spec{Proto: ir.ProtoUDP, Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
+				SPort: sport, DPort: dport, ID: id, Payload: make([]byte, 1000)}
+			frames := packet.Fragments(s, 400)
+			if len(frames) != 3 {
+				t.Fatalf("%d fragments", len(frames))
+			}
+			for i, f := range frames {
+				if _, err := packet.Parse(f); err != nil {
+					t.Fatalf("fragment %d does not parse: %v", i, err)
+				}
+			}
+			return frames
+		}
+		for i, f := range udpFrags(world.get(v6), 40000, epA.get(v6), 53, 1) {
+			d.expect2(fmt.Sprintf("allowed, fragment %d", i), in, f, actOK, 17)
+		}
+		for i, f := range udpFrags(world.get(v6), 40000, epA.get(v6), 5003, 2) {
+			d.expect2(fmt.Sprintf("denied by a rule, fragment %d", i), in, f, actShot, 27)
+		}
+		for i, f := range udpFrags(epC.get(v6), 40000, world.get(v6), 53, 3) {
+			d.expect2(fmt.Sprintf("egress default deny, fragment %d", i), out, f, actShot, RuleDefaultDenyID)
+		}
+		for i, f := range udpFrags(epB.get(v6), 40000, world.get(v6), 53, 4) {
+			d.expect2(fmt.Sprintf("open subject, fragment %d", i), out, f, actOK, RuleDefaultAllowID)
+		}
+		// the reply of the allowed datagram's flow, fragmented too
+		for i, f := range udpFrags(epA.get(v6), 53, world.get(v6), 40000, 5) {
+			d.expect2(fmt.Sprintf("reply, fragment %d", i), out, f, actOK, RuleEstablishedID)
+		}
+
+		// A first fragment still needs a UDP length of at least 8.
+		first := udpFrags(world.get(v6), 40000, epA.get(v6), 53, 6)[0]
+		udpOff := 14 + 20
+		if v6 {
+			udpOff = 14 + 40 + 8
+		}
+		binary.BigEndian.PutUint16(first[udpOff+4:], 7)
+		d.expect2("first fragment, udp length 7", in, first, actShot, RuleMalformedID)
+		if _, err := packet.Parse(first); err == nil {
+			t.Error("packet.Parse accepts a first fragment with udp length 7")
+		}
+	})
+}
+
+// TestNeighbourDiscovery: ICMPv6 133–137 pass like ARP (RuleNonIP), before
+// any lookup and without conntrack, even where an isolated direction has
+// no ICMPv6 rule. Other ICMPv6 messages and fragmented ND meet policy.
+func TestNeighbourDiscovery(t *testing.T) {
+	in, out := ProgEndpointIngress, ProgEndpointEgress
+	d := loadDatapath(t, testConsts(), nil)
+	setupWorld(d)
+	// C is egress-isolated (tcp/443 only), A ingress-isolated (ICMPv6 echo only).
+	for typ := uint8(133); typ <= 137; typ++ {
+		d.expect(fmt.Sprintf("type %d from an egress-isolated endpoint", typ), out, icmp(epC.v6, world.v6, typ, 0, 0), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d to an ingress-isolated endpoint", typ), in, icmp(world.v6, epA.v6, typ, 0, 0), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d, link-local to multicast", typ), out, icmp("fe80::3", "ff02::1:ff00:2", typ, 0, 0), actOK, RuleNonIPID)
+	}
+	ns := icmp(epC.v6, "ff02::1:ff00:2", 135, 0, 0)
+	ns.payload = make([]byte, 16+8) // target address, source link-layer address option
+	act := d.run(out, ns.bytes())
+	e := d.event()
+	if act != actOK || e.Rule != RuleNonIPID || e.Family != 6 || e.Proto != 58 || e.Dport != 135<<8 || e.Subject != 0 || e.Remote != 0 {
+		t.Errorf("neighbour solicitation: action %d, event %+v", act, e)
+	}
+	if n := len(d.ctEntries()); n != 0 {
+		t.Errorf("neighbour discovery created %d conntrack entries", n)
+	}
+	if got := d.counter(RuleNonIPID); got.Packets != 16 {
+		t.Errorf("non-ip counter: %+v", got)
+	}
+
+	// not neighbour discovery: policy
+	d.expect("type 132", out, icmp(epC.v6, world.v6, 132, 0, 0), actShot, RuleDefaultDenyID)
+	d.expect("type 138", in, icmp(world.v6, epA.v6, 138, 0, 0), actShot, RuleDefaultDenyID)
+	d.expect("echo request", out, icmp(epC.v6, world.v6, 128, 0, 1), actShot, RuleDefaultDenyID)
+	d.expect("icmpv4 type 135", in, icmp(world.v4, epA.v4, 135, 0, 0), actShot, RuleDefaultDenyID)
+	v4 := icmp(world.v4, epA.v4, 0, 0, 0)
+	v4.proto, v4.icmpType = 58, 135 // an ICMPv6 header inside IPv4
+	d.expect("icmpv6 135 over ipv4", in, v4, actShot, RuleDefaultDenyID)
+	frag := icmp(world.v6, epA.v6, 135, 0, 0)
+	frag.fragID, frag.moreFrags = 9, true
+	d.expect("fragmented neighbour solicitation", in, frag, actShot, RuleDefaultDenyID)
+	atomic := icmp(world.v6, epA.v6, 136, 0, 0)
+	atomic.fragID = 10 // fragment header, offset 0, no MF: a whole packet
+	d.expect("atomic fragment", in, atomic, actOK, RuleNonIPID)
+	short := icmp(world.v6, epA.v6, 135, 0, 0).bytes()
+	d.expect2("neighbour solicitation cut to 4 bytes", in, short[:len(short)-4], actShot, RuleMalformedID)
+	// still malformed when the IPv6 header says so
+	bad := icmp(world.v6, epA.v6, 135, 0, 0).bytes()
+	binary.BigEndian.PutUint16(bad[18:], 100)
+	d.expect2("payload length beyond the frame", in, bad, actShot, RuleMalformedID)
+
+	// with no IPv6 endpoint in the bundle, still non-ip
+	consts := testConsts()
+	consts[ConstHasIPv6] = 0
+	d6 := loadDatapath(t, consts, nil)
+	d6.expect("no ipv6 endpoints", out, icmp(epC.v6, world.v6, 135, 0, 0), actOK, RuleNonIPID)
 }

@@ -91,6 +91,21 @@ static __always_inline int polc_is_icmp_error(__u8 family, __u8 type)
 }
 
 /*
+ * polc_is_ndp: an unfragmented ICMPv6 neighbour discovery message (router
+ * solicitation 133, router advertisement 134, neighbour solicitation 135,
+ * neighbour advertisement 136, redirect 137). Like ARP for IPv4, it passes
+ * without policy or conntrack. Receivers drop fragmented ones (RFC 6980),
+ * so those meet policy like any ICMPv6. Call after a successful parse.
+ */
+static __always_inline int polc_is_ndp(const struct pkt_state *st)
+{
+	__u8 type = st->policy_port >> 8;
+
+	return st->tuple.family == POLC_FAMILY_IPV6 && st->tuple.proto == POLC_PROTO_ICMPV6 &&
+	       st->frag == POLC_FRAG_NONE && type >= 133 && type <= 137;
+}
+
+/*
  * polc_icmp_ports sets the tracking ports of an ICMP message: echo request
  * (id, 0), echo reply (0, id), anything else (0, 0). Returns 1 for an echo
  * request, which is the only ICMP message that creates conntrack.
@@ -169,8 +184,9 @@ static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_s
 }
 
 /*
- * polc_parse_l4 reads the L4 header at off, len bytes of IP payload. Too
- * short for its protocol's fixed header → malformed.
+ * polc_parse_l4 reads the L4 header at off, len bytes of IP payload
+ * (st->frag already set). Too short for its protocol's fixed header →
+ * malformed.
  */
 static __always_inline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
@@ -197,7 +213,9 @@ static __always_inline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state
 		if (len < 8 || polc_load(skb, off, uh, sizeof(uh)) < 0)
 			return POLC_PARSE_MALFORMED;
 		ulen = bpf_ntohs(uh[2]);
-		if (ulen < 8 || ulen > len)
+		/* the length covers the whole datagram: a first fragment holds
+		 * only part of it, so only an unfragmented one must fit */
+		if (ulen < 8 || (ulen > len && st->frag != POLC_FRAG_FIRST))
 			return POLC_PARSE_MALFORMED;
 		t->sport = bpf_ntohs(uh[0]);
 		t->dport = bpf_ntohs(uh[1]);

@@ -78,6 +78,9 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	/* truncated or malformed headers drop, whoever the subject */
 	if (r != POLC_PARSE_OK)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_MALFORMED);
+	/* IPv6 neighbour discovery passes like ARP: no policy, no conntrack */
+	if (polc_is_ndp(st))
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
 	/* a family with no endpoint in the bundle has no subject */
 	if ((st->tuple.family == POLC_FAMILY_IPV4 && !cfg_has_ipv4) ||
 	    (st->tuple.family == POLC_FAMILY_IPV6 && !cfg_has_ipv6))

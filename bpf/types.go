@@ -272,8 +272,8 @@ type Counter struct {
 // Event is a record of the events ring buffer: every dropped packet, and
 // allowed ones when ConstEventsAllow is 1. For ICMP/ICMPv6, Sport is 0 and
 // Dport is type<<8|code. Subject and Remote are 0 when the packet was
-// decided before they were looked up: Subject for non-IP and malformed
-// packets, Remote also for packets of non-local subjects and packets
+// decided before they were looked up: Subject for non-IP, IPv6 neighbour
+// discovery and malformed packets, Remote also for packets of non-local subjects and packets
 // decided by conntrack (established, related) or by a fragment's verdict.
 type Event struct {
 	Rule    uint32

@@ -66,16 +66,18 @@ type point struct {
 //  2. From an uplink, a source inside the prefilter is dropped
 //     (ir.RulePrefilter).
 //  3. A malformed packet is dropped at every point (ir.RuleMalformed).
-//  4. A non-first fragment takes, at each point, the decision its
+//  4. An unfragmented ICMPv6 neighbour discovery message (types 133–137)
+//     passes at every point like non-IP (ir.RuleNonIP), without state.
+//  5. A non-first fragment takes, at each point, the decision its
 //     datagram's first fragment got there; unknown, it is dropped
 //     (ir.RuleFragment) at points whose subject is isolated in that
 //     direction and passes elsewhere.
-//  5. An ICMP error about a tracked flow passes (ir.RuleRelated).
-//  6. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
+//  6. An ICMP error about a tracked flow passes (ir.RuleRelated).
+//  7. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
 //     if the flow was created under another generation, each point instead
 //     asks policy again about the flow's first packet, and a flow no longer
 //     allowed is forgotten.
-//  7. Otherwise policy decides at each point.
+//  8. Otherwise policy decides at each point.
 //
 // A packet that passes creates a flow (when it starts one), or refreshes or
 // (RST) ends its flow. A dropped packet creates nothing. A first fragment,
@@ -105,6 +107,14 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			set(i, dsl.VerdictDeny, ir.RuleMalformed)
 		}
 		res.Verdict, res.Rule = dsl.VerdictDeny, ir.RuleMalformed
+		return res
+
+	case pkt.neighbourDiscovery():
+		// IPv6's ARP: no payload policy applies, and nothing is tracked.
+		for i := range pts {
+			set(i, dsl.VerdictAllow, ir.RuleNonIP)
+		}
+		res.combine()
 		return res
 
 	case pkt.laterFragment():

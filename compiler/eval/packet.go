@@ -73,6 +73,17 @@ func (p *Packet) firstFragment() bool {
 
 func (p *Packet) laterFragment() bool { return p.Frag != nil && p.Frag.Offset > 0 }
 
+// neighbourDiscovery reports whether the packet is an ICMPv6 neighbour
+// discovery message (router solicitation or advertisement, neighbour
+// solicitation or advertisement, redirect) that is not fragmented: these
+// pass like ARP does for IPv4. Receivers drop fragmented ones (RFC 6980),
+// so those meet policy like any ICMPv6 message.
+func (p *Packet) neighbourDiscovery() bool {
+	return p.Proto == ir.ProtoICMPv6 && p.Src.Is6() &&
+		(p.Frag == nil || (p.Frag.Offset == 0 && !p.Frag.More)) &&
+		p.ICMPType >= icmp6RouterSolicit && p.ICMPType <= icmp6Redirect
+}
+
 // wellFormed reports whether the addresses can be read: both valid and of
 // the same family.
 func (p *Packet) wellFormed() bool {
@@ -87,10 +98,12 @@ const (
 	icmp4TimeExceeded = 11
 	icmp4ParamProblem = 12
 
-	icmp6DestUnreach  = 1
-	icmp6ParamProblem = 4
-	icmp6EchoRequest  = 128
-	icmp6EchoReply    = 129
+	icmp6DestUnreach   = 1
+	icmp6ParamProblem  = 4
+	icmp6EchoRequest   = 128
+	icmp6EchoReply     = 129
+	icmp6RouterSolicit = 133 // 133–137: neighbour discovery (RFC 4861)
+	icmp6Redirect      = 137
 )
 
 // IsICMPError reports whether an ICMP (proto ir.ProtoICMP) or ICMPv6

@@ -1,11 +1,14 @@
 package eval
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
+	"github.com/polc-dev/polc/runtime/packet"
 )
 
 // step is one packet of a sequence with its expected verdict.
@@ -398,4 +401,125 @@ func TestFragments(t *testing.T) {
 		p.Frag = &Fragment{ID: 3}
 		check(t, "atomic", e.Eval(nil, p), allowBy(0))
 	})
+}
+
+// TestNeighbourDiscovery: ICMPv6 133–137 pass like non-IP at every point,
+// before any policy and without state; everything else about ICMPv6 (and
+// fragmented ND) meets policy.
+func TestNeighbourDiscovery(t *testing.T) {
+	b := fixture()
+	// web: egress tcp/443 only; api: ingress tcp/8080 only; no ICMPv6 rule.
+	b.policy("web", sel(eq("app", "web")), outAllow(nil, tcp(443, 443)))
+	b.policy("api", apiSel(), inAllow(nil, tcp(8080, 8080)))
+	b.p.Prefilter = []netip.Prefix{netip.MustParsePrefix("2001:db8:bad::/48")}
+	e := b.eval()
+	nonIP := want{dsl.VerdictAllow, ir.RuleNonIP}
+
+	ct := NewConntrack()
+	for typ := uint8(133); typ <= 137; typ++ {
+		p := icmpPkt(ir.ProtoICMPv6, webIP6, apiIP6, typ, 0, 0)
+		res := e.Eval(ct, p)
+		check(t, fmt.Sprintf("type %d", typ), res, nonIP)
+		checkPoints(t, fmt.Sprintf("type %d", typ), res, nonIP, nonIP)
+		res = e.Eval(ct, reply(p))
+		check(t, fmt.Sprintf("type %d back", typ), res, nonIP)
+		checkPoints(t, fmt.Sprintf("type %d back", typ), res, nonIP, nonIP)
+	}
+	if ct.Len() != 0 {
+		t.Errorf("neighbour discovery created flows: %v", ct.Flows())
+	}
+	checkPoints(t, "to the world", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 135, 0, 0)), nonIP)
+	check(t, "no local side", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, "fe80::1", "ff02::1", 134, 0, 0)), allowDefault)
+
+	// not neighbour discovery
+	check(t, "type 132", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 132, 0, 0)), denyDefault)
+	check(t, "type 138", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 138, 0, 0)), denyDefault)
+	check(t, "echo request", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 128, 0, 1)), denyDefault)
+	check(t, "icmpv4 type 135", e.Eval(ct, icmpPkt(ir.ProtoICMP, webIP, worldIP, 135, 0, 0)), denyDefault)
+	check(t, "icmpv6 over ipv4", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP, worldIP, 135, 0, 0)), denyDefault)
+	frag := icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 135, 0, 0)
+	frag.Frag = &Fragment{ID: 1, More: true}
+	check(t, "first fragment", e.Eval(ct, frag), denyDefault)
+	frag.Frag = &Fragment{ID: 2, Offset: 8}
+	check(t, "later fragment", e.Eval(ct, frag), want{dsl.VerdictDeny, ir.RuleFragment})
+	frag.Frag = &Fragment{ID: 3}
+	check(t, "atomic fragment", e.Eval(ct, frag), nonIP)
+
+	// what comes before: prefilter and malformed
+	pre := icmpPkt(ir.ProtoICMPv6, "2001:db8:bad::1", apiIP6, 136, 0, 0)
+	pre.FromUplink = true
+	check(t, "prefiltered", e.Eval(ct, pre), want{dsl.VerdictDeny, ir.RulePrefilter})
+	mal := icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 135, 0, 0)
+	mal.Malformed = true
+	check(t, "malformed", e.Eval(ct, mal), want{dsl.VerdictDeny, ir.RuleMalformed})
+	if ct.Len() != 0 {
+		t.Errorf("flows: %v", ct.Flows())
+	}
+}
+
+// fromFrame reads a frame the way the harness does (packet.Parse), so that
+// the datapath's idea of a malformed packet is the evaluator's too.
+func fromFrame(t *testing.T, frame []byte) Packet {
+	t.Helper()
+	s, err := packet.Parse(frame)
+	if err != nil {
+		return Packet{Malformed: true}
+	}
+	p := Packet{Proto: s.Proto, Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort, TCPFlags: s.TCPFlags,
+		ICMPType: s.ICMPType, ICMPCode: s.ICMPCode, ICMPID: s.ICMPID}
+	if s.Frag != nil {
+		p.Frag = &Fragment{ID: s.ID, Offset: s.Frag.Offset, More: s.Frag.More}
+	}
+	return p
+}
+
+// TestFragmentedUDP: a UDP datagram split by packet.Fragments. Its first
+// fragment's UDP length covers the whole datagram, beyond the fragment;
+// that is normal, not malformed, and the datagram is decided like the
+// unfragmented one (bpf TestFragmentedUDP is the datapath's side).
+func TestFragmentedUDP(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		src, dst := webIP, apiIP
+		if v6 {
+			src, dst = webIP6, apiIP6
+		}
+		spec := func(dport uint16, id uint32) packet.Spec {
+			return packet.Spec{Proto: ir.ProtoUDP, Src: netipAddr(src), Dst: netipAddr(dst), SPort: 40000, DPort: dport,
+				ID: id, Payload: make([]byte, 1000)}
+		}
+		e := webToAPI().eval()
+		ct := NewConntrack()
+		frames := packet.Fragments(spec(53, 1), 400)
+		if len(frames) != 3 {
+			t.Fatalf("%d fragments", len(frames))
+		}
+		for i, f := range frames {
+			p := fromFrame(t, f)
+			if p.Malformed {
+				t.Fatalf("v6=%v: fragment %d does not parse", v6, i)
+			}
+			res := e.Eval(ct, p)
+			check(t, fmt.Sprintf("v6=%v fragment %d", v6, i), res, allowBy(0))
+			checkPoints(t, fmt.Sprintf("v6=%v fragment %d", v6, i), res, allowBy(0), allowBy(2))
+		}
+		// the reply datagram, fragmented too
+		r := spec(40000, 2)
+		r.Src, r.Dst, r.SPort = r.Dst, r.Src, 53
+		for i, f := range packet.Fragments(r, 400) {
+			check(t, fmt.Sprintf("v6=%v reply fragment %d", v6, i), e.Eval(ct, fromFrame(t, f)), established)
+		}
+		for i, f := range packet.Fragments(spec(54, 3), 400) {
+			check(t, fmt.Sprintf("v6=%v denied fragment %d", v6, i), e.Eval(ct, fromFrame(t, f)), denyDefault)
+		}
+		// a UDP length below 8 is malformed, fragment or not
+		first := packet.Fragments(spec(53, 4), 400)[0]
+		off := 14 + 20
+		if v6 {
+			off = 14 + 40 + 8
+		}
+		binary.BigEndian.PutUint16(first[off+4:], 7)
+		if !fromFrame(t, first).Malformed {
+			t.Errorf("v6=%v: first fragment with udp length 7 parses", v6)
+		}
+	}
 }

@@ -143,7 +143,7 @@ const (
 	RuleEstablished  RuleID = 3 // a later packet or reply of a tracked, allowed flow
 	RuleRelated      RuleID = 4 // an ICMP error about a tracked, allowed flow
 	RuleMalformed    RuleID = 5 // truncated or malformed IP/L4 header: dropped
-	RuleNonIP        RuleID = 6 // neither IPv4 nor IPv6: passed
+	RuleNonIP        RuleID = 6 // no IP policy applies (non-IP, or IPv6 neighbour discovery): passed
 	RuleFragment     RuleID = 7 // non-first fragment of an unknown flow to a selected subject: dropped
 	RulePrefilter    RuleID = 8 // source inside a prefilter prefix: dropped at XDP
 

@@ -353,3 +353,36 @@ func TestDump(t *testing.T) {
 		t.Error("Dump of a 54-byte frame")
 	}
 }
+
+// TestUDPLengthInFragments: a first fragment's UDP length is the whole
+// datagram's, beyond the fragment; Parse accepts it as the datapath does
+// (bpf TestFragmentedUDP), but still wants at least 8. An IPv6 atomic
+// fragment is a whole datagram and gets the full check.
+func TestUDPLengthInFragments(t *testing.T) {
+	for _, src := range []netip.Addr{a4, a6} {
+		dst, udpOff := b4, 14+20
+		if src.Is6() {
+			dst, udpOff = b6, 14+40+8
+		}
+		frames := Fragments(Spec{Proto: ir.ProtoUDP, Src: src, Dst: dst, SPort: 5000, DPort: 53, ID: 7, Payload: make([]byte, 1000)}, 400)
+		s, err := Parse(frames[0])
+		if err != nil || s.SPort != 5000 || s.DPort != 53 || len(s.Payload) != 400-8 {
+			t.Errorf("%s first fragment: %+v, %v", src, s, err)
+		}
+		if n := binary.BigEndian.Uint16(frames[0][udpOff+4:]); n != 1008 {
+			t.Errorf("%s first fragment: udp length %d", src, n)
+		}
+		binary.BigEndian.PutUint16(frames[0][udpOff+4:], 7)
+		if _, err := Parse(frames[0]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s first fragment with udp length 7: %v", src, err)
+		}
+	}
+	atomic := Build(Spec{Proto: ir.ProtoUDP, Src: a6, Dst: b6, SPort: 1, DPort: 53, Frag: &Frag{}, Payload: []byte("x")})
+	if s, err := Parse(atomic); err != nil || s.Frag == nil || s.Frag.More {
+		t.Fatalf("atomic fragment: %+v, %v", s, err)
+	}
+	binary.BigEndian.PutUint16(atomic[14+40+8+4:], 100)
+	if _, err := Parse(atomic); !errors.Is(err, ErrMalformed) {
+		t.Errorf("atomic fragment with udp length beyond the packet: %v", err)
+	}
+}

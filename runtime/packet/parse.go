@@ -213,11 +213,14 @@ func parseL4(s *Summary, b []byte, embedded bool) error {
 		}
 		s.SPort, s.DPort = binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
 		n := int(binary.BigEndian.Uint16(b[4:]))
+		// The length covers the whole datagram, which a first fragment
+		// holds only part of: there it need only be at least 8. An IPv6
+		// atomic fragment (offset 0, no MF) is a whole datagram.
 		switch {
 		case embedded:
 			return nil
-		case s.Frag != nil: // a first fragment holds part of the datagram
-			s.Payload = b[8:]
+		case s.Frag != nil && s.Frag.More && n >= 8:
+			s.Payload = b[8:min(n, len(b))]
 		case n < 8 || n > len(b):
 			return fmt.Errorf("udp header: length %d in %d bytes: %w", n, len(b), ErrMalformed)
 		default:
