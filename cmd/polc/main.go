@@ -91,6 +91,8 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error.`,
 		newCheckCmd(),
 		newFmtCmd(),
 		newIRCmd(),
+		newBuildCmd(),
+		newInspectCmd(),
 	)
 	return root
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const quickstartPol = "../../testdata/quickstart.pol"
+
+// Building twice gives the same bytes, as a directory and as a tar.
+func TestBuildDeterministic(t *testing.T) {
+	tmp := t.TempDir()
+	for _, d := range []string{"a", "b"} {
+		if code, _, stderr := runPolc(t, "build", quickstartPol, "-o", filepath.Join(tmp, d)); code != exitOK {
+			t.Fatalf("build: exit %d: %s", code, stderr)
+		}
+		if code, _, stderr := runPolc(t, "build", quickstartPol, "--tar", filepath.Join(tmp, d+".tar")); code != exitOK {
+			t.Fatalf("build --tar: exit %d: %s", code, stderr)
+		}
+	}
+	ta, _ := os.ReadFile(filepath.Join(tmp, "a.tar"))
+	tb, _ := os.ReadFile(filepath.Join(tmp, "b.tar"))
+	if len(ta) == 0 || !bytes.Equal(ta, tb) {
+		t.Error("two tars of the same build differ")
+	}
+	err := filepath.WalkDir(filepath.Join(tmp, "a"), func(p string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Join(tmp, "a"), p)
+		x, _ := os.ReadFile(p)
+		y, err := os.ReadFile(filepath.Join(tmp, "b", rel))
+		if err != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s differs between two builds", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	tmp := t.TempDir()
+	dir, tarPath := filepath.Join(tmp, "b"), filepath.Join(tmp, "b.tar")
+	runPolc(t, "build", quickstartPol, "-o", dir)
+	runPolc(t, "build", quickstartPol, "--tar", tarPath)
+	code, text, stderr := runPolc(t, "inspect", dir)
+	if code != exitOK {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"bundle format 1", "tail calls", "identities (", "{app=web,tier=frontend}",
+		"198.51.100.128/25", "policy (", "tcp    5432", "rules (", "testdata/quickstart.pol:11:3"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inspect output lacks %q", want)
+		}
+	}
+	if code, fromTar, _ := runPolc(t, "inspect", tarPath); code != exitOK || fromTar != text {
+		t.Errorf("inspect of the tar: exit %d, same output %v", code, fromTar == text)
+	}
+	code, js, _ := runPolc(t, "inspect", "-o", "json", dir)
+	var decoded struct {
+		Manifest struct{ Format int }
+		Policy   []struct{ Rule uint32 }
+	}
+	if code != exitOK || json.Unmarshal([]byte(js), &decoded) != nil || decoded.Manifest.Format != 1 || len(decoded.Policy) == 0 {
+		t.Errorf("inspect -o json: exit %d, %+v", code, decoded)
+	}
+}
+
+func TestInspectCorrupt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	runPolc(t, "build", quickstartPol, "-o", dir)
+	p := filepath.Join(dir, "maps", "policy.bin")
+	data, _ := os.ReadFile(p)
+	data[0] ^= 1
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runPolc(t, "inspect", dir)
+	if code != exitFailure || !strings.Contains(stderr, "corrupt bundle") || !strings.Contains(stderr, "maps/policy.bin") {
+		t.Errorf("inspect of a corrupt bundle: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestBuildUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"build", quickstartPol},
+		{"build", quickstartPol, "-o", "x", "--tar", "y"},
+		{"inspect"},
+		{"inspect", filepath.Join(t.TempDir(), "missing")},
+	} {
+		if code, _, stderr := runPolc(t, args...); code != exitUsage {
+			t.Errorf("polc %s: exit %d, want %d (%s)", strings.Join(args, " "), code, exitUsage, stderr)
+		}
+	}
+}

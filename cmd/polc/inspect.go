@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/spf13/cobra"
+)
+
+func newInspectCmd() *cobra.Command {
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "inspect BUNDLE",
+		Short: "Verify a bundle and print everything in it",
+		Long: `inspect reads a bundle (a directory or a tar file), verifies every digest
+and record, and prints its manifest, programs, tail-call layout, constants,
+identities with their labels or prefixes, every map entry decoded, and the
+rules. -o json prints the same for tools. A corrupt bundle exits 1.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			b, err := bundle.Read(args[0])
+			if err != nil {
+				if errors.Is(err, bundle.ErrCorrupt) {
+					return failure("%v", err)
+				}
+				return usageError("%v", err)
+			}
+			if out.json() {
+				return writeJSON(c.OutOrStdout(), b.Decode())
+			}
+			fmt.Fprint(c.OutOrStdout(), b.Text())
+			return nil
+		},
+	}
+	addOutputFlag(c, &out)
+	return c
+}

@@ -1,0 +1,80 @@
+package lower
+
+import (
+	"net/netip"
+
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/dsl"
+)
+
+// ipcacheEntry is one address or prefix with what it resolves to.
+type ipcacheEntry struct {
+	prefix netip.Prefix
+	value  bpf.IPCacheValue
+}
+
+// ipcacheEntries lists the region nodes whose class differs from the one
+// the longest match would otherwise find (the containing node's, or world
+// at the top). The host hash is probed before the LPM trie, so a host
+// entry always wins over the prefixes around it, as the longest match
+// must; an except is emitted with the class of the next-outer region,
+// which lacks the excepted atom.
+func ipcacheEntries(s *addrSpace) []ipcacheEntry {
+	var out []ipcacheEntry
+	for _, n := range s.nodes {
+		inherited := s.world
+		if n.parent != nil {
+			inherited = n.parent.class
+		}
+		if n.class == inherited {
+			continue
+		}
+		out = append(out, ipcacheEntry{n.prefix, bpf.IPCacheValue{Identity: n.class.id, Flags: classFlags(n.class)}})
+	}
+	return out
+}
+
+// classFlags describes an identity's addresses as subjects: local, and for
+// each direction isolated, with range entries, and the probe hints.
+func classFlags(c *class) uint32 {
+	if c.owner == nil {
+		return 0
+	}
+	f := bpf.IPCacheLocal
+	if g := c.owner.group[dsl.Ingress]; g != nil {
+		f |= bpf.IPCacheIngressIsolated | g.hints<<bpf.IPCacheIngressHintShift
+		if len(g.ranges) > 0 {
+			f |= bpf.IPCacheIngressRanges
+		}
+	}
+	if g := c.owner.group[dsl.Egress]; g != nil {
+		f |= bpf.IPCacheEgressIsolated | g.hints<<bpf.IPCacheEgressHintShift
+		if len(g.ranges) > 0 {
+			f |= bpf.IPCacheEgressRanges
+		}
+	}
+	return f
+}
+
+// isHost reports whether p is one address (it goes into the host hash).
+func isHost(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
+
+// ipcacheRecords splits the entries into the four ipcache maps' records.
+func ipcacheRecords(entries []ipcacheEntry) map[string][]byte {
+	out := map[string][]byte{}
+	for _, e := range entries {
+		v4 := e.prefix.Addr().Is4()
+		switch {
+		case isHost(e.prefix) && v4:
+			out[bundle.MapIPCache4] = bundle.AppendIPCacheHost(out[bundle.MapIPCache4], e.prefix.Addr(), e.value)
+		case isHost(e.prefix):
+			out[bundle.MapIPCache6] = bundle.AppendIPCacheHost(out[bundle.MapIPCache6], e.prefix.Addr(), e.value)
+		case v4:
+			out[bundle.MapIPCache4LPM] = bundle.AppendIPCacheLPM(out[bundle.MapIPCache4LPM], e.prefix, e.value)
+		default:
+			out[bundle.MapIPCache6LPM] = bundle.AppendIPCacheLPM(out[bundle.MapIPCache6LPM], e.prefix, e.value)
+		}
+	}
+	return out
+}

@@ -1,0 +1,370 @@
+package lower
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
+)
+
+// A subjectGroup is the label sets selected, in one direction, by the same
+// policies, at least one of which isolates that direction. Its entries are
+// computed once and stamped onto every identity of its label sets.
+type subjectGroup struct {
+	dir      dsl.Direction
+	policies []int // indices into Program.Policies, ascending
+	exact    []groupEntry
+	ranges   []groupRange
+	hints    uint32 // bpf.Hint* for the classes the entries use
+}
+
+// groupEntry is a policy hash entry without its subject.
+type groupEntry struct {
+	remote uint32
+	port   uint16
+	proto  uint8
+	flags  uint8 // PolicyAnyPort
+	val    bpf.PolicyValue
+}
+
+// groupRange is a policy_ranges entry without its subject.
+type groupRange struct {
+	remote uint32
+	port   portPrefix
+	proto  uint8
+	val    bpf.PolicyValue
+}
+
+// classKey is a (remote, protocol) class of one group.
+type classKey struct {
+	remote uint32
+	proto  uint8
+}
+
+// classRules collects the rules of one class: those for every port, and
+// those for some ports.
+type classRules struct {
+	anyPort verdictAcc
+	ports   []portRule
+}
+
+// policyLowering holds what the policy step memoizes across groups.
+type policyLowering struct {
+	prog      *ir.Program
+	space     *addrSpace
+	selectors map[string][]uint32 // selector key → identities
+	labelIdx  map[string][]*labelSet
+	// ruleRemotes[i] memoizes remotes(prog.Rules[i]); a rule is lowered
+	// once per subject group that includes its policy.
+	ruleRemotes [][]uint32
+	ruleDone    []bool
+	// classes and arena are reused from group to group.
+	classes map[classKey]*classRules
+	arena   []classRules
+}
+
+// groupSubjects finds each label set's policies and forms the subject
+// groups, in a deterministic order.
+func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
+	epIndex := make(map[string]int, len(prog.Endpoints))
+	for i, e := range prog.Endpoints {
+		epIndex[e.Name] = i
+	}
+	policies := map[*labelSet][]int{}
+	for pi, p := range prog.Policies {
+		for _, name := range p.Subjects {
+			ei, ok := epIndex[name]
+			if !ok {
+				return nil, fmt.Errorf("policy %s selects endpoint %q, which does not exist", p.Name, name)
+			}
+			ls := s.epLabels[ei]
+			if ps := policies[ls]; len(ps) == 0 || ps[len(ps)-1] != pi {
+				policies[ls] = append(ps, pi)
+			}
+		}
+	}
+	var groups []*subjectGroup
+	byKey := map[string]*subjectGroup{}
+	for _, ls := range s.labelSets {
+		ps := policies[ls]
+		for _, dir := range []dsl.Direction{dsl.Ingress, dsl.Egress} {
+			isolated := false
+			for _, pi := range ps {
+				isolated = isolated || prog.Policies[pi].Isolates[dir]
+			}
+			if !isolated {
+				continue
+			}
+			var kb strings.Builder
+			kb.WriteString(dir.String())
+			for _, pi := range ps {
+				kb.WriteByte(',')
+				kb.WriteString(strconv.Itoa(pi))
+			}
+			g := byKey[kb.String()]
+			if g == nil {
+				g = &subjectGroup{dir: dir, policies: ps}
+				byKey[kb.String()] = g
+				groups = append(groups, g)
+			}
+			ls.group[dir] = g
+		}
+	}
+	return groups, nil
+}
+
+// lowerGroup computes a group's entries: for each (remote, protocol) class
+// the verdict of its any-port rules and of each disjoint port interval.
+func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
+	if pl.classes == nil {
+		pl.classes = map[classKey]*classRules{}
+		pl.ruleRemotes = make([][]uint32, len(pl.prog.Rules))
+		pl.ruleDone = make([]bool, len(pl.prog.Rules))
+	}
+	classes := pl.classes
+	clear(classes)
+	pl.arena = pl.arena[:0]
+	for _, pi := range g.policies {
+		for _, rid := range pl.prog.Policies[pi].Rules {
+			i := int(rid - ir.FirstRuleID)
+			if rid < ir.FirstRuleID || i >= len(pl.prog.Rules) || pl.prog.Rules[i].ID != rid {
+				return fmt.Errorf("policy %s lists rule %d, which the program does not hold", pl.prog.Policies[pi].Name, rid)
+			}
+			r := pl.prog.Rules[i]
+			if r.Dir != g.dir {
+				continue
+			}
+			deny := r.Action == dsl.Deny
+			if !pl.ruleDone[i] {
+				pl.ruleRemotes[i], pl.ruleDone[i] = pl.remotes(r), true
+			}
+			for _, remote := range pl.ruleRemotes[i] {
+				for _, pm := range r.Ports {
+					proto, anyPort, ivs := portClass(pm)
+					k := classKey{remote, proto}
+					c := classes[k]
+					if c == nil {
+						c = pl.newClassRules()
+						classes[k] = c
+					}
+					if anyPort {
+						c.anyPort.add(deny, r.ID)
+					}
+					for _, iv := range ivs {
+						c.ports = append(c.ports, portRule{iv[0], iv[1], deny, r.ID})
+					}
+				}
+			}
+		}
+	}
+	keys := make([]classKey, 0, len(classes))
+	for k := range classes {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b classKey) int {
+		if a.remote != b.remote {
+			return cmpU32(a.remote, b.remote)
+		}
+		return int(a.proto) - int(b.proto)
+	})
+	for _, k := range keys {
+		c := classes[k]
+		g.hints |= classHints(k, !c.anyPort.empty())
+		if !c.anyPort.empty() {
+			g.exact = append(g.exact, groupEntry{k.remote, 0, k.proto, bpf.PolicyAnyPort, c.anyPort.value()})
+		}
+		for _, iv := range splitPorts(c.ports) {
+			val := iv.acc.value()
+			if int(iv.hi)-int(iv.lo)+1 <= SmallRange {
+				for p := int(iv.lo); p <= int(iv.hi); p++ {
+					g.exact = append(g.exact, groupEntry{k.remote, uint16(p), k.proto, 0, val})
+				}
+				continue
+			}
+			for _, pp := range portPrefixes(iv.lo, iv.hi) {
+				g.ranges = append(g.ranges, groupRange{k.remote, pp, k.proto, val})
+			}
+		}
+	}
+	return nil
+}
+
+// newClassRules hands out a cleared classRules from an arena of chunks
+// (pointers into a chunk stay valid when the next chunk is allocated).
+func (pl *policyLowering) newClassRules() *classRules {
+	if len(pl.arena) == cap(pl.arena) {
+		pl.arena = make([]classRules, 0, max(64, 2*cap(pl.arena)))
+	}
+	pl.arena = append(pl.arena, classRules{})
+	return &pl.arena[len(pl.arena)-1]
+}
+
+// classHints are the probe hints a class needs: the datapath skips the
+// lookups of classes a subject does not announce (bpf.ConstPolicyHints).
+// A proto-0 class is only ever any-port; an any-port entry of a protocol
+// needs HintAnyPort. A packet whose IP protocol is 0 itself finds the
+// proto-0 entries through the any-port probe of its own protocol, so
+// proto-0 classes announce HintAnyPort too.
+func classHints(k classKey, anyPort bool) uint32 {
+	var h uint32
+	switch k.remote {
+	case bpf.IdentityAny:
+		h |= bpf.HintAnyRemote
+	case bpf.IdentityWorld:
+		h |= bpf.HintWorld
+	}
+	if k.proto == 0 {
+		h |= bpf.HintAnyProto | bpf.HintAnyPort
+	} else if anyPort {
+		h |= bpf.HintAnyPort
+	}
+	return h
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// portClass maps an L4 term to its protocol key and either "every port"
+// of the protocol or a list of inclusive port intervals. ICMP's "port" is
+// type<<8 | code: a type with any code is one interval of 256; a code with
+// any type (which the language may not even let one write) is 256 single
+// ports.
+func portClass(pm ir.PortMatch) (proto uint8, anyPort bool, ivs [][2]uint16) {
+	proto = uint8(pm.Proto)
+	switch {
+	case pm.Proto == ir.ProtoAny:
+		return 0, true, nil
+	case pm.Proto.HasPorts():
+		if pm.Lo == 0 && pm.Hi == 65535 {
+			return proto, true, nil
+		}
+		return proto, false, [][2]uint16{{pm.Lo, pm.Hi}}
+	case pm.Proto.IsICMP():
+		code := uint16(pm.ICMPCode & 0xff)
+		switch {
+		case pm.ICMPType < 0 && pm.ICMPCode < 0:
+			return proto, true, nil
+		case pm.ICMPType < 0:
+			for t := range uint16(256) {
+				ivs = append(ivs, [2]uint16{t<<8 | code, t<<8 | code})
+			}
+			return proto, false, ivs
+		}
+		t := uint16(pm.ICMPType&0xff) << 8
+		if pm.ICMPCode < 0 {
+			return proto, false, [][2]uint16{{t, t | 0xff}}
+		}
+		return proto, false, [][2]uint16{{t | code, t | code}}
+	}
+	return proto, true, nil
+}
+
+// remotes returns the remote identities a rule's peers match, as the
+// datapath sees them: IdentityAny for any peer, IdentityWorld for world
+// (the datapath probes it for every non-local remote), and the identities
+// of the matching endpoints and CIDR regions otherwise.
+func (pl *policyLowering) remotes(r *ir.Rule) []uint32 {
+	if len(r.Peers) == 1 {
+		return pl.peerRemotes(r.Peers[0])
+	}
+	var ids []uint32
+	for _, p := range r.Peers {
+		ids = append(ids, pl.peerRemotes(p)...)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+var (
+	anyRemote   = []uint32{bpf.IdentityAny}
+	worldRemote = []uint32{bpf.IdentityWorld}
+)
+
+func (pl *policyLowering) peerRemotes(p ir.Peer) []uint32 {
+	switch p.Kind {
+	case ir.PeerAny:
+		return anyRemote
+	case ir.PeerWorld:
+		return worldRemote
+	case ir.PeerCIDR:
+		a := pl.space.atoms[pl.space.atomIndex[atomText(p.CIDR, p.Except)]]
+		ids := make([]uint32, len(a.classes))
+		for i, c := range a.classes {
+			ids[i] = c.id
+		}
+		return ids
+	case ir.PeerSelector:
+		return pl.selectorRemotes(p.Selector)
+	}
+	return nil
+}
+
+func selectorKey(s ir.Selector) string {
+	var b strings.Builder
+	for _, r := range s.Reqs {
+		b.WriteString(r.Key)
+		b.WriteByte(0)
+		b.WriteString(strconv.Itoa(int(r.Op)))
+		for _, v := range r.Values {
+			b.WriteByte(1)
+			b.WriteString(v)
+		}
+		b.WriteByte(2)
+	}
+	return b.String()
+}
+
+// selectorRemotes returns the identities of the endpoints a selector
+// matches. Candidates come from an index on key=value when the selector
+// has an = or in requirement, else from every label set.
+func (pl *policyLowering) selectorRemotes(sel ir.Selector) []uint32 {
+	key := selectorKey(sel)
+	if ids, ok := pl.selectors[key]; ok {
+		return ids
+	}
+	if pl.labelIdx == nil {
+		pl.labelIdx = map[string][]*labelSet{}
+		for _, ls := range pl.space.labelSets {
+			for _, l := range ls.labels {
+				k := l.Key + "=" + l.Value
+				pl.labelIdx[k] = append(pl.labelIdx[k], ls)
+			}
+		}
+	}
+	cands := pl.space.labelSets
+	for _, r := range sel.Reqs {
+		if r.Op != dsl.OpEq && r.Op != dsl.OpIn {
+			continue
+		}
+		var cs []*labelSet
+		for _, v := range r.Values {
+			cs = append(cs, pl.labelIdx[r.Key+"="+v]...)
+		}
+		if len(cs) < len(cands) {
+			cands = cs
+		}
+	}
+	var ids []uint32
+	for _, ls := range cands {
+		if sel.Matches(ls.labels) {
+			for _, c := range ls.classes {
+				ids = append(ids, c.id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	pl.selectors[key] = ids
+	return ids
+}
