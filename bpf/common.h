@@ -234,6 +234,18 @@ struct event {
 #define POLC_KIND_NEW     0 /* no conntrack entry: create one on allow */
 #define POLC_KIND_RECHECK 1 /* entry of an older generation: refresh on allow, delete on deny */
 
+/*
+ * ICMP message kinds (pkt_state.echo, inner_echo), for ICMP in IPv4 and
+ * ICMPv6 in IPv6 only; 0 for every other packet. Echo requests are looked
+ * up as sent only, echo replies reversed only (so that id 0, whose ports
+ * are (0, 0) either way, cannot confuse the two); other ICMP messages are
+ * never looked up.
+ */
+#define POLC_ECHO_NONE    0 /* not ICMP of its family */
+#define POLC_ECHO_REQUEST 1
+#define POLC_ECHO_REPLY   2
+#define POLC_ECHO_OTHER   3 /* any other ICMP message: untracked */
+
 /* Fragment position (pkt_state.frag). */
 #define POLC_FRAG_NONE  0
 #define POLC_FRAG_FIRST 1 /* offset 0, more fragments */
@@ -265,8 +277,11 @@ struct pkt_state {
 	__u8 frag;           /* POLC_FRAG_* */
 	__u8 track;          /* 1: create conntrack on allow */
 	__u8 has_inner;      /* 1: ICMP error with a parsed inner tuple */
-	__u8 untracked;      /* 1: ICMP other than echo: never in conntrack, not looked up */
-	__u8 pad[6];
+	__u8 echo;           /* POLC_ECHO_*: what the packet is, as ICMP of its family */
+	__u8 inner_echo;     /* POLC_ECHO_*: what the quoted packet is, as ICMP */
+	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
+	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
+	__u8 pad[2];
 };
 
 #endif /* POLC_COMMON_H */

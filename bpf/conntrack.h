@@ -73,24 +73,30 @@ static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_
 /*
  * polc_ct_lookup looks for the packet's flow (same tuple, same direction)
  * and then for the flow it replies to (reversed tuple, opposite direction,
- * i.e. the same endpoint). A stale-generation hit asks for a policy
- * recheck of the original flow: same subject and remote, the original
- * direction and destination port.
+ * i.e. the same endpoint). An ICMP echo request is only looked up as sent
+ * and an echo reply only reversed: with id 0 both have ports (0, 0), and a
+ * reply must not pass as a later packet of a request (nor the reverse). A
+ * stale-generation hit asks for a policy recheck of the original flow:
+ * same subject and remote, the original direction and destination port.
  */
 static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 {
 	struct ct_key rev;
 	struct ct_value *v;
 
-	v = bpf_map_lookup_elem(&conntrack, &st->tuple);
-	if (v && v->expires > now) {
-		if (v->generation == cfg_generation) {
-			polc_ct_refresh(&st->tuple, v, st, now);
-			return POLC_CT_HIT;
+	if (st->echo != POLC_ECHO_REPLY) {
+		v = bpf_map_lookup_elem(&conntrack, &st->tuple);
+		if (v && v->expires > now) {
+			if (v->generation == cfg_generation) {
+				polc_ct_refresh(&st->tuple, v, st, now);
+				return POLC_CT_HIT;
+			}
+			st->flow = st->tuple;
+			return POLC_CT_RECHECK;
 		}
-		st->flow = st->tuple;
-		return POLC_CT_RECHECK;
 	}
+	if (st->echo == POLC_ECHO_REQUEST)
+		return POLC_CT_MISS;
 	polc_ct_reverse(&rev, &st->tuple);
 	v = bpf_map_lookup_elem(&conntrack, &rev);
 	if (v && v->expires > now) {
@@ -100,7 +106,7 @@ static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 		}
 		st->flow = rev;
 		st->pol_dir = rev.dir;
-		if (rev.proto == POLC_PROTO_ICMP || rev.proto == POLC_PROTO_ICMPV6)
+		if (st->echo == POLC_ECHO_REPLY)
 			/* the original was an echo request */
 			st->policy_port = (rev.family == POLC_FAMILY_IPV4 ? 8 : 128) << 8;
 		else
@@ -121,16 +127,22 @@ static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
  * polc_ct_related: is this ICMP error about a live flow at this endpoint?
  * The quoted packet went the other way, so it is either a flow created in
  * the opposite direction (quoted as sent) or a reply to a flow created in
- * this direction (quoted reversed).
+ * this direction (quoted reversed). As in polc_ct_lookup, a quoted echo
+ * request is only a flow as sent, a quoted echo reply only reversed, and
+ * any other quoted ICMP message belongs to no flow.
  */
 static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 {
 	struct ct_key k = st->inner;
 
+	if (st->inner_echo == POLC_ECHO_OTHER)
+		return 0;
 	k.dir = st->tuple.dir ^ 1;
 	k.pad = 0;
-	if (polc_ct_live(&k, now))
+	if (st->inner_echo != POLC_ECHO_REPLY && polc_ct_live(&k, now))
 		return 1;
+	if (st->inner_echo == POLC_ECHO_REQUEST)
+		return 0;
 	polc_ct_reverse(&k, &st->inner);
 	k.dir = st->tuple.dir;
 	return polc_ct_live(&k, now);

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -207,4 +208,51 @@ func TestConntrackFromGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.expect("expired entry is a miss", ProgEndpointIngress, tcp(world.v4, epA.v4, 5, 6, tcpACK), actOK, 23)
+}
+
+// TestEchoIdentifiers: an echo reply is looked up in conntrack whatever its
+// identifier, 0 included (its tracking ports are (0, 0), like any other ICMP
+// message's), so the reply to an allowed ping passes as established into an
+// isolated direction. Requests are looked up only as sent and replies only
+// reversed, so with id 0 neither passes as the other.
+func TestEchoIdentifiers(t *testing.T) {
+	in, out := ProgEndpointIngress, ProgEndpointEgress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		for _, id := range []uint16{0, 0x1234} {
+			t.Run(fmt.Sprintf("id %#x", id), func(t *testing.T) {
+				d := loadDatapath(t, testConsts(), nil)
+				setupWorld(d)
+				// C: ingress open, egress isolated (tcp/443 only)
+				d.expect("ping to C", in, echoRequest(world.get(v6), epC.get(v6), id), actOK, RuleDefaultAllowID)
+				d.expect("reply through C's isolated egress", out, echoReply(epC.get(v6), world.get(v6), id), actOK, RuleEstablishedID)
+				d.expect("second reply", out, echoReply(epC.get(v6), world.get(v6), id), actOK, RuleEstablishedID)
+				// a request from C back is not the earlier request's reply
+				d.expect("request from C, same id", out, echoRequest(epC.get(v6), world.get(v6), id), actShot, RuleDefaultDenyID)
+				// A: egress open, ingress isolated (echo requests only)
+				d.expect("ping from A", out, echoRequest(epA.get(v6), world.get(v6), id), actOK, RuleDefaultAllowID)
+				d.expect("reply into A's isolated ingress", in, echoReply(world.get(v6), epA.get(v6), id), actOK, RuleEstablishedID)
+				d.expect("reply from another host", in, echoReply(far.get(v6), epA.get(v6), id), actShot, RuleDefaultDenyID)
+				// a reply sent the way the request went is not established
+				d.expect("reply from A, same id", out, echoReply(epA.get(v6), world.get(v6), id), actOK, RuleDefaultAllowID)
+				// only requests create entries: one at C's ingress, one at A's egress
+				if n := len(d.ctEntries()); n != 2 {
+					t.Errorf("%d conntrack entries, want 2: %+v", n, d.ctEntries())
+				}
+				// an ICMP error quoting a message that is not echo is not
+				// related, even when its ports (0, 0) equal an echo's with id 0
+				unreach := icmp(far.get(v6), epA.get(v6), 3, 1, 0)
+				quoted := icmp(epA.get(v6), world.get(v6), 13, 0, id)
+				if v6 {
+					unreach.icmpType, unreach.icmpCode = 1, 3
+					quoted.icmpType = 139
+				}
+				unreach.payload = quoted.ip()
+				d.expect("error quoting other icmp", in, unreach, actShot, RuleDefaultDenyID)
+				unreach.payload = echoReply(epA.get(v6), world.get(v6), id).ip()
+				d.expect("error quoting an echo reply A did not send as one", in, unreach, actShot, RuleDefaultDenyID)
+				unreach.payload = echoRequest(epA.get(v6), world.get(v6), id).ip()
+				d.expect("error quoting A's echo request", in, unreach, actOK, RuleRelatedID)
+			})
+		}
+	})
 }

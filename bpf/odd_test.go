@@ -240,20 +240,21 @@ func TestFragmentedUDP(t *testing.T) {
 	})
 }
 
-// TestNeighbourDiscovery: ICMPv6 133–137 pass like ARP (RuleNonIP), before
-// any lookup and without conntrack, even where an isolated direction has
-// no ICMPv6 rule. Other ICMPv6 messages and fragmented ND meet policy.
+// TestNeighbourDiscovery: ICMPv6 133–137 with hop limit 255 pass like ARP
+// (RuleNonIP), before any lookup and without conntrack, even where an
+// isolated direction has no ICMPv6 rule. Other ICMPv6 messages, ND with
+// another hop limit (not from the link) and fragmented ND meet policy.
 func TestNeighbourDiscovery(t *testing.T) {
 	in, out := ProgEndpointIngress, ProgEndpointEgress
 	d := loadDatapath(t, testConsts(), nil)
 	setupWorld(d)
 	// C is egress-isolated (tcp/443 only), A ingress-isolated (ICMPv6 echo only).
 	for typ := uint8(133); typ <= 137; typ++ {
-		d.expect(fmt.Sprintf("type %d from an egress-isolated endpoint", typ), out, icmp(epC.v6, world.v6, typ, 0, 0), actOK, RuleNonIPID)
-		d.expect(fmt.Sprintf("type %d to an ingress-isolated endpoint", typ), in, icmp(world.v6, epA.v6, typ, 0, 0), actOK, RuleNonIPID)
-		d.expect(fmt.Sprintf("type %d, link-local to multicast", typ), out, icmp("fe80::3", "ff02::1:ff00:2", typ, 0, 0), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d from an egress-isolated endpoint", typ), out, nd(epC.v6, world.v6, typ), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d to an ingress-isolated endpoint", typ), in, nd(world.v6, epA.v6, typ), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d, link-local to multicast", typ), out, nd("fe80::3", "ff02::1:ff00:2", typ), actOK, RuleNonIPID)
 	}
-	ns := icmp(epC.v6, "ff02::1:ff00:2", 135, 0, 0)
+	ns := nd(epC.v6, "ff02::1:ff00:2", 135)
 	ns.payload = make([]byte, 16+8) // target address, source link-layer address option
 	act := d.run(out, ns.bytes())
 	e := d.event()
@@ -271,20 +272,38 @@ func TestNeighbourDiscovery(t *testing.T) {
 	d.expect("type 132", out, icmp(epC.v6, world.v6, 132, 0, 0), actShot, RuleDefaultDenyID)
 	d.expect("type 138", in, icmp(world.v6, epA.v6, 138, 0, 0), actShot, RuleDefaultDenyID)
 	d.expect("echo request", out, icmp(epC.v6, world.v6, 128, 0, 1), actShot, RuleDefaultDenyID)
+	// RFC 4861: valid ND has hop limit 255; anything less was routed here,
+	// so ND types cannot carry off-link traffic past policy
+	for _, hl := range []uint8{254, 64, 1} {
+		for typ := uint8(133); typ <= 137; typ++ {
+			p := nd(epC.v6, world.v6, typ)
+			p.hopLimit = hl
+			d.expect(fmt.Sprintf("type %d, hop limit %d, from an egress-isolated endpoint", typ, hl), out, p, actShot, RuleDefaultDenyID)
+			p = nd(world.v6, epA.v6, typ)
+			p.hopLimit = hl
+			d.expect(fmt.Sprintf("type %d, hop limit %d, to an ingress-isolated endpoint", typ, hl), in, p, actShot, RuleDefaultDenyID)
+		}
+	}
+	offLink := nd(world.v6, epB.v6, 135)
+	offLink.hopLimit = 64
+	d.expect("hop limit 64 to an open endpoint", in, offLink, actOK, RuleDefaultAllowID)
 	d.expect("icmpv4 type 135", in, icmp(world.v4, epA.v4, 135, 0, 0), actShot, RuleDefaultDenyID)
+	v4ttl := icmp(world.v4, epA.v4, 135, 0, 0)
+	v4ttl.hopLimit = 255
+	d.expect("icmpv4 type 135, ttl 255", in, v4ttl, actShot, RuleDefaultDenyID)
 	v4 := icmp(world.v4, epA.v4, 0, 0, 0)
-	v4.proto, v4.icmpType = 58, 135 // an ICMPv6 header inside IPv4
+	v4.proto, v4.icmpType, v4.hopLimit = 58, 135, 255 // an ICMPv6 header inside IPv4
 	d.expect("icmpv6 135 over ipv4", in, v4, actShot, RuleDefaultDenyID)
-	frag := icmp(world.v6, epA.v6, 135, 0, 0)
+	frag := nd(world.v6, epA.v6, 135)
 	frag.fragID, frag.moreFrags = 9, true
 	d.expect("fragmented neighbour solicitation", in, frag, actShot, RuleDefaultDenyID)
-	atomic := icmp(world.v6, epA.v6, 136, 0, 0)
+	atomic := nd(world.v6, epA.v6, 136)
 	atomic.fragID = 10 // fragment header, offset 0, no MF: a whole packet
 	d.expect("atomic fragment", in, atomic, actOK, RuleNonIPID)
-	short := icmp(world.v6, epA.v6, 135, 0, 0).bytes()
+	short := nd(world.v6, epA.v6, 135).bytes()
 	d.expect2("neighbour solicitation cut to 4 bytes", in, short[:len(short)-4], actShot, RuleMalformedID)
 	// still malformed when the IPv6 header says so
-	bad := icmp(world.v6, epA.v6, 135, 0, 0).bytes()
+	bad := nd(world.v6, epA.v6, 135).bytes()
 	binary.BigEndian.PutUint16(bad[18:], 100)
 	d.expect2("payload length beyond the frame", in, bad, actShot, RuleMalformedID)
 
@@ -292,5 +311,84 @@ func TestNeighbourDiscovery(t *testing.T) {
 	consts := testConsts()
 	consts[ConstHasIPv6] = 0
 	d6 := loadDatapath(t, consts, nil)
-	d6.expect("no ipv6 endpoints", out, icmp(epC.v6, world.v6, 135, 0, 0), actOK, RuleNonIPID)
+	d6.expect("no ipv6 endpoints", out, nd(epC.v6, world.v6, 135), actOK, RuleNonIPID)
+}
+
+// TestForeignICMP: ICMP (protocol 1) in IPv6 and ICMPv6 (58) in IPv4 are
+// protocol numbers without ports, tracked by addresses: their header is
+// not read (so it cannot be short), rules on ICMP types never match them,
+// a rule on the protocol with no type does.
+func TestForeignICMP(t *testing.T) {
+	in, out := ProgEndpointIngress, ProgEndpointEgress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		d := loadDatapath(t, testConsts(), nil)
+		setupWorld(d)
+		native, foreign := uint8(1), uint8(58)
+		if v6 {
+			native, foreign = 58, 1
+		}
+		// A ingress, for both protocol numbers: type 0 code 0 (the port a
+		// header-less packet would have) and type 0, any code
+		for _, proto := range []uint8{1, 58} {
+			d.policy(PolicyKey{Subject: idA, Remote: IdentityAny, Port: 0, Proto: proto}, VerdictAllow, 29)
+			d.portRange(idA, IdentityAny, proto, 0, 0, 255, VerdictAllow, 30)
+		}
+		pkt := func(src, dst string, typ uint8) testPacket {
+			p := icmp(src, dst, typ, 0, 0)
+			p.proto = foreign
+			return p
+		}
+		d.expect("native type 0 code 0", in, func() testPacket { p := icmp(world.get(v6), epA.get(v6), 0, 0, 0); p.proto = native; return p }(), actOK, 29)
+		d.expect("foreign type 0: typed rules do not match", in, pkt(world.get(v6), epA.get(v6), 0), actShot, RuleDefaultDenyID)
+		d.expect("foreign echo request: typed rules do not match", in, pkt(world.get(v6), epA.get(v6), 8), actShot, RuleDefaultDenyID)
+		d.expect("any protocol from C", in, pkt(epC.get(v6), epA.get(v6), 8), actOK, 28)
+		// the protocol with no type: an any-port entry
+		d.policy(PolicyKey{Subject: idA, Remote: IdentityWorld, Proto: foreign, Flags: PolicyAnyPort}, VerdictAllow, 31)
+		req := pkt(world.get(v6), epA.get(v6), 8)
+		d.expect("protocol rule without type", in, req, actOK, 31)
+		key := ctKeyOf(req, DirIngress) // ports 0, 0
+		e, ok := d.ctEntries()[key]
+		if !ok || e.Rule != 31 {
+			t.Errorf("no conntrack entry %+v for the foreign flow (%v): %+v", key, ok, d.ctEntries())
+		}
+		d.expect("later packet, another type", in, pkt(world.get(v6), epA.get(v6), 13), actOK, RuleEstablishedID)
+		d.expect("reply by addresses", out, pkt(epA.get(v6), world.get(v6), 0), actOK, RuleEstablishedID)
+		// C egress is isolated: a foreign flow out is denied, one in is open and its reply passes
+		d.expect("out of C", out, pkt(epC.get(v6), world.get(v6), 8), actShot, RuleDefaultDenyID)
+		d.expect("into C", in, pkt(far.get(v6), epC.get(v6), 8), actOK, RuleDefaultAllowID)
+		d.expect("reply out of C", out, pkt(epC.get(v6), far.get(v6), 0), actOK, RuleEstablishedID)
+		// two bytes of "header": not malformed, the header is not read
+		short := pkt(far.get(v6), epA.get(v6), 8).bytes()
+		short = short[:len(short)-6]
+		if v6 {
+			binary.BigEndian.PutUint16(short[18:], 2)
+		} else {
+			binary.BigEndian.PutUint16(short[16:], 22)
+			short[24], short[25] = 0, 0
+			binary.BigEndian.PutUint16(short[24:], ipChecksum(short[14:34]))
+		}
+		d.expect2("two bytes of payload", in, short, actOK, 31)
+		evShort := d.counter(31)
+		if evShort.Packets != 2 {
+			t.Errorf("rule 31 counted %d packets, want 2", evShort.Packets)
+		}
+		// an error quoting a foreign flow is related (tracked by addresses)
+		unreach := icmp(far.get(v6), epA.get(v6), 3, 1, 0)
+		if v6 {
+			unreach.icmpType, unreach.icmpCode = 1, 3
+		}
+		unreach.payload = pkt(epA.get(v6), world.get(v6), 0).ip()
+		d.expect("error quoting the foreign flow's reply", in, unreach, actOK, RuleRelatedID)
+	})
+}
+
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
 }

@@ -22,6 +22,7 @@ type testPacket struct {
 	moreFrags  bool
 	ipv6Ext    []uint8 // IPv6 extension headers (next-header values) before L4
 	etherType  uint16  // overrides the ethertype when non-zero
+	hopLimit   uint8   // IPv4 TTL or IPv6 hop limit; 0 means 64
 }
 
 const (
@@ -50,6 +51,21 @@ func icmp(src, dst string, typ, code uint8, id uint16) testPacket {
 		p = 58
 	}
 	return testPacket{src: s, dst: netip.MustParseAddr(dst), proto: p, icmpType: typ, icmpCode: code, icmpID: id}
+}
+
+// nd is an ICMPv6 neighbour discovery message (133–137) as a neighbour
+// sends it: hop limit 255.
+func nd(src, dst string, typ uint8) testPacket {
+	p := icmp(src, dst, typ, 0, 0)
+	p.hopLimit = 255
+	return p
+}
+
+func (p testPacket) ttl() uint8 {
+	if p.hopLimit == 0 {
+		return 64
+	}
+	return p.hopLimit
 }
 
 // reply swaps addresses and ports.
@@ -105,7 +121,7 @@ func (p testPacket) ip() []byte {
 			fo |= 0x2000
 		}
 		binary.BigEndian.PutUint16(h[6:], fo)
-		h[8] = 64
+		h[8] = p.ttl()
 		h[9] = p.proto
 		s, d := p.src.As4(), p.dst.As4()
 		copy(h[12:], s[:])
@@ -145,7 +161,7 @@ func (p testPacket) ip() []byte {
 	h[0] = 0x60
 	binary.BigEndian.PutUint16(h[4:], uint16(len(ext)+len(body)))
 	h[6] = nh
-	h[7] = 64
+	h[7] = p.ttl()
 	s, d := p.src.As16(), p.dst.As16()
 	copy(h[8:], s[:])
 	copy(h[24:], d[:])

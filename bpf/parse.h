@@ -94,23 +94,26 @@ static __always_inline int polc_is_icmp_error(__u8 family, __u8 type)
  * polc_is_ndp: an unfragmented ICMPv6 neighbour discovery message (router
  * solicitation 133, router advertisement 134, neighbour solicitation 135,
  * neighbour advertisement 136, redirect 137). Like ARP for IPv4, it passes
- * without policy or conntrack. Receivers drop fragmented ones (RFC 6980),
- * so those meet policy like any ICMPv6. Call after a successful parse.
+ * without policy or conntrack. Receivers drop fragmented ones (RFC 6980)
+ * and ones with a hop limit other than 255 (RFC 4861: they did not come
+ * from the link), so those meet policy like any ICMPv6. Call after a
+ * successful parse.
  */
 static __always_inline int polc_is_ndp(const struct pkt_state *st)
 {
 	__u8 type = st->policy_port >> 8;
 
 	return st->tuple.family == POLC_FAMILY_IPV6 && st->tuple.proto == POLC_PROTO_ICMPV6 &&
-	       st->frag == POLC_FRAG_NONE && type >= 133 && type <= 137;
+	       st->frag == POLC_FRAG_NONE && st->hop_limit == 255 && type >= 133 && type <= 137;
 }
 
 /*
  * polc_icmp_ports sets the tracking ports of an ICMP message: echo request
- * (id, 0), echo reply (0, id), anything else (0, 0). Returns 1 for an echo
- * request, which is the only ICMP message that creates conntrack.
+ * (id, 0), echo reply (0, id), anything else (0, 0), and returns its kind
+ * (POLC_ECHO_REQUEST, _REPLY or _OTHER). Only echo requests create
+ * conntrack entries.
  */
-static __always_inline int polc_icmp_ports(__u8 family, struct polc_icmp *ic, __u16 *sport, __u16 *dport)
+static __always_inline __u8 polc_icmp_ports(__u8 family, struct polc_icmp *ic, __u16 *sport, __u16 *dport)
 {
 	__u8 req = family == POLC_FAMILY_IPV4 ? 8 : 128;
 	__u8 rep = family == POLC_FAMILY_IPV4 ? 0 : 129;
@@ -119,11 +122,23 @@ static __always_inline int polc_icmp_ports(__u8 family, struct polc_icmp *ic, __
 	*dport = 0;
 	if (ic->type == req) {
 		*sport = bpf_ntohs(ic->id);
-		return 1;
+		return POLC_ECHO_REQUEST;
 	}
-	if (ic->type == rep)
+	if (ic->type == rep) {
 		*dport = bpf_ntohs(ic->id);
-	return 0;
+		return POLC_ECHO_REPLY;
+	}
+	return POLC_ECHO_OTHER;
+}
+
+/*
+ * polc_native_icmp: ICMP in IPv4 or ICMPv6 in IPv6. ICMP carried in IPv6
+ * (or ICMPv6 in IPv4) is just a protocol number without ports.
+ */
+static __always_inline int polc_native_icmp(__u8 proto, __u8 family)
+{
+	return (proto == POLC_PROTO_ICMP && family == POLC_FAMILY_IPV4) ||
+	       (proto == POLC_PROTO_ICMPV6 && family == POLC_FAMILY_IPV6);
 }
 
 /*
@@ -172,13 +187,12 @@ static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_s
 			return;
 		in->sport = bpf_ntohs(ports[0]);
 		in->dport = bpf_ntohs(ports[1]);
-	} else if ((proto == POLC_PROTO_ICMP && in->family == POLC_FAMILY_IPV4) ||
-		   (proto == POLC_PROTO_ICMPV6 && in->family == POLC_FAMILY_IPV6)) {
+	} else if (polc_native_icmp(proto, in->family)) {
 		struct polc_icmp ic;
 
 		if (l4off + sizeof(ic) > len || bpf_skb_load_bytes(skb, off + l4off, &ic, sizeof(ic)) < 0)
 			return;
-		polc_icmp_ports(in->family, &ic, &in->sport, &in->dport);
+		st->inner_echo = polc_icmp_ports(in->family, &ic, &in->sport, &in->dport);
 	}
 	st->has_inner = 1;
 }
@@ -227,23 +241,24 @@ static __always_inline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state
 			return POLC_PARSE_MALFORMED;
 		t->sport = bpf_ntohs(ports[0]);
 		t->dport = bpf_ntohs(ports[1]);
-	} else if ((proto == POLC_PROTO_ICMP && t->family == POLC_FAMILY_IPV4) ||
-		   (proto == POLC_PROTO_ICMPV6 && t->family == POLC_FAMILY_IPV6)) {
+	} else if (polc_native_icmp(proto, t->family)) {
 		struct polc_icmp ic;
 
 		if (len < sizeof(ic) || polc_load(skb, off, &ic, sizeof(ic)) < 0)
 			return POLC_PARSE_MALFORMED;
-		st->track = polc_icmp_ports(t->family, &ic, &t->sport, &t->dport);
-		/* only echo requests and replies have conntrack entries; a lookup
-		 * for any other message (ports 0, 0) could hit an echo with id 0 */
-		st->untracked = !st->track && !t->dport;
+		/* only echo requests create conntrack entries; echo replies, whatever
+		 * their id, are looked up (reversed); other messages are not */
+		st->echo = polc_icmp_ports(t->family, &ic, &t->sport, &t->dport);
+		st->track = st->echo == POLC_ECHO_REQUEST;
 		st->policy_port = (__u16)ic.type << 8 | ic.code;
 		st->ev_dport = st->policy_port;
 		if (polc_is_icmp_error(t->family, ic.type))
 			polc_parse_inner(skb, st, off + sizeof(ic), len - sizeof(ic));
 		return POLC_PARSE_OK;
 	}
-	/* any other protocol: tracked by addresses and protocol alone */
+	/* any other protocol (also ICMP in IPv6, ICMPv6 in IPv4) has no ports:
+	 * tracked by addresses and protocol alone, only any-port policy applies */
+	st->portless = proto != POLC_PROTO_TCP && proto != POLC_PROTO_UDP && proto != POLC_PROTO_SCTP;
 	st->policy_port = t->dport;
 	st->ev_sport = t->sport;
 	st->ev_dport = t->dport;
@@ -288,6 +303,7 @@ static __always_inline int polc_parse_ipv6(struct __sk_buff *skb, struct pkt_sta
 	if ((bpf_ntohl(ip6.vtcfl) >> 28) != 6 || end > skb->len)
 		return POLC_PARSE_MALFORMED;
 	st->tuple.family = POLC_FAMILY_IPV6;
+	st->hop_limit = ip6.hop_limit;
 	__builtin_memcpy(st->tuple.saddr, ip6.saddr, 16);
 	__builtin_memcpy(st->tuple.daddr, ip6.daddr, 16);
 	nh = ip6.nexthdr;

@@ -111,7 +111,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		/* ICMP error about a live flow at this endpoint */
 		if (polc_ct_related(st, now))
 			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_RELATED);
-	} else if (!st->untracked) {
+	} else if (st->echo != POLC_ECHO_OTHER) {
 		r = polc_ct_lookup(st, now);
 		/* established flow or its reply: no policy */
 		if (r == POLC_CT_HIT) {

@@ -60,7 +60,10 @@ static __always_inline void polc_hit(struct polc_decision *d, const struct polic
 
 /*
  * polc_probe_remote looks up every class for one remote' (identity, any or
- * world); hints (POLC_HINT_*) say which port classes can exist.
+ * world); hints (POLC_HINT_*) say which port classes can exist. A packet
+ * without ports (st->portless: a protocol other than TCP, UDP, SCTP and the
+ * ICMP of its family) is asked about the any-port classes only, so that
+ * ICMP in IPv6 never matches a rule on ICMP types.
  */
 static __always_inline void polc_probe_remote(struct polc_decision *d, const struct pkt_state *st,
 					      __u32 remote, __u8 egress, int ranges, __u32 hints)
@@ -73,8 +76,9 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 		.flags = egress,
 	};
 
-	/* (proto, port) */
-	polc_hit(d, bpf_map_lookup_elem(&policy, &k));
+	/* (proto, port); a packet without ports has none to match */
+	if (!st->portless)
+		polc_hit(d, bpf_map_lookup_elem(&policy, &k));
 	/* (proto, any port) */
 	k.port = 0;
 	k.flags = egress | POLC_POLICY_ANYPORT;
@@ -112,7 +116,7 @@ static __always_inline void polc_policy_decide(struct pkt_state *st)
 	__u8 egress = st->pol_dir == POLC_DIR_EGRESS;
 	__u32 isolated = egress ? POLC_IPC_EGRESS_ISOLATED : POLC_IPC_INGRESS_ISOLATED;
 	__u32 rflag = egress ? POLC_IPC_EGRESS_RANGES : POLC_IPC_INGRESS_RANGES;
-	int ranges = cfg_has_ranges && (st->subject_flags & rflag);
+	int ranges = cfg_has_ranges && (st->subject_flags & rflag) && !st->portless;
 	__u32 hints = POLC_HINT_ALL;
 
 	if (cfg_policy_hints)

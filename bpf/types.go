@@ -315,6 +315,9 @@ type PacketState struct {
 	Frag         uint8
 	Track        uint8
 	HasInner     uint8
-	Untracked    uint8
-	Pad          [6]uint8
+	Echo         uint8 // POLC_ECHO_* (common.h)
+	InnerEcho    uint8
+	Portless     uint8
+	HopLimit     uint8
+	Pad          [2]uint8
 }

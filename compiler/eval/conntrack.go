@@ -87,9 +87,9 @@ func (c *Conntrack) Len() int { return len(c.flows) }
 // originalKey returns the key the packet would have as the first packet of
 // a new flow, and whether such a packet creates a flow at all: every
 // protocol does (those without ports by addresses alone), except ICMP and
-// ICMPv6, where only echo requests do.
+// ICMPv6 in their own family, where only echo requests do.
 func originalKey(p *Packet) (flowKey, bool) {
-	if p.Proto.IsICMP() {
+	if p.icmp() {
 		if _, ok := ICMPReplyType(p.Proto, p.ICMPType); ok {
 			return flowKey{p.Proto, p.Src, p.Dst, p.ICMPID, uint16(p.ICMPType)}, true
 		}
@@ -104,12 +104,12 @@ func originalKey(p *Packet) (flowKey, bool) {
 // lookup finds the flow the packet belongs to, in either orientation.
 // reply is true when the packet travels against the flow's orientation.
 // An ICMP echo request only matches its flow's orientation and an echo
-// reply only the reverse one.
+// reply only the reverse one, whatever the identifier (0 included).
 func (c *Conntrack) lookup(p *Packet) (k flowKey, s *flowState, reply bool) {
 	if c == nil || c.flows == nil {
 		return flowKey{}, nil, false
 	}
-	if p.Proto.IsICMP() {
+	if p.icmp() {
 		if k, ok := originalKey(p); ok {
 			if s := c.flows[k]; s != nil {
 				return k, s, false
@@ -137,7 +137,7 @@ func (c *Conntrack) lookup(p *Packet) (k flowKey, s *flowState, reply bool) {
 // as policy needs it.
 func (k flowKey) originalPacket() Packet {
 	p := Packet{Proto: k.proto, Src: k.src, Dst: k.dst}
-	if k.proto.IsICMP() {
+	if p.icmp() {
 		p.ICMPID, p.ICMPType = k.sport, uint8(k.dport)
 	} else {
 		p.SPort, p.DPort = k.sport, k.dport
@@ -188,7 +188,7 @@ func (c *Conntrack) create(p *Packet, gen uint64) {
 // one of its replies), is of the error's family, and was sent by the
 // error's destination (errors travel back to the sender).
 func (c *Conntrack) related(p *Packet, gen uint64) bool {
-	if p.Embedded == nil || !IsICMPError(p.Proto, p.ICMPType) {
+	if p.Embedded == nil || !p.icmp() || !IsICMPError(p.Proto, p.ICMPType) {
 		return false
 	}
 	em := p.Embedded

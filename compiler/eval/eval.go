@@ -66,8 +66,9 @@ type point struct {
 //  2. From an uplink, a source inside the prefilter is dropped
 //     (ir.RulePrefilter).
 //  3. A malformed packet is dropped at every point (ir.RuleMalformed).
-//  4. An unfragmented ICMPv6 neighbour discovery message (types 133–137)
-//     passes at every point like non-IP (ir.RuleNonIP), without state.
+//  4. An unfragmented ICMPv6 neighbour discovery message (types 133–137,
+//     hop limit 255) passes at every point like non-IP (ir.RuleNonIP),
+//     without state.
 //  5. A non-first fragment takes, at each point, the decision its
 //     datagram's first fragment got there; unknown, it is dropped
 //     (ir.RuleFragment) at points whose subject is isolated in that

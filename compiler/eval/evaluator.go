@@ -234,7 +234,8 @@ func (e *Evaluator) peerMatches(p *ir.Peer, remote netip.Addr, owner int) bool {
 }
 
 // portMatches matches the L4 term m against the packet's protocol and
-// destination port (or ICMP type and code).
+// destination port (or ICMP type and code). ICMP outside its family has no
+// type or code: only a term without them matches it.
 func portMatches(m ir.PortMatch, pkt *Packet) bool {
 	switch {
 	case m.Proto == ir.ProtoAny:
@@ -243,6 +244,8 @@ func portMatches(m ir.PortMatch, pkt *Packet) bool {
 		return false
 	case m.Proto.HasPorts():
 		return m.Lo <= pkt.DPort && pkt.DPort <= m.Hi
+	case m.Proto.IsICMP() && !pkt.icmp():
+		return m.ICMPType < 0 && m.ICMPCode < 0
 	case m.Proto.IsICMP():
 		return (m.ICMPType < 0 || m.ICMPType == int(pkt.ICMPType)) &&
 			(m.ICMPCode < 0 || m.ICMPCode == int(pkt.ICMPCode))

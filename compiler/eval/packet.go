@@ -19,6 +19,12 @@ type Packet struct {
 	// applies, and the source is not observed at an egress point.
 	FromUplink bool
 
+	// Proto is the L4 protocol. ICMP (ir.ProtoICMP) counts as ICMP only in
+	// IPv4 and ICMPv6 only in IPv6; carried in the other family it is a
+	// protocol number without ports, like any protocol polc does not name:
+	// the ICMP fields are ignored, the flow is tracked by addresses, and
+	// only rules on the protocol without a type or code (or on any
+	// protocol) match it.
 	Proto        ir.Proto
 	Src, Dst     netip.Addr
 	SPort, DPort uint16 // TCP, UDP, SCTP
@@ -26,6 +32,10 @@ type Packet struct {
 	ICMPType     uint8  // ICMP, ICMPv6
 	ICMPCode     uint8
 	ICMPID       uint16 // the identifier of echo requests and replies
+	// HopLimit is the IPv6 hop limit (IPv4 TTL). Only neighbour discovery
+	// reads it: a message of types 133–137 is one only with hop limit 255
+	// (RFC 4861), which no router forwards.
+	HopLimit uint8
 
 	// Embedded is the original packet an ICMP error (destination
 	// unreachable, time exceeded, packet too big, parameter problem)
@@ -53,7 +63,8 @@ type Fragment struct {
 	More   bool   // more fragments follow
 }
 
-// FromIR converts a test step's packet. The ICMP id is zero.
+// FromIR converts a test step's packet. The ICMP id is zero; the hop limit
+// is DefaultHopLimit's (runtime/packet.SpecFromIR builds the same frame).
 func FromIR(p ir.Packet) Packet {
 	return Packet{
 		Proto:    p.Proto,
@@ -64,8 +75,28 @@ func FromIR(p ir.Packet) Packet {
 		TCPFlags: p.TCPFlags,
 		ICMPType: p.ICMPType,
 		ICMPCode: p.ICMPCode,
+		HopLimit: DefaultHopLimit(p.Proto, p.ICMPType),
 	}
 }
+
+// DefaultHopLimit is the hop limit (TTL) a test step's packet is sent with:
+// 255 for ICMPv6 types 133–137, as neighbour discovery is sent (so that a
+// test about neighbour discovery is about valid messages), 64 otherwise.
+func DefaultHopLimit(proto ir.Proto, icmpType uint8) uint8 {
+	if proto == ir.ProtoICMPv6 && icmpType >= icmp6RouterSolicit && icmpType <= icmp6Redirect {
+		return 255
+	}
+	return 64
+}
+
+// NativeICMP reports whether proto is the ICMP of addr's family: ICMP in
+// IPv4, ICMPv6 in IPv6. Only then are its type, code and identifier read.
+func NativeICMP(proto ir.Proto, addr netip.Addr) bool {
+	return (proto == ir.ProtoICMP && addr.Is4()) || (proto == ir.ProtoICMPv6 && addr.Is6())
+}
+
+// icmp reports whether the packet is ICMP of its family (see Proto).
+func (p *Packet) icmp() bool { return NativeICMP(p.Proto, p.Src) }
 
 func (p *Packet) firstFragment() bool {
 	return p.Frag != nil && p.Frag.Offset == 0 && p.Frag.More
@@ -75,11 +106,13 @@ func (p *Packet) laterFragment() bool { return p.Frag != nil && p.Frag.Offset > 
 
 // neighbourDiscovery reports whether the packet is an ICMPv6 neighbour
 // discovery message (router solicitation or advertisement, neighbour
-// solicitation or advertisement, redirect) that is not fragmented: these
-// pass like ARP does for IPv4. Receivers drop fragmented ones (RFC 6980),
-// so those meet policy like any ICMPv6 message.
+// solicitation or advertisement, redirect) that is not fragmented and has
+// hop limit 255: these pass like ARP does for IPv4. Receivers drop
+// fragmented ones (RFC 6980) and ones with another hop limit (RFC 4861:
+// they were routed, so they come from off the link), so those meet policy
+// like any ICMPv6 message.
 func (p *Packet) neighbourDiscovery() bool {
-	return p.Proto == ir.ProtoICMPv6 && p.Src.Is6() &&
+	return p.Proto == ir.ProtoICMPv6 && p.Src.Is6() && p.HopLimit == 255 &&
 		(p.Frag == nil || (p.Frag.Offset == 0 && !p.Frag.More)) &&
 		p.ICMPType >= icmp6RouterSolicit && p.ICMPType <= icmp6Redirect
 }

@@ -310,4 +310,14 @@ func TestFromIR(t *testing.T) {
 		p.TCPFlags != want.TCPFlags || p.ICMPType != 3 || p.ICMPCode != 4 || p.Frag != nil || p.Embedded != nil {
 		t.Errorf("FromIR = %+v", p)
 	}
+	if p.HopLimit != 64 {
+		t.Errorf("FromIR hop limit %d, want 64", p.HopLimit)
+	}
+	// neighbour discovery is sent with hop limit 255 (packet.SpecFromIR too)
+	for typ, hl := range map[uint8]uint8{132: 64, 133: 255, 137: 255, 138: 64} {
+		p := FromIR(ir.Packet{Proto: ir.ProtoICMPv6, Src: netipAddr(webIP6), Dst: netipAddr(apiIP6), ICMPType: typ})
+		if p.HopLimit != hl {
+			t.Errorf("FromIR icmpv6 type %d: hop limit %d, want %d", typ, p.HopLimit, hl)
+		}
+	}
 }

@@ -403,9 +403,9 @@ func TestFragments(t *testing.T) {
 	})
 }
 
-// TestNeighbourDiscovery: ICMPv6 133–137 pass like non-IP at every point,
-// before any policy and without state; everything else about ICMPv6 (and
-// fragmented ND) meets policy.
+// TestNeighbourDiscovery: ICMPv6 133–137 with hop limit 255 pass like
+// non-IP at every point, before any policy and without state; everything
+// else about ICMPv6 (fragmented ND, ND with another hop limit) meets policy.
 func TestNeighbourDiscovery(t *testing.T) {
 	b := fixture()
 	// web: egress tcp/443 only; api: ingress tcp/8080 only; no ICMPv6 rule.
@@ -417,7 +417,7 @@ func TestNeighbourDiscovery(t *testing.T) {
 
 	ct := NewConntrack()
 	for typ := uint8(133); typ <= 137; typ++ {
-		p := icmpPkt(ir.ProtoICMPv6, webIP6, apiIP6, typ, 0, 0)
+		p := ndPkt(webIP6, apiIP6, typ)
 		res := e.Eval(ct, p)
 		check(t, fmt.Sprintf("type %d", typ), res, nonIP)
 		checkPoints(t, fmt.Sprintf("type %d", typ), res, nonIP, nonIP)
@@ -428,16 +428,34 @@ func TestNeighbourDiscovery(t *testing.T) {
 	if ct.Len() != 0 {
 		t.Errorf("neighbour discovery created flows: %v", ct.Flows())
 	}
-	checkPoints(t, "to the world", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 135, 0, 0)), nonIP)
-	check(t, "no local side", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, "fe80::1", "ff02::1", 134, 0, 0)), allowDefault)
+	checkPoints(t, "to the world", e.Eval(ct, ndPkt(webIP6, world6, 135)), nonIP)
+	check(t, "no local side", e.Eval(ct, ndPkt("fe80::1", "ff02::1", 134)), allowDefault)
 
 	// not neighbour discovery
 	check(t, "type 132", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 132, 0, 0)), denyDefault)
 	check(t, "type 138", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 138, 0, 0)), denyDefault)
 	check(t, "echo request", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP6, world6, 128, 0, 1)), denyDefault)
 	check(t, "icmpv4 type 135", e.Eval(ct, icmpPkt(ir.ProtoICMP, webIP, worldIP, 135, 0, 0)), denyDefault)
-	check(t, "icmpv6 over ipv4", e.Eval(ct, icmpPkt(ir.ProtoICMPv6, webIP, worldIP, 135, 0, 0)), denyDefault)
-	frag := icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 135, 0, 0)
+	v4 := icmpPkt(ir.ProtoICMPv6, webIP, worldIP, 135, 0, 0)
+	v4.HopLimit = 255
+	check(t, "icmpv6 over ipv4", e.Eval(ct, v4), denyDefault)
+	// RFC 4861: only hop limit 255 is neighbour discovery; the rest was
+	// routed here and meets policy
+	for _, hl := range []uint8{0, 1, 64, 254} {
+		for typ := uint8(133); typ <= 137; typ++ {
+			p := ndPkt(webIP6, world6, typ)
+			p.HopLimit = hl
+			what := fmt.Sprintf("type %d, hop limit %d", typ, hl)
+			checkPoints(t, what+", out of egress-isolated web", e.Eval(ct, p), denyDefault)
+			p = ndPkt(world6, apiIP6, typ)
+			p.HopLimit = hl
+			checkPoints(t, what+", into ingress-isolated api", e.Eval(ct, p), denyDefault)
+		}
+	}
+	off := ndPkt(world6, webIP6, 135)
+	off.HopLimit = 64
+	checkPoints(t, "hop limit 64 into open web ingress", e.Eval(ct, off), allowDefault)
+	frag := ndPkt(world6, apiIP6, 135)
 	frag.Frag = &Fragment{ID: 1, More: true}
 	check(t, "first fragment", e.Eval(ct, frag), denyDefault)
 	frag.Frag = &Fragment{ID: 2, Offset: 8}
@@ -446,15 +464,22 @@ func TestNeighbourDiscovery(t *testing.T) {
 	check(t, "atomic fragment", e.Eval(ct, frag), nonIP)
 
 	// what comes before: prefilter and malformed
-	pre := icmpPkt(ir.ProtoICMPv6, "2001:db8:bad::1", apiIP6, 136, 0, 0)
+	pre := ndPkt("2001:db8:bad::1", apiIP6, 136)
 	pre.FromUplink = true
 	check(t, "prefiltered", e.Eval(ct, pre), want{dsl.VerdictDeny, ir.RulePrefilter})
-	mal := icmpPkt(ir.ProtoICMPv6, world6, apiIP6, 135, 0, 0)
+	mal := ndPkt(world6, apiIP6, 135)
 	mal.Malformed = true
 	check(t, "malformed", e.Eval(ct, mal), want{dsl.VerdictDeny, ir.RuleMalformed})
 	if ct.Len() != 0 {
 		t.Errorf("flows: %v", ct.Flows())
 	}
+}
+
+// ndPkt is a neighbour discovery message as sent on the link: hop limit 255.
+func ndPkt(src, dst string, typ uint8) Packet {
+	p := icmpPkt(ir.ProtoICMPv6, src, dst, typ, 0, 0)
+	p.HopLimit = 255
+	return p
 }
 
 // fromFrame reads a frame the way the harness does (packet.Parse), so that
@@ -466,7 +491,7 @@ func fromFrame(t *testing.T, frame []byte) Packet {
 		return Packet{Malformed: true}
 	}
 	p := Packet{Proto: s.Proto, Src: s.Src, Dst: s.Dst, SPort: s.SPort, DPort: s.DPort, TCPFlags: s.TCPFlags,
-		ICMPType: s.ICMPType, ICMPCode: s.ICMPCode, ICMPID: s.ICMPID}
+		ICMPType: s.ICMPType, ICMPCode: s.ICMPCode, ICMPID: s.ICMPID, HopLimit: s.TTL}
 	if s.Frag != nil {
 		p.Frag = &Fragment{ID: s.ID, Offset: s.Frag.Offset, More: s.Frag.More}
 	}
@@ -521,5 +546,109 @@ func TestFragmentedUDP(t *testing.T) {
 		if !fromFrame(t, first).Malformed {
 			t.Errorf("v6=%v: first fragment with udp length 7 parses", v6)
 		}
+	}
+}
+
+// TestEchoIdentifiers: echo replies are matched to their request whatever
+// the identifier, 0 included, in both families; a request matches only
+// its own orientation and a reply only the reverse (bpf TestEchoIdentifiers
+// is the datapath's side).
+func TestEchoIdentifiers(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, id := range []uint16{0, 0x1234} {
+			t.Run(fmt.Sprintf("v6=%v id %#x", v6, id), func(t *testing.T) {
+				proto, web, api, req, rep := ir.ProtoICMP, webIP, apiIP, uint8(8), uint8(0)
+				if v6 {
+					proto, web, api, req, rep = ir.ProtoICMPv6, webIP6, apiIP6, 128, 129
+				}
+				b := fixture()
+				// web: egress open, ingress isolated without ICMP; api: ingress
+				// allows echo requests, egress isolated without ICMP
+				b.policy("web", sel(eq("app", "web")), inAllow(nil, tcp(22, 22)))
+				b.policy("api", apiSel(), inAllow(nil, icmp(8, -1), icmp6(128, -1)), outAllow(nil, tcp(443, 443)))
+				e := b.eval()
+				ct := NewConntrack()
+				ping := icmpPkt(proto, web, api, req, 0, id)
+				pong := icmpPkt(proto, api, web, rep, 0, id)
+				check(t, "unsolicited reply", e.Eval(ct, pong), denyDefault)
+				res := e.Eval(ct, ping)
+				checkPoints(t, "ping", res, allowDefault, allowBy(1))
+				res = e.Eval(ct, pong)
+				check(t, "reply", res, established)
+				checkPoints(t, "reply", res, established, established)
+				check(t, "second reply", e.Eval(ct, pong), established)
+				// not the other way round
+				check(t, "request back", e.Eval(ct, icmpPkt(proto, api, web, req, 0, id)), denyDefault)
+				check(t, "reply the way the request went", e.Eval(ct, icmpPkt(proto, web, api, rep, 0, id)), denyDefault)
+				if ct.Len() != 1 {
+					t.Errorf("flows: %v", ct.Flows())
+				}
+				// errors: about the request, related; about other ICMP, not
+				about := func(o Packet) Packet {
+					typ := uint8(3)
+					if v6 {
+						typ = 1
+					}
+					return icmpError(proto, api, web, typ, o)
+				}
+				check(t, "error about the ping", e.Eval(ct, about(ping)), related)
+				other := icmpPkt(proto, web, api, 13, 0, id)
+				if v6 {
+					other.ICMPType = 139
+				}
+				check(t, "error about other icmp", e.Eval(ct, about(other)), denyDefault)
+			})
+		}
+	}
+}
+
+// TestForeignICMP: ICMP in IPv6 and ICMPv6 in IPv4 are protocol numbers
+// without ports: typed rules never match them, a rule on the protocol
+// without a type does, and they are tracked by addresses (bpf
+// TestForeignICMP is the datapath's side).
+func TestForeignICMP(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
+			foreign, web, api := ir.ProtoICMPv6, webIP, apiIP
+			typed, plain := icmp6(128, -1), ir.PortMatch{Proto: ir.ProtoICMPv6, ICMPType: -1, ICMPCode: -1}
+			if v6 {
+				foreign, web, api = ir.ProtoICMP, webIP6, apiIP6
+				typed, plain = icmp(8, -1), ir.PortMatch{Proto: ir.ProtoICMP, ICMPType: -1, ICMPCode: -1}
+			}
+			zero := ir.PortMatch{Proto: foreign, ICMPType: 0, ICMPCode: 0}
+			b := fixture()
+			b.policy("api", apiSel(), inAllow(peers(selPeer(eq("app", "web"))), typed, zero), outAllow(nil, tcp(443, 443)))
+			e := b.eval()
+			ct := NewConntrack()
+			p := icmpPkt(foreign, web, api, 8, 0, 5)
+			if v6 {
+				p.ICMPType = 128
+			}
+			check(t, "typed rules do not match", e.Eval(ct, p), denyDefault)
+			z := icmpPkt(foreign, web, api, 0, 0, 0)
+			check(t, "type 0 code 0 does not match either", e.Eval(ct, z), denyDefault)
+
+			b = fixture()
+			b.policy("api", apiSel(), inAllow(peers(selPeer(eq("app", "web"))), plain), outAllow(nil, tcp(443, 443)))
+			e = b.eval()
+			check(t, "protocol rule without type", e.Eval(ct, p), allowBy(0))
+			check(t, "later packet, another type", e.Eval(ct, icmpPkt(foreign, web, api, 13, 0, 9)), established)
+			check(t, "reply by addresses", e.Eval(ct, icmpPkt(foreign, api, web, 0, 0, 0)), established)
+			if fs := ct.Flows(); len(fs) != 1 || fs[0].SPort != 0 || fs[0].DPort != 0 || fs[0].Proto != foreign {
+				t.Errorf("flows: %+v", fs)
+			}
+			// an error about the flow is related: only native ICMP errors are errors
+			errTyp := uint8(3)
+			errProto := ir.ProtoICMP
+			if v6 {
+				errTyp, errProto = 1, ir.ProtoICMPv6
+			}
+			check(t, "native error about the foreign flow", e.Eval(ct, icmpError(errProto, api, web, errTyp, p)), related)
+			fe := icmpError(foreign, "8.8.4.4", web, errTyp, p)
+			if v6 {
+				fe.Src = netipAddr("2001:db8::fe")
+			}
+			check(t, "a foreign \"error\" is not one", e.Eval(ct, fe), allowDefault)
+		})
 	}
 }

@@ -4,7 +4,9 @@ import "github.com/polc-dev/polc/compiler/ir"
 
 // SpecFromIR describes a test step's packet: ICMP echo and informational
 // messages get identifier 0 (as eval.FromIR assumes) and sequence 1, TCP
-// gets sequence 1000 (and acknowledgement 1 when ACK is set).
+// gets sequence 1000 (and acknowledgement 1 when ACK is set). ICMPv6
+// neighbour discovery (types 133–137) gets hop limit 255, as neighbours
+// send it, everything else Build's default 64 (eval.DefaultHopLimit).
 func SpecFromIR(p ir.Packet) Spec {
 	s := Spec{
 		Proto:    p.Proto,
@@ -24,6 +26,8 @@ func SpecFromIR(p ir.Packet) Spec {
 		}
 	case p.Proto.IsICMP() && icmpHasID(p.Proto, p.ICMPType):
 		s.ICMPSeq = 1
+	case p.Proto == ir.ProtoICMPv6 && p.ICMPType >= 133 && p.ICMPType <= 137:
+		s.TTL = 255
 	}
 	return s
 }

@@ -336,11 +336,71 @@ func TestFromIR(t *testing.T) {
 	if s.ICMPType != 128 || s.ICMPID != 0 || s.ICMPSeq != 1 || s.Src != a6 {
 		t.Errorf("icmpv6 echo: %+v", s)
 	}
+	if s.TTL != 64 {
+		t.Errorf("icmpv6 echo: hop limit %d, want 64", s.TTL)
+	}
 	p = ir.Packet{Proto: ir.ProtoTCP, Src: a4, Dst: b4, SPort: 1, DPort: 2, TCPFlags: ir.TCPSyn | ir.TCPAck}
 	s = verify(t, FromIR(p))
 	if s.TCPFlags != ir.TCPSyn|ir.TCPAck || s.DPort != 2 {
 		t.Errorf("tcp: %+v", s)
 	}
+	// neighbour discovery goes out with hop limit 255 (eval.DefaultHopLimit)
+	for typ, hl := range map[uint8]uint8{132: 64, 133: 255, 135: 255, 137: 255, 138: 64} {
+		p := ir.Packet{Proto: ir.ProtoICMPv6, Src: a6, Dst: b6, ICMPType: typ}
+		if s := verify(t, FromIR(p)); s.TTL != hl || s.ICMPType != typ {
+			t.Errorf("icmpv6 type %d: hop limit %d, want %d", typ, s.TTL, hl)
+		}
+	}
+}
+
+// TestForeignICMP: ICMP in IPv6 and ICMPv6 in IPv4 are protocol numbers
+// without ports, as in the datapath: the header is not read, so a short
+// one is not malformed, and nothing ICMP is filled in.
+func TestForeignICMP(t *testing.T) {
+	fam := func(s Spec) string {
+		if s.Src.Is6() {
+			return "ipv6"
+		}
+		return "ipv4"
+	}
+	for _, s := range []Spec{
+		{Proto: ir.ProtoICMP, Src: a6, Dst: b6, ICMPType: 8, ICMPID: 7},
+		{Proto: ir.ProtoICMPv6, Src: a4, Dst: b4, ICMPType: 128, ICMPID: 7},
+		{Proto: ir.ProtoICMPv6, Src: a4, Dst: b4, ICMPType: 1, Embedded: &Spec{Proto: ir.ProtoUDP, Src: b4, Dst: a4, SPort: 1, DPort: 2}},
+	} {
+		frame := Build(s)
+		got, err := Parse(frame)
+		if err != nil || got.Proto != s.Proto || got.ICMPType != 0 || got.ICMPID != 0 || got.Embedded != nil ||
+			got.SPort != 0 || got.DPort != 0 || len(got.Payload) != len(frame)-14-got.L3Len {
+			t.Errorf("%v in %s: %+v, %v", s.Proto, fam(s), got, err)
+		}
+		s.Embedded = nil
+		if got, err := Parse(cutL4(s, 2)); err != nil || len(got.Payload) != 2 {
+			t.Errorf("%v in %s, 2 bytes: %+v, %v", s.Proto, fam(s), got, err)
+		}
+	}
+	// the native ones still need their 8 bytes
+	for _, s := range []Spec{{Proto: ir.ProtoICMP, Src: a4, Dst: b4, ICMPType: 8}, {Proto: ir.ProtoICMPv6, Src: a6, Dst: b6, ICMPType: 128}} {
+		if _, err := Parse(cutL4(s, 2)); !errors.Is(err, ErrTruncated) {
+			t.Errorf("%v in %s, 2 bytes: %v", s.Proto, fam(s), err)
+		}
+	}
+}
+
+// cutL4 builds s with only n bytes of L4, the IP length fields agreeing.
+func cutL4(s Spec, n int) []byte {
+	ip := IP(s)
+	hl := 40
+	if !s.Src.Is6() {
+		hl = 20
+	}
+	b := append(ethernet(etherType(s)), ip[:hl+n]...)
+	if s.Src.Is6() {
+		binary.BigEndian.PutUint16(b[14+4:], uint16(n))
+	} else {
+		binary.BigEndian.PutUint16(b[14+2:], uint16(hl+n))
+	}
+	return b
 }
 
 func TestDump(t *testing.T) {

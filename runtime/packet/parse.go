@@ -32,8 +32,11 @@ type Summary struct {
 	// headers; L4 starts there.
 	L3Len int
 
-	SPort, DPort       uint16
-	TCPFlags           uint8
+	SPort, DPort uint16
+	TCPFlags     uint8
+	// The ICMP fields are read for ICMP in IPv4 and ICMPv6 in IPv6 only;
+	// the other family's ICMP is a protocol without ports (all of it is
+	// Payload), as in the datapath.
 	ICMPType, ICMPCode uint8
 	ICMPID, ICMPSeq    uint16
 	ICMPRest           uint32
@@ -237,6 +240,12 @@ func parseL4(s *Summary, b []byte, embedded bool) error {
 		s.SPort, s.DPort = binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
 		s.Payload = b[min(12, len(b)):]
 	case ir.ProtoICMP, ir.ProtoICMPv6:
+		if !nativeICMP(s) {
+			// ICMP in IPv6 or ICMPv6 in IPv4: a protocol number without
+			// ports, whose header the datapath does not read
+			s.Payload = b
+			return nil
+		}
 		if err := need(8, s.Proto.String()); err != nil {
 			return err
 		}
@@ -263,6 +272,15 @@ func parseL4(s *Summary, b []byte, embedded bool) error {
 		s.Payload = b
 	}
 	return nil
+}
+
+// nativeICMP reports whether s's protocol is the ICMP of its family (ICMP
+// in IPv4, ICMPv6 in IPv6): only then is it read as ICMP.
+func nativeICMP(s *Summary) bool {
+	if s.EtherType == EtherTypeIPv6 {
+		return s.Proto == ir.ProtoICMPv6
+	}
+	return s.Proto == ir.ProtoICMP
 }
 
 // isICMPError reports whether a message type carries an original packet:
