@@ -93,6 +93,12 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error.`,
 		newIRCmd(),
 		newBuildCmd(),
 		newInspectCmd(),
+		newLoadCmd(),
+		newAttachCmd(),
+		newDetachCmd(),
+		newApplyCmd(),
+		newUnloadCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

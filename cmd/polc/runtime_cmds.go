@@ -1,0 +1,372 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/runtime"
+)
+
+// hostFlags are the flags every command that touches the host has.
+type hostFlags struct {
+	root string
+}
+
+func addHostFlags(c *cobra.Command, f *hostFlags) {
+	c.Flags().StringVar(&f.root, "root", runtime.DefaultRoot, "pin directory on a bpf filesystem (one subdirectory per loaded bundle)")
+}
+
+func (f *hostFlags) host(c *cobra.Command) *runtime.Host {
+	h := runtime.NewHost()
+	h.Root = f.root
+	h.Notices = c.ErrOrStderr()
+	return h
+}
+
+// runtimeError maps a runtime error to an exit status: what the host lacks
+// and requests that do not fit the host's state are usage errors (2);
+// everything else (the kernel refused the bundle) is a failure (1).
+func runtimeError(err error) error {
+	switch {
+	case runtime.IsEnvironment(err):
+		return usageError("%v", envHint(err))
+	case errors.Is(err, runtime.ErrNotLoaded), errors.Is(err, runtime.ErrAlreadyLoaded), errors.Is(err, runtime.ErrInvalidName):
+		return usageError("%v", err)
+	}
+	return failure("%v", err)
+}
+
+func envHint(err error) string {
+	switch {
+	case errors.Is(err, runtime.ErrPrivilege):
+		return err.Error() + " (run as root)"
+	case errors.Is(err, runtime.ErrNoBPFFS):
+		return err.Error() + " (mount one: mount -t bpf bpf " + runtime.BPFFSMount + ")"
+	}
+	return err.Error()
+}
+
+// readBundle reads and verifies a bundle before anything touches the kernel.
+func readBundle(path string) (*bundle.Bundle, error) {
+	b, err := bundle.Read(path)
+	if err != nil {
+		if errors.Is(err, bundle.ErrCorrupt) {
+			return nil, failure("%v", err)
+		}
+		return nil, usageError("%v", err)
+	}
+	return b, nil
+}
+
+func newLoadCmd() *cobra.Command {
+	var hf hostFlags
+	var out outputFlag
+	var name string
+	c := &cobra.Command{
+		Use:   "load BUNDLE --name NAME",
+		Short: "Load a bundle into the kernel and pin it (without attaching)",
+		Long: `load verifies a bundle (format version, every digest), then creates its
+maps, fills them, loads its programs, fills the tail-call array and pins
+everything under ROOT/NAME/ (docs/runtime.md). Nothing is attached: use
+attach. Loading the bundle already loaded under NAME does nothing; a
+different one is refused (use apply). An interrupted load leaves nothing
+behind once polc runs again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			if name == "" {
+				return usageError("load needs --name")
+			}
+			b, err := readBundle(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := hf.host(c).Load(name, b)
+			if err != nil {
+				return runtimeError(err)
+			}
+			return printLoadResult(c.OutOrStdout(), &out, "loaded", res)
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "name to load the bundle under")
+	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
+	return c
+}
+
+func printLoadResult(w io.Writer, out *outputFlag, verb string, res *runtime.LoadResult) error {
+	if out.json() {
+		return writeJSON(w, map[string]any{
+			"name": res.State.Name, "generation": res.State.Generation,
+			"bundle_digest": res.State.BundleDigest, "changed": res.Changed,
+		})
+	}
+	if !res.Changed {
+		fmt.Fprintf(w, "%s: bundle %.12s already in force (generation %d)\n", res.State.Name, res.State.BundleDigest, res.State.Generation)
+		return nil
+	}
+	fmt.Fprintf(w, "%s: %s bundle %.12s, generation %d\n", res.State.Name, verb, res.State.BundleDigest, res.State.Generation)
+	return nil
+}
+
+func newApplyCmd() *cobra.Command {
+	var hf hostFlags
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "apply NAME BUNDLE",
+		Short: "Replace a loaded bundle atomically, keeping conntrack",
+		Long: `apply replaces the bundle loaded under NAME with BUNDLE: it stages the new
+programs and maps (reusing the conntrack map), switches every attachment
+to the new programs with atomic link updates, then commits. Every packet
+sees the old policy or the new one, never a mix; established flows the new
+policy no longer allows stop at their next packet. A failure or a kill at
+any point leaves the old bundle in force (docs/runtime.md).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			b, err := readBundle(args[1])
+			if err != nil {
+				return err
+			}
+			res, err := hf.host(c).Apply(args[0], b)
+			if err != nil {
+				return runtimeError(err)
+			}
+			return printLoadResult(c.OutOrStdout(), &out, "applied", res)
+		},
+	}
+	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
+	return c
+}
+
+// attachFlags select interfaces for attach and detach.
+type attachFlags struct {
+	tc, xdp []string
+}
+
+func (f *attachFlags) add(c *cobra.Command) {
+	c.Flags().StringSliceVar(&f.tc, "iface", nil, "endpoint interface (host side of its veth): both tc hooks (repeatable)")
+	c.Flags().StringSliceVar(&f.xdp, "xdp", nil, "uplink interface: the XDP prefilter (repeatable)")
+}
+
+func newAttachCmd() *cobra.Command {
+	var hf hostFlags
+	var af attachFlags
+	var out outputFlag
+	var mode string
+	c := &cobra.Command{
+		Use:   "attach NAME (--iface IF | --xdp IF)...",
+		Short: "Attach a loaded bundle to interfaces",
+		Long: `attach attaches the programs of the bundle loaded under NAME: with --iface,
+to both tc hooks of an endpoint's host-side veth (tcx links where the
+kernel has them, else a netlink clsact filter, and polc says so); with
+--xdp, the prefilter to an uplink. Links are pinned, so enforcement
+outlives polc. Attaching what is already attached does nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			if len(af.tc)+len(af.xdp) == 0 {
+				return usageError("attach needs --iface or --xdp")
+			}
+			h := hf.host(c)
+			switch runtime.TCMode(mode) {
+			case runtime.TCAuto, runtime.TCForceX, runtime.TCNetlink:
+				h.TCMode = runtime.TCMode(mode)
+			default:
+				return usageError("unknown --tc-mode %q: want tcx or netlink", mode)
+			}
+			var made []runtime.Attachment
+			for _, sel := range ifaceSelections(af) {
+				m, err := h.Attach(args[0], sel.iface, sel.what)
+				made = append(made, m...)
+				if err != nil {
+					return runtimeError(err)
+				}
+			}
+			return printAttachments(c.OutOrStdout(), &out, "attached", made)
+		},
+	}
+	af.add(c)
+	c.Flags().StringVar(&mode, "tc-mode", "", "force tcx or netlink for tc hooks (default: tcx where the kernel has it)")
+	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
+	return c
+}
+
+type ifaceSelection struct {
+	iface string
+	what  runtime.AttachOptions
+}
+
+func ifaceSelections(af attachFlags) []ifaceSelection {
+	var sels []ifaceSelection
+	for _, i := range af.tc {
+		sels = append(sels, ifaceSelection{i, runtime.AttachOptions{TC: true}})
+	}
+	for _, i := range af.xdp {
+		sels = append(sels, ifaceSelection{i, runtime.AttachOptions{XDP: true}})
+	}
+	return sels
+}
+
+func printAttachments(w io.Writer, out *outputFlag, verb string, as []runtime.Attachment) error {
+	if out.json() {
+		if as == nil {
+			as = []runtime.Attachment{}
+		}
+		return writeJSON(w, map[string]any{verb: as})
+	}
+	if len(as) == 0 {
+		fmt.Fprintf(w, "nothing %s (already so)\n", verb)
+	}
+	for _, a := range as {
+		fmt.Fprintf(w, "%s %s on %s (%s)\n", verb, a.Hook, a.Iface, a.Mode)
+	}
+	return nil
+}
+
+func newDetachCmd() *cobra.Command {
+	var hf hostFlags
+	var af attachFlags
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "detach NAME (--iface IF | --xdp IF)...",
+		Short: "Detach a loaded bundle from interfaces",
+		Long: `detach removes what attach attached to the interfaces given; the bundle
+stays loaded. Detaching what is not attached does nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			if len(af.tc)+len(af.xdp) == 0 {
+				return usageError("detach needs --iface or --xdp")
+			}
+			h := hf.host(c)
+			var removed []runtime.Attachment
+			for _, sel := range ifaceSelections(af) {
+				r, err := h.Detach(args[0], sel.iface, sel.what)
+				removed = append(removed, r...)
+				if err != nil {
+					return runtimeError(err)
+				}
+			}
+			return printAttachments(c.OutOrStdout(), &out, "detached", removed)
+		},
+	}
+	af.add(c)
+	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
+	return c
+}
+
+func newUnloadCmd() *cobra.Command {
+	var hf hostFlags
+	c := &cobra.Command{
+		Use:   "unload NAME",
+		Short: "Detach and remove everything a loaded bundle pinned",
+		Long: `unload detaches every attachment of the bundle loaded under NAME and removes
+its pins. Unloading a name that is not loaded does nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ok, err := hf.host(c).Unload(args[0])
+			if err != nil {
+				return runtimeError(err)
+			}
+			if ok {
+				fmt.Fprintf(c.OutOrStdout(), "%s: unloaded\n", args[0])
+			} else {
+				fmt.Fprintf(c.OutOrStdout(), "%s: not loaded\n", args[0])
+			}
+			return nil
+		},
+	}
+	addHostFlags(c, &hf)
+	return c
+}
+
+func newStatusCmd() *cobra.Command {
+	var hf hostFlags
+	var out outputFlag
+	c := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "List loaded bundles, generations, attachments, map fill and counters",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			sts, err := hf.host(c).Status(name)
+			if err != nil {
+				return runtimeError(err)
+			}
+			if out.json() {
+				if sts == nil {
+					sts = []runtime.Status{}
+				}
+				return writeJSON(c.OutOrStdout(), sts)
+			}
+			printStatus(c.OutOrStdout(), sts)
+			return nil
+		},
+	}
+	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
+	return c
+}
+
+func printStatus(w io.Writer, sts []runtime.Status) {
+	if len(sts) == 0 {
+		fmt.Fprintln(w, "no bundles loaded")
+		return
+	}
+	for i, s := range sts {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s: generation %d, bundle %.12s, updated %s\n", s.Name, s.Generation, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
+		if s.Counters != nil {
+			fmt.Fprintf(w, "  counters: %d packets, %d bytes\n", s.Counters.Packets, s.Counters.Bytes)
+		}
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		if len(s.Attachments) == 0 {
+			fmt.Fprintln(tw, "  attachments: none")
+		}
+		for _, a := range s.Attachments {
+			state := "live"
+			if !a.Live {
+				state = "interface gone"
+			}
+			fmt.Fprintf(tw, "  attached\t%s\t%s\t%s\t%s\n", a.Iface, a.Hook, a.Mode, state)
+		}
+		for _, m := range s.Maps {
+			fill := "-"
+			if m.Entries >= 0 {
+				fill = fmt.Sprintf("%d/%d", m.Entries, m.MaxEntries)
+			}
+			extra := ""
+			if m.Shared {
+				extra = "kept across apply"
+			}
+			fmt.Fprintf(tw, "  map\t%s\t%s\t%s\t%s\n", m.Name, strings.ToLower(m.Type), fill, extra)
+		}
+		tw.Flush()
+	}
+}

@@ -1,0 +1,234 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/polc-dev/polc/compiler/bundle"
+)
+
+// TCMode chooses how tc programs are attached.
+type TCMode string
+
+const (
+	TCAuto    TCMode = ""        // tcx where the kernel has it, else netlink
+	TCForceX  TCMode = "tcx"     // tcx or fail
+	TCNetlink TCMode = "netlink" // clsact qdisc + bpf filter (what kernels before 6.6 have)
+)
+
+// tcFilterPriority and tcFilterHandle identify polc's clsact filter.
+const (
+	tcFilterPriority = 1
+	tcFilterHandle   = 0x9011c
+)
+
+// tcxAttachType maps a tc hook to the host-side direction: packets an
+// endpoint sends arrive on the host side's ingress, packets sent to it
+// leave through the host side's egress.
+func tcxAttachType(hook string) (ebpf.AttachType, bool) {
+	switch hook {
+	case bundle.HookEndpointEgress:
+		return ebpf.AttachTCXIngress, true
+	case bundle.HookEndpointIngress:
+		return ebpf.AttachTCXEgress, true
+	}
+	return 0, false
+}
+
+// hookPinName is the short name of a hook in link pin names.
+func hookPinName(hook string) string {
+	switch hook {
+	case bundle.HookEndpointEgress:
+		return "tc-ingress"
+	case bundle.HookEndpointIngress:
+		return "tc-egress"
+	case bundle.HookUplinkXDP:
+		return "xdp"
+	}
+	return "unknown"
+}
+
+// attach attaches prog for a.Hook to a.Ifindex (in the calling thread's
+// network namespace) and, for links, pins the link at pin. It fills a.Mode.
+func attach(a *Attachment, prog *ebpf.Program, pin string, mode TCMode) error {
+	if a.Hook == bundle.HookUplinkXDP {
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: a.Ifindex})
+		if err != nil {
+			return fmt.Errorf("attach XDP to %s: %w", a.Iface, err)
+		}
+		a.Mode = ModeXDP
+		return pinLink(l, pin)
+	}
+	at, ok := tcxAttachType(a.Hook)
+	if !ok {
+		return fmt.Errorf("unknown hook %q", a.Hook)
+	}
+	if mode != TCNetlink {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: a.Ifindex, Program: prog, Attach: at})
+		if err == nil {
+			a.Mode = ModeTCX
+			return pinLink(l, pin)
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) || mode == TCForceX {
+			return fmt.Errorf("attach tcx %s to %s: %w", hookPinName(a.Hook), a.Iface, err)
+		}
+	}
+	a.Mode = ModeTC
+	a.Link = ""
+	return tcFilterReplace(a, prog)
+}
+
+func pinLink(l link.Link, pin string) error {
+	defer l.Close()
+	_ = os.Remove(pin) // a stale pin from an interrupted run
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pin link %s: %w", pin, err)
+	}
+	return nil
+}
+
+func tcParent(hook string) uint32 {
+	if hook == bundle.HookEndpointIngress {
+		return netlink.HANDLE_MIN_EGRESS
+	}
+	return netlink.HANDLE_MIN_INGRESS
+}
+
+// tcFilterReplace installs or atomically replaces polc's bpf filter (the
+// kernel swaps the filter's program in one step).
+func tcFilterReplace(a *Attachment, prog *ebpf.Program) error {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: a.Ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("add clsact qdisc to %s: %w", a.Iface, err)
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: a.Ifindex, Parent: tcParent(a.Hook), Handle: tcFilterHandle,
+			Protocol: unix.ETH_P_ALL, Priority: tcFilterPriority,
+		},
+		Fd: prog.FD(), Name: "polc", DirectAction: true,
+	}
+	if err := netlink.FilterReplace(f); err != nil {
+		return fmt.Errorf("tc filter %s on %s: %w", hookPinName(a.Hook), a.Iface, err)
+	}
+	return nil
+}
+
+func tcFilterDel(a *Attachment) error {
+	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{
+		LinkIndex: a.Ifindex, Parent: tcParent(a.Hook), Handle: tcFilterHandle,
+		Protocol: unix.ETH_P_ALL, Priority: tcFilterPriority,
+	}}
+	err := netlink.FilterDel(f)
+	if err != nil && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.EINVAL)) {
+		return nil
+	}
+	return err
+}
+
+// switchProgram makes an attachment run prog: an atomic link update for
+// tcx and XDP, a filter replace for netlink tc.
+func switchProgram(p pins, a *Attachment, prog *ebpf.Program) error {
+	if a.Mode == ModeTC {
+		// A filter is found by ifindex, which means something else in
+		// another namespace.
+		if ns := currentNetns(); ns != a.Netns {
+			return fmt.Errorf("%s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", a.Hook, a.Iface, a.Netns, ns)
+		}
+		return tcFilterReplace(a, prog)
+	}
+	l, err := link.LoadPinnedLink(linkPin(p, a), nil)
+	if err != nil {
+		return fmt.Errorf("open link %s: %w", a.Link, err)
+	}
+	defer l.Close()
+	if err := l.Update(prog); err != nil {
+		return fmt.Errorf("update link %s: %w", a.Link, err)
+	}
+	return nil
+}
+
+// linkState describes a pinned link: the program it runs and whether its
+// interface still exists.
+func linkState(p pins, a *Attachment) (prog ebpf.ProgramID, live bool, err error) {
+	if a.Mode == ModeTC {
+		return 0, true, nil
+	}
+	l, err := link.LoadPinnedLink(linkPin(p, a), nil)
+	if err != nil {
+		return 0, false, err
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return 0, false, err
+	}
+	switch {
+	case info.TCX() != nil:
+		live = info.TCX().Ifindex != 0
+	case info.XDP() != nil:
+		live = info.XDP().Ifindex != 0
+	}
+	return info.Program, live, nil
+}
+
+// detach removes an attachment: unpins and detaches its link, or deletes
+// its tc filter. An attachment already gone is not an error.
+func detach(p pins, a *Attachment) error {
+	if a.Mode == ModeTC {
+		if ns := currentNetns(); ns != a.Netns {
+			return fmt.Errorf("%s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", a.Hook, a.Iface, a.Netns, ns)
+		}
+		return tcFilterDel(a)
+	}
+	l, err := link.LoadPinnedLink(linkPin(p, a), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open link %s: %w", a.Link, err)
+	}
+	defer l.Close()
+	if err := l.Detach(); err != nil && !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, syscall.ENOLINK) {
+		return fmt.Errorf("detach %s: %w", a.Link, err)
+	}
+	return l.Unpin()
+}
+
+func linkPin(p pins, a *Attachment) string { return p.dir() + "/" + a.Link }
+
+// currentNetns is the inode of the calling thread's network namespace.
+func currentNetns() uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// membarrierCmdGlobal is MEMBARRIER_CMD_GLOBAL, which the kernel
+// implements with synchronize_rcu().
+const membarrierCmdGlobal = 1
+
+// waitForInFlight returns once every packet that started in a program
+// before the last link switch has left it. tc and XDP programs run inside
+// an RCU read-side section, so one RCU grace period is enough. It matters
+// before unpinning a replaced generation: when a PROG_ARRAY loses its last
+// pin the kernel empties it, and a packet still in the old entry program
+// would find its tail-call slots empty.
+func waitForInFlight() {
+	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
+		time.Sleep(50 * time.Millisecond) // far longer than any packet takes
+	}
+}

@@ -1,0 +1,33 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+
+	"github.com/cilium/ebpf"
+)
+
+// Errors a caller can test for with errors.Is.
+var (
+	// ErrNotLoaded: no bundle of that name is loaded on the host.
+	ErrNotLoaded = errors.New("not loaded")
+	// ErrAlreadyLoaded: a different bundle is loaded under the name (use apply).
+	ErrAlreadyLoaded = errors.New("already loaded")
+	// ErrNoBPFFS: there is no bpf filesystem where pins go and it cannot be mounted.
+	ErrNoBPFFS = errors.New("no bpf filesystem")
+	// ErrPrivilege: the operation needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN).
+	ErrPrivilege = errors.New("insufficient privileges")
+	// ErrInvalidName: the name cannot name a loaded bundle.
+	ErrInvalidName = errors.New("invalid name")
+	// ErrLocked: another polc holds the host lock for too long.
+	ErrLocked = errors.New("host is locked by another polc")
+)
+
+// IsEnvironment reports whether err comes from what the host lacks
+// (privileges, bpffs, kernel features) rather than from the bundle or the
+// request. The CLI exits 2 for these.
+func IsEnvironment(err error) bool {
+	return errors.Is(err, ErrNoBPFFS) || errors.Is(err, ErrPrivilege) ||
+		errors.Is(err, ErrLocked) || errors.Is(err, ebpf.ErrNotSupported) ||
+		errors.Is(err, os.ErrPermission)
+}

@@ -1,0 +1,540 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/polc-dev/polc/compiler/bundle"
+)
+
+// CrashEnv names the environment variable that makes polc kill itself
+// (SIGKILL, no cleanup) at a named point of load, apply or unload; tests
+// use it to prove that an interrupted run leaves the previous state in
+// force. The points are the Crash* constants.
+const CrashEnv = "POLC_TEST_CRASH_AT"
+
+// Crash points.
+const (
+	CrashLoadAfterStage    = "load-after-stage"   // objects pinned, state not written
+	CrashApplyAfterStage   = "apply-after-stage"  // new generation pinned, nothing switched
+	CrashApplyAfterSwitch  = "apply-after-switch" // one attachment switched, state not written
+	CrashApplyAfterCommit  = "apply-after-commit" // state written, old generation not removed
+	CrashUnloadAfterDetach = "unload-after-detach"
+)
+
+// Host manages the bundles loaded on this machine. The zero value is not
+// usable; NewHost gives the defaults.
+type Host struct {
+	// Root is the pin directory, one subdirectory per name.
+	Root string
+	// LockPath is the flock every changing operation holds.
+	LockPath string
+	// TCMode chooses tcx or netlink tc for new attachments.
+	TCMode TCMode
+	// Notices receives what the operator should know but is not an error
+	// (the tcx fallback, recovered leftovers). May be nil.
+	Notices io.Writer
+	// ParseObject overrides how a bundle's object becomes a collection
+	// spec (tests build programs in Go); nil parses the ELF.
+	ParseObject func(*bundle.Bundle) (*ebpf.CollectionSpec, error)
+	// CrashAt is a crash point (see CrashEnv) for tests.
+	CrashAt string
+}
+
+// NewHost returns a Host with the default root and lock, and CrashAt from
+// the environment.
+func NewHost() *Host {
+	return &Host{Root: DefaultRoot, LockPath: DefaultLockPath, CrashAt: os.Getenv(CrashEnv)}
+}
+
+func (h *Host) crash(point string) {
+	if h.CrashAt == point {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL is not instantaneous
+	}
+}
+
+func (h *Host) notice(format string, args ...any) {
+	if h.Notices != nil {
+		fmt.Fprintf(h.Notices, "polc: "+format+"\n", args...)
+	}
+}
+
+func (h *Host) pins(name string) pins { return pins(filepath.Join(h.Root, name)) }
+
+// begin checks the environment and the name, takes the host lock and
+// recovers the name from an interrupted run. The caller must Unlock.
+func (h *Host) begin(name string) (*hostLock, *State, error) {
+	if err := ValidName(name); err != nil {
+		return nil, nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, nil, fmt.Errorf("%w: polc needs root to load and attach BPF programs", ErrPrivilege)
+	}
+	if err := EnsureBPFFS(h.Root); err != nil {
+		return nil, nil, err
+	}
+	lk, err := lockHost(h.LockPath, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := h.recover(name)
+	if err != nil {
+		lk.Unlock()
+		return nil, nil, fmt.Errorf("recover %s: %w", name, err)
+	}
+	return lk, st, nil
+}
+
+func (h *Host) spec(b *bundle.Bundle) (*ebpf.CollectionSpec, error) {
+	if h.ParseObject == nil {
+		return nil, nil
+	}
+	return h.ParseObject(b)
+}
+
+// recover brings name back to its committed state: without a state, the
+// whole directory is the leftover of an interrupted load; with one,
+// generations other than the committed one, unlisted link pins and a
+// half-written state are removed, and every attachment is switched back
+// to the committed generation's program.
+func (h *Host) recover(name string) (*State, error) {
+	p := h.pins(name)
+	if _, err := os.Stat(p.dir()); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	st, err := readState(p)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		h.notice("removing %s: the leftovers of an interrupted load or unload", p.dir())
+		return nil, os.RemoveAll(p.dir())
+	}
+	// Switch back first: the leftovers may hold the tail-call array of
+	// the programs the links run.
+	switched := false
+	for i := range st.Attachments {
+		a := &st.Attachments[i]
+		progName := st.Hooks[a.Hook]
+		prog, err := ebpf.LoadPinnedProgram(p.prog(st.Generation, progName), nil)
+		if err != nil {
+			return nil, fmt.Errorf("open program %s of generation %d: %w", progName, st.Generation, err)
+		}
+		want, _ := progID(prog)
+		cur, live, err := linkState(p, a)
+		if err == nil && live && a.Mode != ModeTC && cur != want {
+			h.notice("switching %s back to generation %d", a.Link, st.Generation)
+			err = switchProgram(p, a, prog)
+			switched = true
+		}
+		prog.Close()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	if switched {
+		waitForInFlight()
+	}
+	keep := map[string]bool{stateFile: true, sharedDir: true, linksDir: true, filepath.Base(p.gen(st.Generation)): true}
+	entries, err := os.ReadDir(p.dir())
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			h.notice("removing %s: the leftover of an interrupted run", filepath.Join(p.dir(), e.Name()))
+			if err := os.RemoveAll(filepath.Join(p.dir(), e.Name())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	listed := map[string]bool{}
+	for _, a := range st.Attachments {
+		listed[a.Link] = true
+	}
+	links, _ := os.ReadDir(p.links())
+	for _, e := range links {
+		rel := linksDir + "/" + e.Name()
+		if !listed[rel] {
+			h.notice("detaching %s: attached by an interrupted run", rel)
+			if err := detach(p, &Attachment{Link: rel}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return st, nil
+}
+
+func progID(p *ebpf.Program) (ebpf.ProgramID, error) {
+	info, err := p.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, _ := info.ID()
+	return id, nil
+}
+
+func hooksOf(b *bundle.Bundle) map[string]string {
+	hooks := map[string]string{}
+	for _, p := range b.Manifest.Programs {
+		for _, hk := range p.Hooks {
+			hooks[hk] = p.Name
+		}
+	}
+	return hooks
+}
+
+// LoadResult says what Load or Apply did.
+type LoadResult struct {
+	State   *State
+	Changed bool // false: the same bundle was already in force
+}
+
+// Load loads b under name: staged into gen-1, then committed by writing
+// the state. Loading the bundle that is already loaded does nothing;
+// loading a different one under a taken name fails (use Apply).
+func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
+	digest, err := BundleDigest(b)
+	if err != nil {
+		return nil, err
+	}
+	lk, st, err := h.begin(name)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	if st != nil {
+		if st.BundleDigest == digest {
+			return &LoadResult{State: st}, nil
+		}
+		return nil, fmt.Errorf("%w: %s runs bundle %.12s; use apply to replace it", ErrAlreadyLoaded, name, st.BundleDigest)
+	}
+	spec, err := h.spec(b)
+	if err != nil {
+		return nil, err
+	}
+	p := h.pins(name)
+	fail := func(err error) (*LoadResult, error) {
+		_ = os.RemoveAll(p.dir())
+		_ = os.Remove(h.Root) // only if empty
+		return nil, err
+	}
+	if err := os.MkdirAll(p.shared(), 0o700); err != nil {
+		return fail(err)
+	}
+	const gen = 1
+	l, err := Load(b, LoadOptions{PinDir: p.gen(gen), Generation: gen, Spec: spec})
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	for _, n := range SharedMaps {
+		if _, ok := l.Maps[n]; ok {
+			if err := os.Rename(p.genMap(gen, n), filepath.Join(p.shared(), n)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	h.crash(CrashLoadAfterStage)
+	st = &State{
+		Name: name, Generation: gen, BundleDigest: digest,
+		SourceDigest: b.Manifest.SourceDigest, Compiler: b.Manifest.Compiler,
+		Updated: time.Now().UTC(), Hooks: hooksOf(b), Attachments: []Attachment{},
+	}
+	if err := writeState(p, st); err != nil {
+		return fail(fmt.Errorf("commit: %w", err))
+	}
+	return &LoadResult{State: st, Changed: true}, nil
+}
+
+// Apply replaces the bundle loaded under name with b, atomically per
+// packet, keeping the shared maps (conntrack). See docs/runtime.md:
+//
+//  1. stage: load b as generation G+1 under gen-(G+1), reusing shared/*;
+//  2. switch: update every attachment's link to the new program (each
+//     packet runs either the old program with the old maps or the new one
+//     with the new maps);
+//  3. commit: write the state with generation G+1;
+//  4. remove gen-G.
+//
+// A failure before the commit switches back and removes the stage; a kill
+// is undone by the next run's recovery.
+func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
+	digest, err := BundleDigest(b)
+	if err != nil {
+		return nil, err
+	}
+	lk, st, err := h.begin(name)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("%s: %w (use load)", name, ErrNotLoaded)
+	}
+	if st.BundleDigest == digest {
+		return &LoadResult{State: st}, nil
+	}
+	spec, err := h.spec(b)
+	if err != nil {
+		return nil, err
+	}
+	p := h.pins(name)
+	hooks := hooksOf(b)
+	for _, a := range st.Attachments {
+		if hooks[a.Hook] == "" {
+			return nil, fmt.Errorf("the new bundle has no program for %s, attached to %s: detach it first", a.Hook, a.Iface)
+		}
+	}
+	reuse := map[string]*ebpf.Map{}
+	defer func() {
+		for _, m := range reuse {
+			m.Close()
+		}
+	}()
+	for _, n := range SharedMaps {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(p.shared(), n), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open shared map %s: %w", n, err)
+		}
+		reuse[n] = m
+	}
+
+	// 1. Stage.
+	old, gen := st.Generation, st.Generation+1
+	stage := p.gen(gen)
+	l, err := Load(b, LoadOptions{PinDir: stage, ReuseMaps: reuse, Generation: gen, Spec: spec})
+	if err != nil {
+		_ = os.RemoveAll(stage)
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			err = fmt.Errorf("%w (the shared maps %v changed shape: unload and load instead)", err, SharedMaps)
+		}
+		return nil, err
+	}
+	defer l.Close()
+	h.crash(CrashApplyAfterStage)
+
+	// 2. Switch.
+	var switched []*Attachment
+	rollback := func(cause error) (*LoadResult, error) {
+		errs := []error{cause}
+		for _, a := range switched {
+			prog, err := ebpf.LoadPinnedProgram(p.prog(old, st.Hooks[a.Hook]), nil)
+			if err == nil {
+				err = switchProgram(p, a, prog)
+				prog.Close()
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("roll back %s: %w", a.Iface, err))
+			}
+		}
+		waitForInFlight()
+		_ = os.RemoveAll(stage)
+		return nil, errors.Join(errs...)
+	}
+	for i := range st.Attachments {
+		a := &st.Attachments[i]
+		if _, live, err := linkState(p, a); err == nil && !live {
+			h.notice("%s on %s: the interface is gone; keeping the attachment record until detach", a.Hook, a.Iface)
+			continue
+		}
+		if err := switchProgram(p, a, l.Programs[hooks[a.Hook]]); err != nil {
+			return rollback(err)
+		}
+		switched = append(switched, a)
+		h.crash(CrashApplyAfterSwitch)
+	}
+
+	// 3. Commit.
+	st.Generation, st.BundleDigest = gen, digest
+	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
+	st.Hooks, st.Updated = hooks, time.Now().UTC()
+	if err := writeState(p, st); err != nil {
+		st.Generation = old
+		return rollback(fmt.Errorf("commit: %w", err))
+	}
+	h.crash(CrashApplyAfterCommit)
+
+	// 4. Retire the old generation, once no packet runs its programs.
+	waitForInFlight()
+	if err := os.RemoveAll(p.gen(old)); err != nil {
+		h.notice("remove generation %d: %v (the next run retries)", old, err)
+	}
+	return &LoadResult{State: st, Changed: true}, nil
+}
+
+// Unload detaches everything attached under name and removes its pins.
+// Unloading a name that is not loaded does nothing and returns false.
+func (h *Host) Unload(name string) (bool, error) {
+	lk, st, err := h.begin(name)
+	if err != nil {
+		return false, err
+	}
+	defer lk.Unlock()
+	if st == nil {
+		_ = os.Remove(h.Root) // only if empty
+		return false, nil
+	}
+	p := h.pins(name)
+	var errs []error
+	ns := currentNetns()
+	for i := range st.Attachments {
+		a := &st.Attachments[i]
+		if a.Mode == ModeTC && a.Netns != ns {
+			// Not reachable from here by ifindex; the filter goes with its
+			// interface, or with `tc filter del` in its namespace.
+			h.notice("leaving the tc filter on %s (network namespace %d): unload from that namespace to remove it", a.Iface, a.Netns)
+			continue
+		}
+		if err := detach(p, a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return false, err
+	}
+	waitForInFlight()
+	h.crash(CrashUnloadAfterDetach)
+	// Removing the state first is the commit: a kill after it leaves a
+	// directory without state, which recovery removes.
+	if err := os.Remove(p.state()); err != nil {
+		return false, err
+	}
+	if err := os.RemoveAll(p.dir()); err != nil {
+		return false, err
+	}
+	_ = os.Remove(h.Root) // only if empty
+	return true, nil
+}
+
+// AttachOptions says what Attach attaches to an interface.
+type AttachOptions struct {
+	TC  bool // both tc hooks (the endpoint's ingress and egress)
+	XDP bool // the XDP prefilter
+}
+
+// Attach attaches name's programs to the interface iface of the calling
+// thread's network namespace and pins the links. Hooks already attached
+// there are left alone. It returns the attachments it made.
+func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, error) {
+	lk, st, err := h.begin(name)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotLoaded)
+	}
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %s: %w", iface, err)
+	}
+	var hooks []string
+	if what.TC {
+		hooks = append(hooks, bundle.HookEndpointEgress, bundle.HookEndpointIngress)
+	}
+	if what.XDP {
+		hooks = append(hooks, bundle.HookUplinkXDP)
+	}
+	p := h.pins(name)
+	if err := os.MkdirAll(p.links(), 0o700); err != nil {
+		return nil, err
+	}
+	ns := currentNetns()
+	var made []Attachment
+	for _, hook := range hooks {
+		progName := st.Hooks[hook]
+		if progName == "" {
+			return made, fmt.Errorf("bundle %s has no program for %s", name, hook)
+		}
+		if i := slices.IndexFunc(st.Attachments, func(a Attachment) bool {
+			return a.Iface == iface && a.Hook == hook && a.Netns == ns
+		}); i >= 0 {
+			a := &st.Attachments[i]
+			if _, live, err := linkState(p, a); err == nil && live && (a.Mode == ModeTC || a.Ifindex == ifc.Index) {
+				continue // already attached: idempotent
+			}
+			_ = detach(p, a)
+			st.Attachments = slices.Delete(st.Attachments, i, i+1)
+		}
+		prog, err := ebpf.LoadPinnedProgram(p.prog(st.Generation, progName), nil)
+		if err != nil {
+			return made, fmt.Errorf("open program %s: %w", progName, err)
+		}
+		a := Attachment{
+			Iface: iface, Ifindex: ifc.Index, Netns: ns, Hook: hook,
+			Link: fmt.Sprintf("%s/%d-%d-%s", linksDir, ns, ifc.Index, hookPinName(hook)),
+		}
+		err = attach(&a, prog, linkPin(p, &a), h.TCMode)
+		prog.Close()
+		if err != nil {
+			return made, err
+		}
+		if a.Mode == ModeTC && h.TCMode == TCAuto {
+			h.notice("the kernel has no tcx: %s attached with a netlink clsact filter", iface)
+		}
+		st.Attachments = append(st.Attachments, a)
+		if err := writeState(p, st); err != nil {
+			_ = detach(p, &a)
+			return made, err
+		}
+		made = append(made, a)
+	}
+	return made, nil
+}
+
+// Detach removes name's attachments from iface (in the calling thread's
+// network namespace, or in any namespace when the interface is gone);
+// what selects tc, XDP or both. Detaching what is not attached does
+// nothing.
+func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, error) {
+	lk, st, err := h.begin(name)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotLoaded)
+	}
+	p := h.pins(name)
+	ns := currentNetns()
+	var removed []Attachment
+	kept := st.Attachments[:0:0]
+	for _, a := range st.Attachments {
+		isXDP := a.Hook == bundle.HookUplinkXDP
+		if a.Iface != iface || (isXDP && !what.XDP) || (!isXDP && !what.TC) {
+			kept = append(kept, a)
+			continue
+		}
+		// Interface names repeat across namespaces: detach in the
+		// namespace of the attachment, or anywhere once it is gone.
+		if _, live, err := linkState(p, &a); a.Netns != ns && err == nil && live {
+			kept = append(kept, a)
+			continue
+		}
+		if err := detach(p, &a); err != nil {
+			return removed, err
+		}
+		removed = append(removed, a)
+	}
+	if len(removed) > 0 {
+		st.Attachments = kept
+		if err := writeState(p, st); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}

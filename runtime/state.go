@@ -1,0 +1,189 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/polc-dev/polc/bpf"
+)
+
+// Pin layout of one loaded bundle, under Host.Root/NAME:
+//
+//	state              pinned 1-entry array map: the State as JSON (the commit point)
+//	shared/MAP         maps that survive apply (conntrack, frags, events)
+//	gen-G/maps/MAP     generation G's other maps
+//	gen-G/progs/PROG   generation G's programs
+//	links/NETNS-IFINDEX-HOOK pinned tcx and XDP links (they keep enforcement alive)
+//
+// bpffs refuses names with dots, so none of these (nor bundle names) has one.
+//
+// Anything else (gen-H for H ≠ the state's generation, state-new, link
+// pins the state does not list) is the leftover of an interrupted run and
+// is removed by recovery.
+const (
+	stateFile    = "state"
+	stateNewFile = "state-new"
+	sharedDir    = "shared"
+	linksDir     = "links"
+	genPrefix    = "gen-"
+)
+
+// SharedMaps are the maps a new generation reuses from the old one
+// instead of creating them: flow state that must survive apply, and the
+// events ring buffer, so that a reader follows the bundle across applies.
+var SharedMaps = []string{bpf.MapConntrack, bpf.MapFrags, bpf.MapEvents}
+
+// stateValueSize bounds the State's JSON (a few hundred bytes per
+// attachment).
+const stateValueSize = 256 << 10
+
+// State is what is loaded under one name: written at every commit.
+type State struct {
+	Name string `json:"name"`
+	// Generation counts loads and applies (1 after load); the datapath
+	// stamps it into conntrack entries (cfg_generation), so entries of an
+	// older generation are checked against the policy again.
+	Generation   uint32    `json:"generation"`
+	BundleDigest string    `json:"bundle_digest"` // SHA-256 of manifest.json
+	SourceDigest string    `json:"source_digest"`
+	Compiler     string    `json:"compiler,omitempty"`
+	Updated      time.Time `json:"updated"`
+	// Hooks maps each hook (bundle.Hook*) to the program that runs there.
+	Hooks       map[string]string `json:"hooks"`
+	Attachments []Attachment      `json:"attachments"`
+}
+
+// Attachment modes.
+const (
+	ModeTCX = "tcx" // a pinned tcx link
+	ModeTC  = "tc"  // a netlink clsact bpf filter (kernels without tcx)
+	ModeXDP = "xdp" // a pinned XDP link
+)
+
+// Attachment is one program attached to one interface.
+type Attachment struct {
+	Iface   string `json:"iface"`
+	Ifindex int    `json:"ifindex"`
+	Netns   uint64 `json:"netns"` // inode of the network namespace
+	Hook    string `json:"hook"`
+	Mode    string `json:"mode"`
+	Link    string `json:"link,omitempty"` // pin, relative to the bundle's directory
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$`)
+
+// ValidName reports whether name can name a loaded bundle.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w %q: use letters, digits, '_' and '-', not starting with '-' (bpffs refuses dots)", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// pins is the pin directory of one name.
+type pins string
+
+func (p pins) dir() string    { return string(p) }
+func (p pins) state() string  { return filepath.Join(string(p), stateFile) }
+func (p pins) shared() string { return filepath.Join(string(p), sharedDir) }
+func (p pins) links() string  { return filepath.Join(string(p), linksDir) }
+func (p pins) gen(g uint32) string {
+	return filepath.Join(string(p), genPrefix+strconv.FormatUint(uint64(g), 10))
+}
+func (p pins) prog(g uint32, n string) string { return filepath.Join(p.gen(g), "progs", n) }
+func (p pins) genMap(g uint32, n string) string {
+	return filepath.Join(p.gen(g), "maps", n)
+}
+
+// readState returns the committed state, or nil when there is none.
+func readState(p pins) (*State, error) {
+	m, err := ebpf.LoadPinnedMap(p.state(), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", p.state(), err)
+	}
+	defer m.Close()
+	buf := make([]byte, m.ValueSize())
+	if err := m.Lookup(uint32(0), &buf); err != nil {
+		return nil, fmt.Errorf("read state %s: %w", p.state(), err)
+	}
+	n := binary.LittleEndian.Uint32(buf)
+	if int(n) > len(buf)-4 {
+		return nil, fmt.Errorf("state %s is corrupt (length %d)", p.state(), n)
+	}
+	var st State
+	if err := json.Unmarshal(buf[4:4+n], &st); err != nil {
+		return nil, fmt.Errorf("state %s is corrupt: %w", p.state(), err)
+	}
+	return &st, nil
+}
+
+// writeState commits st: one map update when the state map exists (a
+// single syscall, so a kill cannot tear it), else a new map pinned aside
+// and renamed into place.
+func writeState(p pins, st *State) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if len(data) > stateValueSize-4 {
+		return fmt.Errorf("state of %s too large (%d bytes; too many attachments)", st.Name, len(data))
+	}
+	buf := make([]byte, stateValueSize)
+	binary.LittleEndian.PutUint32(buf, uint32(len(data)))
+	copy(buf[4:], data)
+
+	m, err := ebpf.LoadPinnedMap(p.state(), nil)
+	if err == nil {
+		defer m.Close()
+		return m.Update(uint32(0), buf, ebpf.UpdateExist)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open state: %w", err)
+	}
+	m, err = ebpf.NewMap(&ebpf.MapSpec{
+		Name: "polc_state", Type: ebpf.Array, KeySize: 4, ValueSize: stateValueSize, MaxEntries: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("create state map: %w", err)
+	}
+	defer m.Close()
+	if err := m.Update(uint32(0), buf, ebpf.UpdateAny); err != nil {
+		return err
+	}
+	tmp := filepath.Join(p.dir(), stateNewFile)
+	_ = os.Remove(tmp)
+	if err := m.Pin(tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.state())
+}
+
+// generations lists the gen-G directories present under p.
+func generations(p pins) ([]uint32, error) {
+	entries, err := os.ReadDir(p.dir())
+	if err != nil {
+		return nil, err
+	}
+	var gens []uint32
+	for _, e := range entries {
+		if s, ok := strings.CutPrefix(e.Name(), genPrefix); ok {
+			if g, err := strconv.ParseUint(s, 10, 32); err == nil {
+				gens = append(gens, uint32(g))
+			}
+		}
+	}
+	return gens, nil
+}
