@@ -9,9 +9,9 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 # package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
-FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML compiler:FuzzCompile
+FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML dsl:FuzzYAMLNamesAndLabels compiler:FuzzCompile dsl/k8s:FuzzRead
 
-.PHONY: all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
+.PHONY: difftest all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
 
 all: build
 
@@ -53,10 +53,22 @@ fuzz:
 golden:
 	POLC_UPDATE_GOLDEN=1 $(GO) test -count=1 ./...
 
-# demo runs polc's main job on the bundled example.
+# demo runs polc's main job on the bundled example: check it, build the
+# bundle, run its tests in the kernel (BPF_PROG_TEST_RUN; needs root) and
+# explain one verdict.
 demo: deps build
 	./$(BIN) check testdata/quickstart.pol
-	./$(BIN) ir testdata/quickstart.pol
+	./$(BIN) build -o bin/quickstart testdata/quickstart.pol
+	./$(BIN) test testdata/quickstart.pol
+	./$(BIN) explain testdata/quickstart.pol 'tcp web -> api:8080'
+
+# difftest runs the differential tester (kernel against the reference
+# evaluator) longer than make test does: N packets, about 100 per policy;
+# SEED=S repeats a run (0: a fresh seed, printed). Needs root.
+N ?= 100000
+SEED ?= 0
+difftest: deps
+	$(GO) run ./runtime/harness/difftest/cmd/polc-difftest -n $(N) -seed $(SEED)
 
 # bpf regenerates the BPF objects and their Go bindings (bpf2go).
 bpf: deps

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -439,15 +440,34 @@ func (r *yamlReader) text(n *yaml.Node, what string) (Text, bool) {
 	return Text{Pos: r.pos(n), Text: s}, ok
 }
 
-var yamlIdentRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+// yamlIsName reports whether s is a NAME of the policy language (an
+// endpoint, cidrset or policy name): exactly one bare word, not a keyword.
+// It asks the language's own lexer, so that the two front ends accept the
+// same names and `polc fmt --to pol` can print every name the reader took.
+func yamlIsName(s string) bool {
+	if s == "" {
+		return false
+	}
+	var ds Diagnostics
+	toks, _ := polLexSource("", []byte(s), &ds)
+	return len(ds) == 0 && len(toks) == 2 && toks[0].Type == tokWord && toks[0].Value == s
+}
+
+// yamlNameProblem explains why s is not a name.
+func yamlNameProblem(s string) string {
+	if polKeywords[s] {
+		return fmt.Sprintf("%q is a keyword of the policy language", s)
+	}
+	return "use letters, digits and '_', starting with a letter or '_'; '.' and '-' only between them"
+}
 
 func (r *yamlReader) ident(n *yaml.Node, what string) (Ident, bool) {
 	s, ok := r.scalar(n, what)
 	if !ok {
 		return Ident{}, false
 	}
-	if !yamlIdentRe.MatchString(s) {
-		r.errorf(n, "invalid %s %q: use letters, digits, '-' and '_', starting with a letter", what, s)
+	if !yamlIsName(s) {
+		r.errorf(n, "invalid %s %q: %s", what, s, yamlNameProblem(s))
 		return Ident{}, false
 	}
 	return Ident{Pos: r.pos(n), Name: s}, true
@@ -522,13 +542,10 @@ func (r *yamlReader) endpoint(f *File, n *yaml.Node) {
 	f.Decls = append(f.Decls, e)
 }
 
-var (
-	yamlLabelKeyRe   = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
-	yamlLabelValueRe = regexp.MustCompile(`^[A-Za-z0-9._/-]*$`)
-)
-
 // labelPairs reads a map of label keys to values (endpoint labels, or the
-// map form of a selector).
+// map form of a selector). Keys and values are any strings, as in the
+// policy language (where those that are not bare words are quoted); a
+// value left empty (`debug:`) is the empty string.
 func (r *yamlReader) labelPairs(n *yaml.Node, what string, each func(k, v *yaml.Node, key, value string)) {
 	if !r.expect(n, yaml.MappingNode, what) {
 		return
@@ -536,6 +553,10 @@ func (r *yamlReader) labelPairs(n *yaml.Node, what string, each func(k, v *yaml.
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := yamlDeref(n.Content[i]), yamlDeref(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			r.errorf(k, "merge keys (<<) are not supported; write \"<<\" in quotes for a label key")
+			continue
+		}
 		key, ok := r.scalar(k, "a label key")
 		if !ok {
 			continue
@@ -545,19 +566,11 @@ func (r *yamlReader) labelPairs(n *yaml.Node, what string, each func(k, v *yaml.
 			continue
 		}
 		seen[key] = k
-		if !yamlLabelKeyRe.MatchString(key) {
-			r.errorf(k, "invalid label key %q: use letters, digits, '.', '-', '_' and '/'", key)
-			continue
-		}
 		value := ""
 		if !(v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" && v.Value == "") {
 			if value, ok = r.scalar(v, "a label value"); !ok {
 				continue
 			}
-		}
-		if !yamlLabelValueRe.MatchString(value) {
-			r.errorf(v, "invalid label value %q: use letters, digits, '.', '-', '_' and '/'", value)
-			continue
 		}
 		each(k, v, key, value)
 	}
@@ -744,7 +757,7 @@ func (r *yamlReader) peer(n *yaml.Node) (Peer, bool) {
 		case yamlLooksLikeAddr(s):
 			p.Kind = PeerCIDR
 			p.CIDR = CIDR{Pos: p.Pos, Prefix: Text{Pos: p.Pos, Text: s}}
-		case yamlIdentRe.MatchString(s):
+		case yamlIsName(s):
 			p.Kind = PeerSet
 			p.Set = Ident{Pos: p.Pos, Name: s}
 		case strings.ContainsAny(s, "=!{") || strings.Contains(s, " in ") || strings.Contains(s, " notin ") || strings.HasSuffix(s, " exists"):
@@ -803,14 +816,21 @@ type yamlStrPos struct {
 
 func (r *yamlReader) strPos(n *yaml.Node) yamlStrPos {
 	sp := yamlStrPos{base: r.pos(n)}
-	if strings.Contains(n.Value, "\n") || strings.Contains(n.Value, "\\") {
+	if strings.Contains(n.Value, "\n") {
 		return sp
 	}
 	switch n.Style {
 	case 0, yaml.FlowStyle:
+		// A plain scalar has no escapes.
 		sp.exact = true
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		if !strings.ContainsAny(n.Value, `"'`) {
+	case yaml.DoubleQuotedStyle:
+		if !strings.ContainsAny(n.Value, `"'\`) {
+			sp.exact = true
+			sp.base.Col++
+		}
+	case yaml.SingleQuotedStyle:
+		// Only '' is an escape: '"k8s:app"=web' maps exactly.
+		if !strings.Contains(n.Value, "'") {
 			sp.exact = true
 			sp.base.Col++
 		}
@@ -878,15 +898,37 @@ func yamlErrAt(p Pos, format string, args ...any) *yamlPosError {
 	return &yamlPosError{pos: p, msg: fmt.Sprintf(format, args...)}
 }
 
-// yamlSelToken is a word or punctuation in a requirement string.
+// yamlSelToken is a word or punctuation in a requirement string. A word is
+// a label key or value, bare or quoted; text is its value and raw what was
+// written. A quoted word is never an operator: `k "in" (a)` is an error.
 type yamlSelToken struct {
-	off  int
-	text string
-	word bool
+	off    int
+	text   string
+	raw    string
+	word   bool
+	quoted bool
 }
 
+// yamlIsLabelChar reports whether c may appear in a bare key or value of a
+// requirement string. Every bare key and value of the policy language is
+// such a run; '/' is allowed too (k8s.io/name=x), as it always was here.
 func yamlIsLabelChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/'
+}
+
+// yamlReqWord writes a label key or value for a requirement string: bare
+// when it reads back as one word, else as a Go double-quoted string, as the
+// policy language writes it.
+func yamlReqWord(s string) string {
+	for i := 0; i < len(s); i++ {
+		if !yamlIsLabelChar(s[i]) {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
 }
 
 func yamlLexSelector(s string, sp yamlStrPos) ([]yamlSelToken, *yamlPosError) {
@@ -901,16 +943,42 @@ func yamlLexSelector(s string, sp yamlStrPos) ([]yamlSelToken, *yamlPosError) {
 			for j < len(s) && yamlIsLabelChar(s[j]) {
 				j++
 			}
-			toks = append(toks, yamlSelToken{off: i, text: s[i:j], word: true})
+			toks = append(toks, yamlSelToken{off: i, text: s[i:j], raw: s[i:j], word: true})
+			i = j
+		case c == '"':
+			// A Go string, as in the policy language: "k8s:app"=web.
+			j := i + 1
+			for j < len(s) && s[j] != '"' && s[j] != '\n' {
+				if s[j] == '\\' && j+1 < len(s) && s[j+1] != '\n' {
+					j++
+				}
+				j++
+			}
+			if j >= len(s) || s[j] != '"' {
+				return nil, yamlErrAt(sp.at(i), "unterminated string in selector %q", s)
+			}
+			j++
+			v, err := strconv.Unquote(s[i:j])
+			if err != nil {
+				return nil, yamlErrAt(sp.at(i), "invalid string %s in selector %q: use Go escapes (\\\" \\\\ \\n \\t \\xNN \\uNNNN)", s[i:j], s)
+			}
+			toks = append(toks, yamlSelToken{off: i, text: v, raw: s[i:j], word: true, quoted: true})
 			i = j
 		case c == '!' && i+1 < len(s) && s[i+1] == '=':
-			toks = append(toks, yamlSelToken{off: i, text: "!="})
+			toks = append(toks, yamlSelToken{off: i, text: "!=", raw: "!="})
 			i += 2
 		case strings.IndexByte("=!(),{}", c) >= 0:
-			toks = append(toks, yamlSelToken{off: i, text: s[i : i+1]})
+			toks = append(toks, yamlSelToken{off: i, text: s[i : i+1], raw: s[i : i+1]})
 			i++
 		default:
-			return nil, yamlErrAt(sp.at(i), "unexpected %q in selector %q", c, s)
+			r, _ := utf8.DecodeRuneInString(s[i:])
+			msg := fmt.Sprintf("unexpected %q in selector %q", r, s)
+			if prev := len(toks) - 1; r == ':' && prev >= 0 && toks[prev].word && !toks[prev].quoted && toks[prev].off+len(toks[prev].raw) == i {
+				// k8s:io.kubernetes.pod.namespace=x: a key or value with
+				// characters a bare word cannot hold.
+				msg += "; write keys and values with other characters in double quotes, as in \"k8s:app\"=web"
+			}
+			return nil, yamlErrAt(sp.at(i), "%s", msg)
 		}
 	}
 	return toks, nil
@@ -934,18 +1002,18 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 	endPos := sp.at(len(s))
 	want := func(what string) *yamlPosError {
 		if t := peek(); t != nil {
-			return yamlErrAt(sp.at(t.off), "expected %s in selector %q, got %q", what, s, t.text)
+			return yamlErrAt(sp.at(t.off), "expected %s in selector %q, got %q", what, s, t.raw)
 		}
 		return yamlErrAt(endPos, "expected %s at the end of selector %q", what, s)
 	}
 	braced := false
-	if t := peek(); t != nil && t.text == "{" {
+	if t := peek(); t != nil && t.raw == "{" {
 		braced = true
 		i++
 	}
 	var reqs []Requirement
 	for {
-		if t := peek(); braced && t != nil && t.text == "}" && len(reqs) == 0 {
+		if t := peek(); braced && t != nil && t.raw == "}" && len(reqs) == 0 {
 			break
 		}
 		t := peek()
@@ -953,7 +1021,7 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 			return nil, want("a label requirement")
 		}
 		req := Requirement{Pos: sp.at(t.off)}
-		if t.text == "!" {
+		if t.raw == "!" {
 			i++
 			k := peek()
 			if k == nil || !k.word {
@@ -972,10 +1040,10 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 				return nil, want("=, !=, in, notin or exists")
 			}
 			switch {
-			case op.text == "=" || op.text == "!=":
+			case op.raw == "=" || op.raw == "!=":
 				i++
 				req.Op = OpEq
-				if op.text == "!=" {
+				if op.raw == "!=" {
 					req.Op = OpNotEq
 				}
 				v := ""
@@ -984,13 +1052,13 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 					i++
 				}
 				req.Values = []string{v}
-			case op.word && (op.text == "in" || op.text == "notin"):
+			case op.word && (op.raw == "in" || op.raw == "notin"):
 				i++
 				req.Op = OpIn
-				if op.text == "notin" {
+				if op.raw == "notin" {
 					req.Op = OpNotIn
 				}
-				if t := peek(); t == nil || t.text != "(" {
+				if t := peek(); t == nil || t.raw != "(" {
 					return nil, want("'('")
 				}
 				i++
@@ -1002,17 +1070,17 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 					req.Values = append(req.Values, v.text)
 					i++
 					sep := peek()
-					if sep != nil && sep.text == "," {
+					if sep != nil && sep.raw == "," {
 						i++
 						continue
 					}
-					if sep != nil && sep.text == ")" {
+					if sep != nil && sep.raw == ")" {
 						i++
 						break
 					}
 					return nil, want("',' or ')'")
 				}
-			case op.word && op.text == "exists":
+			case op.word && op.raw == "exists":
 				i++
 				req.Op = OpExists
 			default:
@@ -1020,14 +1088,14 @@ func yamlParseRequirements(s string, sp yamlStrPos) ([]Requirement, *yamlPosErro
 			}
 		}
 		reqs = append(reqs, req)
-		if t := peek(); t != nil && t.text == "," {
+		if t := peek(); t != nil && t.raw == "," {
 			i++
 			continue
 		}
 		break
 	}
 	if braced {
-		if t := peek(); t == nil || t.text != "}" {
+		if t := peek(); t == nil || t.raw != "}" {
 			return nil, want("'}'")
 		}
 		i++
@@ -1359,7 +1427,7 @@ func (r *yamlReader) hostPort(w yamlWordAt, sp yamlStrPos, whole string) (HostPo
 	}
 	hp.Host = Text{Pos: sp.at(w.off + hostOff), Text: host}
 	hp.IsName = !yamlLooksLikeAddr(host)
-	if hp.IsName && !yamlIdentRe.MatchString(host) {
+	if hp.IsName && !yamlIsName(host) {
 		r.ds.Errorf(hp.Host.Pos, "expected an endpoint name or an address in %q, got %q", whole, host)
 		return hp, false
 	}
@@ -1518,7 +1586,12 @@ func yamlComment(d Doc) string {
 
 func yamlStr(s string) *yaml.Node {
 	// YAML text is UTF-8; yaml.v3 refuses to print anything else as a string.
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: strings.ToValidUTF8(s, "\uFFFD")}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: strings.ToValidUTF8(s, "\uFFFD")}
+	if s == "<<" {
+		// yaml.v3 prints it plain, which reads back as a merge key.
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
 }
 
 func yamlIntNode(v int64) *yaml.Node {
@@ -1663,7 +1736,10 @@ func yamlPeerNode(p Peer) *yaml.Node {
 	case PeerAny:
 		return yamlStr("any")
 	case PeerSet:
-		if yamlIdentRe.MatchString(p.Set.Name) && p.Set.Name != "world" && p.Set.Name != "any" {
+		// A name is never world or any (keywords) and never looks like an
+		// address, so the plain string reads back as this set; anything else
+		// keeps the map form (and is an error, in either syntax).
+		if yamlIsName(p.Set.Name) {
 			return yamlStr(p.Set.Name)
 		}
 		return yamlMapNode(true, yamlStr("cidrset"), yamlStr(p.Set.Name))
@@ -1689,6 +1765,11 @@ func yamlSelectorNode(s Selector) *yaml.Node {
 		if r.Op != OpEq || len(r.Values) != 1 || seen[r.Key] {
 			asMap = false
 		}
+		// YAML text is UTF-8; a requirement string can still spell other
+		// bytes with Go escapes (the language's "\xff").
+		if !utf8.ValidString(r.Key) || len(r.Values) == 1 && !utf8.ValidString(r.Values[0]) {
+			asMap = false
+		}
 		seen[r.Key] = true
 	}
 	if asMap {
@@ -1706,23 +1787,28 @@ func yamlSelectorNode(s Selector) *yaml.Node {
 }
 
 func yamlRequirementString(r Requirement) string {
+	k := yamlReqWord(r.Key)
+	vs := make([]string, len(r.Values))
+	for i, v := range r.Values {
+		vs[i] = yamlReqWord(v)
+	}
 	first := ""
-	if len(r.Values) > 0 {
-		first = r.Values[0]
+	if len(vs) > 0 {
+		first = vs[0]
 	}
 	switch r.Op {
 	case OpNotEq:
-		return r.Key + "!=" + first
+		return k + "!=" + first
 	case OpIn:
-		return r.Key + " in (" + strings.Join(r.Values, ", ") + ")"
+		return k + " in (" + strings.Join(vs, ", ") + ")"
 	case OpNotIn:
-		return r.Key + " notin (" + strings.Join(r.Values, ", ") + ")"
+		return k + " notin (" + strings.Join(vs, ", ") + ")"
 	case OpExists:
-		return r.Key + " exists"
+		return k + " exists"
 	case OpNotExists:
-		return "!" + r.Key
+		return "!" + k
 	}
-	return r.Key + "=" + first
+	return k + "=" + first
 }
 
 func yamlL4Node(l L4) *yaml.Node {

@@ -3,8 +3,10 @@ package dsl
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -422,7 +424,7 @@ func TestFormatYAMLFromLanguage(t *testing.T) {
 			Requirement{Key: "app", Op: OpEq, Values: []string{"x"}},
 			Requirement{Key: "app", Op: OpEq, Values: []string{"y"}},
 		), Rules: []*Rule{
-			{Dir: Ingress, Action: Allow, PeerWord: "from", Peers: []Peer{{Kind: PeerSet, Set: Ident{Name: "world"}}}},
+			{Dir: Ingress, Action: Allow, PeerWord: "from", Peers: []Peer{{Kind: PeerSet, Set: Ident{Name: "x.web"}}}},
 			{Dir: Egress, Action: Deny},
 			{Dir: Ingress, Action: Deny, Peers: []Peer{{Kind: PeerCIDR, CIDR: CIDR{Prefix: yamlText("weird")}}}},
 		}},
@@ -440,7 +442,7 @@ policies:
     select: [app=x, app=y]
     ingress:
       - action: allow
-        from: [{cidrset: world}]
+        from: [x.web]
       - action: deny
         from: [{cidr: weird}]
     egress:
@@ -588,5 +590,456 @@ func TestYAMLAndLanguageConvert(t *testing.T) {
 			}
 			yamlCheckRoundTrip(t, path, f)
 		})
+	}
+}
+
+// yamlFromPol parses policy-language text, failing the test on any error.
+func yamlFromPol(t *testing.T, name, src string) *File {
+	t.Helper()
+	f, ds := Parse(name, []byte(src))
+	if len(ds) > 0 {
+		t.Fatalf("Parse:\n%s\nsource:\n%s", ds.Format(func(string) []byte { return []byte(src) }), src)
+	}
+	return f
+}
+
+// yamlGroupRules puts each policy's rules in the order FormatYAML writes
+// them: grouped by direction, the direction that comes first first.
+func yamlGroupRules(f *File) {
+	for _, d := range f.Decls {
+		p, ok := d.(*Policy)
+		if !ok || len(p.Rules) == 0 {
+			continue
+		}
+		first := p.Rules[0].Dir
+		var a, b []*Rule
+		for _, r := range p.Rules {
+			if r.Dir == first {
+				a = append(a, r)
+			} else {
+				b = append(b, r)
+			}
+		}
+		p.Rules = append(a, b...)
+	}
+}
+
+// k8sRenderToPol turns the compact text of golden/k8s/*.txt (what the
+// Kubernetes reader's tests print: policies without braces, label keys
+// unquoted, peers separated by " | ", exceptions without parentheses)
+// into the policy language, keys and values quoted as the printer would.
+func k8sRenderToPol(t *testing.T, src string) string {
+	t.Helper()
+	// splitTop splits s at sep outside parentheses and braces.
+	splitTop := func(s, sep string) []string {
+		var out []string
+		depth, start := 0, 0
+		for i := 0; i < len(s); i++ {
+			switch s[i] {
+			case '(', '{':
+				depth++
+			case ')', '}':
+				depth--
+			}
+			if depth == 0 && strings.HasPrefix(s[i:], sep) {
+				out = append(out, s[start:i])
+				start = i + len(sep)
+				i += len(sep) - 1
+			}
+		}
+		return append(out, s[start:])
+	}
+	selector := func(s string) string {
+		if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") {
+			t.Fatalf("selector %q: want braces", s)
+		}
+		inner := s[1 : len(s)-1]
+		if inner == "" {
+			return "{}"
+		}
+		var parts []string
+		for _, q := range splitTop(inner, ", ") {
+			var r Requirement
+			list := func(k, vs string) {
+				r.Key = k
+				r.Values = strings.Split(strings.TrimSuffix(vs, ")"), ",")
+			}
+			switch {
+			case strings.HasPrefix(q, "!"):
+				r = Requirement{Key: q[1:], Op: OpNotExists}
+			case strings.HasSuffix(q, " exists"):
+				r = Requirement{Key: strings.TrimSuffix(q, " exists"), Op: OpExists}
+			case strings.Contains(q, " notin ("):
+				k, vs, _ := strings.Cut(q, " notin (")
+				r.Op = OpNotIn
+				list(k, vs)
+			case strings.Contains(q, " in ("):
+				k, vs, _ := strings.Cut(q, " in (")
+				r.Op = OpIn
+				list(k, vs)
+			case strings.Contains(q, "!="):
+				k, v, _ := strings.Cut(q, "!=")
+				r = Requirement{Key: k, Op: OpNotEq, Values: []string{v}}
+			case strings.Contains(q, "="):
+				k, v, _ := strings.Cut(q, "=")
+				r = Requirement{Key: k, Op: OpEq, Values: []string{v}}
+			default:
+				t.Fatalf("requirement %q", q)
+			}
+			parts = append(parts, polRequirementText(r))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	peer := func(p string) string {
+		switch {
+		case strings.HasPrefix(p, "{"):
+			return selector(p)
+		case strings.Contains(p, " except "):
+			c, ex, _ := strings.Cut(p, " except ")
+			return c + " except (" + ex + ")"
+		}
+		return p
+	}
+	var b strings.Builder
+	inPolicy := false
+	closePolicy := func() {
+		if inPolicy {
+			b.WriteString("}\n")
+			inPolicy = false
+		}
+	}
+	for _, line := range strings.Split(strings.TrimRight(src, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "#"):
+			b.WriteString(line + "\n")
+		case strings.HasPrefix(line, "policy "):
+			closePolicy()
+			head, sel, ok := strings.Cut(strings.TrimPrefix(line, "policy "), " select ")
+			if !ok {
+				t.Fatalf("policy line %q", line)
+			}
+			sel, iso, _ := strings.Cut(sel, " isolate ")
+			b.WriteString("policy " + head + " {\n  select " + selector(sel) + "\n")
+			if iso != "" {
+				b.WriteString("  isolate " + iso + "\n")
+			}
+			inPolicy = true
+		case strings.HasPrefix(line, "  ") && inPolicy:
+			words := strings.SplitN(strings.TrimSpace(line), " ", 3)
+			if len(words) < 2 {
+				t.Fatalf("rule line %q", line)
+			}
+			rest := ""
+			if len(words) == 3 {
+				rest = words[2]
+			}
+			rule := words[0] + " " + words[1]
+			if pw, peers, ok := strings.Cut(rest, " "); ok && (pw == "from" || pw == "to") {
+				peers, ports, _ := strings.Cut(peers, " on ")
+				var ps []string
+				for _, p := range strings.Split(peers, " | ") {
+					ps = append(ps, peer(p))
+				}
+				rule += " " + pw + " " + strings.Join(ps, ", ")
+				rest = ""
+				if ports != "" {
+					rest = "on " + ports
+				}
+			}
+			if rest != "" {
+				rule += " " + rest
+			}
+			b.WriteString("  " + rule + "\n")
+		case strings.HasPrefix(line, "endpoint "):
+			closePolicy()
+			head, addrs, ok := strings.Cut(strings.TrimPrefix(line, "endpoint "), " addr ")
+			name, labels, _ := strings.Cut(head, " labels(")
+			labels = strings.TrimSuffix(labels, ")")
+			if !ok {
+				t.Fatalf("endpoint line %q", line)
+			}
+			b.WriteString("endpoint " + name)
+			if labels != "" {
+				var ls []string
+				for _, l := range strings.Split(labels, ", ") {
+					k, v, _ := strings.Cut(l, "=")
+					ls = append(ls, polKeyText(k)+"="+polValueText(v))
+				}
+				b.WriteString(" labels(" + strings.Join(ls, ", ") + ")")
+			}
+			b.WriteString(" addr " + addrs + "\n")
+		default:
+			t.Fatalf("unknown line %q", line)
+		}
+	}
+	closePolicy()
+	return b.String()
+}
+
+// TestYAMLKubernetesGolden converts every policy the Kubernetes reader
+// produces in golden/k8s/ (policy names such as x.ingress-http and
+// cnp_x.web, label keys such as k8s:io.kubernetes.pod.namespace) to YAML
+// and back: the AST must not change, positions and comments aside.
+func TestYAMLKubernetesGolden(t *testing.T) {
+	files, _ := filepath.Glob("../golden/k8s/*.txt")
+	if len(files) < 10 {
+		t.Fatalf("want golden/k8s/*.txt, found %d files", len(files))
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol := k8sRenderToPol(t, string(src))
+			f := yamlFromPol(t, filepath.Base(path)+".pol", pol)
+			if len(f.Decls) == 0 {
+				t.Fatalf("no declarations in:\n%s", pol)
+			}
+			out := FormatYAML(f)
+			g, ds := ParseYAML("k8s.yaml", out)
+			if len(ds) > 0 {
+				t.Fatalf("ParseYAML(FormatYAML):\n%s\noutput:\n%s", ds.Format(func(string) []byte { return out }), out)
+			}
+			yamlGroupRules(f)
+			if diff := cmp.Diff(f.Decls, g.Decls, yamlIgnoreDoc, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("AST changed by FormatYAML (-pol +yaml):\n%s\nyaml:\n%s", diff, out)
+			}
+			if again := FormatYAML(g); string(again) != string(out) {
+				t.Errorf("FormatYAML is not idempotent:\n%s", cmp.Diff(string(out), string(again)))
+			}
+		})
+	}
+}
+
+// TestYAMLNamesMatchLanguage: a string is an endpoint, cidrset or policy
+// name (and a set peer, and a host in a test packet) in YAML exactly when
+// it is one in the policy language.
+func TestYAMLNamesMatchLanguage(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"web", true},
+		{"x.web", true},
+		{"x.ingress-http", true},
+		{"x.ingress-http_port1", true},
+		{"cnp_x.name_1", true},
+		{"ccnp_y-web-and-ping", true},
+		{"_x", true},
+		{"a_", true},
+		{"A.B-C.1", true},
+		{"x.1-2", true},
+		{"Test", true},
+		{"deadbeef", true},
+		{"a.b.c.d", true},
+		{"", false},
+		{"web-", false},
+		{"web.", false},
+		{"a..b", false},
+		{"a.-b", false},
+		{"a-.b", false},
+		{"-a", false},
+		{".a", false},
+		{"1web", false},
+		{"10.0.0.1", false},
+		{"test", false},
+		{"world", false},
+		{"any", false},
+		{"allow", false},
+		{"policy", false},
+		{"web server", false},
+		{" web", false},
+		{"a:b", false},
+		{"a/b", false},
+		{"a#b", false},
+		{`a"b`, false},
+		{"é", false},
+		{"web->api", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := yamlIsName(c.name); got != c.ok {
+				t.Errorf("yamlIsName(%q) = %v, want %v", c.name, got, c.ok)
+			}
+			name := Ident{Name: c.name}
+			f := &File{Decls: []Decl{
+				&Endpoint{Name: name, Addrs: []Text{yamlText("10.0.0.1")}},
+				&CIDRSet{Name: name, Entries: []CIDR{{Prefix: yamlText("10.0.0.0/8")}}},
+				&Policy{Name: name, Select: yamlSel(), Rules: []*Rule{
+					{Dir: Ingress, Action: Allow, PeerWord: "from", Peers: []Peer{{Kind: PeerSet, Set: name}}},
+				}},
+				&Test{Name: yamlText("t"), Steps: []*Step{{
+					Packet: &Packet{Proto: yamlText("tcp"), Src: HostPort{Host: yamlText(c.name), IsName: true}, Dst: HostPort{Host: yamlText("10.0.0.2"), Port: yamlNum(80)}},
+					Expect: yamlPtr(VerdictAllow),
+				}}},
+			}}
+			pol := Format(f)
+			pf, pds := Parse("n.pol", pol)
+			out := FormatYAML(f)
+			yf, yds := ParseYAML("n.yaml", out)
+			// The language accepts the name if it reads it back unchanged
+			// (Format prints names as they are).
+			polOK := len(pds) == 0 && cmp.Equal(f.Decls, pf.Decls, yamlIgnorePos, cmpopts.EquateEmpty())
+			if yamlOK := len(yds) == 0; polOK != c.ok || yamlOK != c.ok {
+				t.Fatalf("name %q: language accepts it: %v, YAML: %v, want %v\nlanguage:\n%s%s\nYAML:\n%s%s", c.name, polOK, yamlOK, c.ok, pol, pds, out, yds)
+			}
+			if !c.ok {
+				// Each of the four places reports the name.
+				if n := strings.Count(yds.Error(), strconv.Quote(c.name)); n < 4 {
+					t.Errorf("YAML reports %q %d times, want 4:\n%s", c.name, n, yds)
+				}
+				return
+			}
+			if diff := cmp.Diff(f.Decls, yf.Decls, yamlIgnorePos, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("YAML round trip (-want +got):\n%s\n%s", diff, out)
+			}
+			if diff := cmp.Diff(yf.Decls, pf.Decls, yamlIgnorePos, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("YAML and language differ (-yaml +pol):\n%s", diff)
+			}
+		})
+	}
+}
+
+// yamlOddLabelText is label keys and values that are not bare words in one
+// syntax or the other.
+var yamlOddLabelText = []string{
+	"app", "k8s:io.kubernetes.pod.namespace", "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+	"k8s.io/name", "io.cilium.k8s.policy.serviceaccount", "", "a b", " lead", "trail ",
+	"type", "in", "notin", "exists", "world", "<<", "a=b", "a!=b", "a,b", "(x)", "{", "}", "!", "!x",
+	`"`, `\`, `\"`, "a\nb", "\t", "\r\n", "é", "日本", "\x00", "\x7f", "\u2028", "\ufeff", "- x", "? x",
+	"null", "~", "true", "no", "1", "1.2", "1e3", "0x1F", "fd00::1", "10.0.0.1", "#x", "a #b", "a: b", "a:b",
+	"*x", "&x", "!x y", "%x", "@x", "`x", "|", ">", "---", "...", "'",
+}
+
+// TestYAMLLabelTextRoundTrip: every label key and value the language can
+// write survives FormatYAML and ParseYAML, in endpoint labels and in every
+// kind of requirement, in the map form and in requirement strings.
+func TestYAMLLabelTextRoundTrip(t *testing.T) {
+	for _, s := range append(yamlOddLabelText, "\xff", "a\xc3") {
+		t.Run(strconv.Quote(s), func(t *testing.T) {
+			reqs := []Requirement{
+				yamlEq(s, s),
+				yamlEq(s, "x"),
+				yamlEq("k", s),
+				{Key: s, Op: OpNotEq, Values: []string{s}},
+				{Key: s, Op: OpIn, Values: []string{s, "x", s}},
+				{Key: "k", Op: OpNotIn, Values: []string{s}},
+				{Key: s, Op: OpExists},
+				{Key: s, Op: OpNotExists},
+			}
+			var decls []Decl
+			if utf8.ValidString(s) {
+				// Endpoint labels are a YAML map, whose text is UTF-8.
+				decls = append(decls, &Endpoint{Name: Ident{Name: "e"}, Labels: []Label{{Key: s, Value: s}, {Key: s + "2", Value: "v"}, {Key: "k", Value: s}}, Addrs: []Text{yamlText("10.0.0.1")}})
+			}
+			decls = append(decls,
+				// The map form: equalities on distinct keys.
+				&Policy{Name: Ident{Name: "m"}, Select: yamlSel(yamlEq(s, s), yamlEq(s+"2", "x")), Rules: []*Rule{
+					{Dir: Egress, Action: Allow, PeerWord: "to", Peers: []Peer{{Kind: PeerSelector, Selector: yamlSel(yamlEq("k", s))}}},
+				}},
+				// Requirement strings.
+				&Policy{Name: Ident{Name: "r"}, Select: yamlSel(reqs...), Rules: []*Rule{
+					{Dir: Ingress, Action: Deny, PeerWord: "from", Peers: []Peer{{Kind: PeerSelector, Selector: yamlSel(reqs[3:]...)}}},
+				}},
+			)
+			f := &File{Decls: decls}
+			yamlCheckRoundTrip(t, "labels.yaml", f)
+			// The language writes the same text (with Go escapes) and reads
+			// it back the same.
+			pol := Format(f)
+			g := yamlFromPol(t, "labels.pol", string(pol))
+			if diff := cmp.Diff(f.Decls, g.Decls, yamlIgnorePos, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("language round trip (-want +got):\n%s\n%s", diff, pol)
+			}
+			// A requirement as the language prints it is a YAML requirement
+			// string meaning the same.
+			for _, r := range reqs {
+				text := polRequirementText(r)
+				got, err := yamlParseRequirements(text, yamlStrPos{})
+				if err != nil {
+					t.Errorf("YAML rejects the language's %q: %s", text, err.msg)
+					continue
+				}
+				if diff := cmp.Diff([]Requirement{r}, got, yamlIgnorePos); diff != "" {
+					t.Errorf("YAML reads the language's %q differently (-want +got):\n%s", text, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestYAMLOddLabels reads label keys and values that are not bare words,
+// written as YAML allows, into what the language reads from its own
+// spelling of them.
+func TestYAMLOddLabels(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		yaml string // one policy's select value, or an endpoint's labels
+		pol  string // the same in the language
+	}{
+		{"k8s key in a map", `select: {k8s:io.kubernetes.pod.namespace: x, pod: a}`, `select {"k8s:io.kubernetes.pod.namespace"=x, pod=a}`},
+		{"k8s key in a quoted map key", `select: {"k8s:io.kubernetes.pod.namespace": x}`, `select "k8s:io.kubernetes.pod.namespace"=x`},
+		{"k8s key in a string", `select: '"k8s:io.kubernetes.pod.namespace"=x'`, `select "k8s:io.kubernetes.pod.namespace"=x`},
+		{"k8s key in a double-quoted string", `select: "\"k8s:io.kubernetes.pod.namespace\"=x"`, `select "k8s:io.kubernetes.pod.namespace"=x`},
+		{"k8s keys in a list", `select: ['"k8s:io.kubernetes.pod.name" in (a, c)', '"k8s:io.kubernetes.pod.namespace"=z', '!"k8s:x"', '"k8s:y" exists', '"k8s:z" notin ("")']`,
+			`select {"k8s:io.kubernetes.pod.name" in (a, c), "k8s:io.kubernetes.pod.namespace"=z, !"k8s:x", "k8s:y" exists, "k8s:z" notin ("")}`},
+		{"braced string", `select: '{"k8s:a"=x, app=web}'`, `select {"k8s:a"=x, app=web}`},
+		{"slash key, bare as ever", `select: "k8s.io/name=x"`, `select "k8s.io/name"=x`},
+		{"quoted punctuation", `select: ['k in ("x", "{", ",", ")")', '"in" in (a)', '"exists" exists', '"{"="}"']`,
+			`select {k in (x, "{", ",", ")"), "in" in (a), "exists" exists, "{"="}"}`},
+		{"escapes", `select: ['"a\tb"="\u00e9\n"', 'k!=""', 'k=""']`, `select {"a\tb"="é\n", k!="", k=""}`},
+		{"values of any text", `select: {a: "web server", b: "x=y, z", c: "", d: 1.2, e: true, f: "null", g: }`,
+			`select {a="web server", b="x=y, z", c="", d=1.2, e=true, f=null, g=""}`},
+		{"endpoint labels", `labels: {k8s:io.kubernetes.pod.namespace: x, "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name": kube-system, "a b": "c d", "<<": x, "": empty, type: "#1"}`,
+			`labels("k8s:io.kubernetes.pod.namespace"=x, "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name"=kube-system, "a b"="c d", "<<"=x, ""=empty, "type"="#1")`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ysrc, psrc string
+			if strings.HasPrefix(c.yaml, "labels:") {
+				ysrc = "endpoints:\n  - name: x.web\n    " + c.yaml + "\n    addrs: [10.0.0.1]\n"
+				psrc = "endpoint x.web " + c.pol + " addr 10.0.0.1\n"
+			} else {
+				ysrc = "policies:\n  - name: cnp_x.name_1\n    " + c.yaml + "\n"
+				psrc = "policy cnp_x.name_1 { " + c.pol + " }\n"
+			}
+			yf := yamlMustParse(t, ysrc)
+			pf := yamlFromPol(t, "odd.pol", psrc)
+			if diff := cmp.Diff(pf.Decls, yf.Decls, yamlIgnorePos, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("YAML and language differ (-pol +yaml):\n%s", diff)
+			}
+			yamlCheckRoundTrip(t, c.name, yf)
+		})
+	}
+}
+
+// TestFormatYAMLOddLabels pins how FormatYAML writes keys and values that
+// are not bare words: quoted by YAML in maps, Go-quoted in requirement
+// strings.
+func TestFormatYAMLOddLabels(t *testing.T) {
+	f := yamlFromPol(t, "odd.pol", `endpoint x.web labels("k8s:io.kubernetes.pod.namespace"=x, "<<"="a b", ""="") addr 10.0.0.1
+policy x.ingress-http {
+  select {"k8s:io.kubernetes.pod.namespace"=x, "k8s:io.kubernetes.pod.name" in (a, "b c")}
+  ingress allow from {"k8s:io.kubernetes.pod.namespace"=z, app="v\n"}, cnp_x.name_1
+  egress deny to {a=b, a=c, "k8s:x"!="", !"k8s:y"}
+}
+`)
+	want := `endpoints:
+  - name: x.web
+    labels: {'k8s:io.kubernetes.pod.namespace': x, "<<": a b, "": ""}
+    addrs: [10.0.0.1]
+
+policies:
+  - name: x.ingress-http
+    select: ['"k8s:io.kubernetes.pod.namespace"=x', '"k8s:io.kubernetes.pod.name" in (a, "b c")']
+    ingress:
+      - action: allow
+        from: [{select: {'k8s:io.kubernetes.pod.namespace': z, app: "v\n"}}, cnp_x.name_1]
+    egress:
+      - action: deny
+        to: [{select: [a=b, a=c, '"k8s:x"!=""', '!"k8s:y"']}]
+`
+	out := yamlCheckRoundTrip(t, "odd", f)
+	if string(out) != want {
+		t.Errorf("FormatYAML:\n%s", cmp.Diff(want, string(out)))
 	}
 }

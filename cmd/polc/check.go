@@ -10,6 +10,7 @@ import (
 
 func newCheckCmd() *cobra.Command {
 	var out outputFlag
+	var in inputFlags
 	c := &cobra.Command{
 		Use:   "check FILE...",
 		Short: "Report every error and warning in policy files",
@@ -21,11 +22,12 @@ line. It exits 1 if there is any error; warnings alone exit 0.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			_, srcs, diags := compiler.Load(args)
+			_, srcs, diags := in.load(args)
 			return reportDiagnostics(c, &out, srcs, diags)
 		},
 	}
 	addOutputFlag(c, &out)
+	addInputFlags(c, &in)
 	return c
 }
 

@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 
-	"github.com/polc-dev/polc/compiler"
 	"github.com/spf13/cobra"
 )
 
 func newIRCmd() *cobra.Command {
 	var out outputFlag
+	var in inputFlags
 	c := &cobra.Command{
 		Use:   "ir FILE...",
 		Short: "Print the checked, normalized IR of policy files",
@@ -20,7 +20,7 @@ with errors nothing is printed and the exit status is 1.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			prog, srcs, diags := compiler.Load(args)
+			prog, srcs, diags := in.load(args)
 			if diags.HasErrors() || prog == nil {
 				if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
 					return err
@@ -36,5 +36,6 @@ with errors nothing is printed and the exit status is 1.`,
 		},
 	}
 	addOutputFlag(c, &out)
+	addInputFlags(c, &in)
 	return c
 }

@@ -99,6 +99,8 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error.`,
 		newApplyCmd(),
 		newUnloadCmd(),
 		newStatusCmd(),
+		newTestCmd(),
+		newExplainCmd(),
 	)
 	return root
 }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/eval"
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/compiler/lower"
+	"github.com/polc-dev/polc/dsl"
+	"github.com/polc-dev/polc/runtime/harness"
+)
+
+func newExplainCmd() *cobra.Command {
+	var (
+		out       outputFlag
+		in        harnessInputs
+		reference bool
+	)
+	c := &cobra.Command{
+		Use:   "explain FILE... FLOW",
+		Short: "Explain the verdict on one packet: identities, deciding rule and source line",
+		Long: `explain compiles policy files and says what happens to one packet: the
+verdict, the identity each side resolves to, the deciding rule with its
+source line, and the decision at each hook (the source's egress, the
+destination's ingress). The packet is written like a test packet:
+
+  tcp 10.0.1.10:40000 -> 10.0.2.10:8080
+  udp web -> api:53                     (endpoint names)
+  tcp [fd00::1]:40000 -> [fd00::2]:80   (IPv6 in brackets)
+  icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0
+  tcp web -> api:8080 flags ack
+
+The reference evaluator always decides; the packet also runs through the
+kernel programs (BPF_PROG_TEST_RUN on a fresh host) when they can be loaded,
+and explain says so if the two differ (exit status 1). -o json prints one
+object whose "verdict" is "allow" or "deny".`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			files, flow := args[:len(args)-1], args[len(args)-1]
+			prog, err := in.load(c, files)
+			if err != nil {
+				return err
+			}
+			pkt, err := harness.ParseFlow(prog, flow)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			ev := eval.New(prog)
+			cs := harness.CaseFromIR(ev, pkt)
+			o := harness.Outcome{Reference: ev.Eval(eval.NewConntrack(), cs.Ref)}
+			kernelNote := "not run (--reference)"
+			var ids [2]uint32
+			if !reference {
+				kr, kids, note := explainInKernel(prog, cs)
+				o.Kernel, ids, kernelNote = kr, kids, note
+			}
+			ex := explanation{prog: prog, ev: ev, pkt: pkt, out: o, kernelNote: kernelNote, kernelIDs: ids}
+			if out.json() {
+				err = writeHarnessJSON(c.OutOrStdout(), ex.json())
+			} else {
+				err = ex.text(c.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if o.Diff() != "" {
+				return quietFailure
+			}
+			return nil
+		},
+	}
+	addOutputFlag(c, &out)
+	addInputFlags(c, &in.inputFlags) // --k8s; --cases (tests) means nothing here
+	c.Flags().BoolVar(&reference, "reference", false, "use the reference evaluator alone (no BPF)")
+	return c
+}
+
+// explainInKernel runs the case through the kernel when it can. The note
+// says why it did not.
+func explainInKernel(prog *ir.Program, cs harness.Case) (*harness.KernelResult, [2]uint32, string) {
+	var ids [2]uint32
+	b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: version})
+	if err != nil {
+		return nil, ids, "not run: build: " + err.Error()
+	}
+	k, err := harness.Open(b)
+	if errors.Is(err, harness.ErrPrivilege) {
+		return nil, ids, "not run: cannot load BPF programs (needs root)"
+	}
+	if err != nil {
+		return nil, ids, "not run: " + err.Error()
+	}
+	defer k.Close()
+	kr, err := k.Run(cs.Frame, cs.Ref.Src, cs.Ref.Dst, cs.Ref.FromUplink)
+	if err != nil {
+		return nil, ids, "not run: " + err.Error()
+	}
+	ids[0], _ = k.Identity(cs.Ref.Src)
+	ids[1], _ = k.Identity(cs.Ref.Dst)
+	return &kr, ids, ""
+}
+
+type explanation struct {
+	prog       *ir.Program
+	ev         *eval.Evaluator
+	pkt        ir.Packet
+	out        harness.Outcome
+	kernelNote string    // why the kernel did not run
+	kernelIDs  [2]uint32 // the kernel's identities of source and destination
+}
+
+// identityText describes what an address resolves to.
+func identityText(r eval.Resolution) string {
+	switch r.Kind {
+	case eval.ResolvedEndpoint:
+		var ls []string
+		for _, l := range r.Endpoint.Labels {
+			ls = append(ls, l.Key+"="+l.Value)
+		}
+		return fmt.Sprintf("endpoint %s (%s)", r.Endpoint.Name, strings.Join(ls, ", "))
+	case eval.ResolvedCIDR:
+		return "cidr " + r.Prefix.String()
+	}
+	return "world"
+}
+
+// pointReason adds why a reserved decision was made.
+func pointReason(p eval.PointDecision) string {
+	switch p.Rule {
+	case ir.RuleDefaultAllow:
+		return fmt.Sprintf(" (no policy selects %s for %s)", p.Subject.Name, p.Dir)
+	case ir.RuleDefaultDeny:
+		return fmt.Sprintf(" (policies select %s for %s and no rule allows this)", p.Subject.Name, p.Dir)
+	}
+	return ""
+}
+
+func (ex *explanation) text(w io.Writer) error {
+	r := ex.out.Reference
+	fmt.Fprintf(w, "packet:       %s\n", harness.FormatPacket(ex.pkt))
+	fmt.Fprintf(w, "source:       %s is %s\n", ex.pkt.Src, identityText(ex.ev.Resolve(ex.pkt.Src)))
+	fmt.Fprintf(w, "destination:  %s is %s\n", ex.pkt.Dst, identityText(ex.ev.Resolve(ex.pkt.Dst)))
+	fmt.Fprintf(w, "verdict:      %s\n", r.Verdict)
+	fmt.Fprintf(w, "decided by:   %s\n", ruleDetail(ex.prog, r.Rule))
+	switch {
+	case r.Rule == ir.RulePrefilter:
+		fmt.Fprintf(w, "  dropped by the XDP prefilter before any hook (the source is outside, in a prefilter prefix)\n")
+	case len(r.Points) == 0:
+		fmt.Fprintf(w, "  no hook sees it: neither address is a local endpoint's\n")
+	}
+	for _, p := range r.Points {
+		peer := "from"
+		if p.Dir == dsl.Egress {
+			peer = "to"
+		}
+		fmt.Fprintf(w, "  %s %s %s %s: %s by %s%s\n", p.Subject.Name, p.Dir, peer, p.Remote, p.Verdict, ruleDetail(ex.prog, p.Rule), pointReason(p))
+	}
+	switch k := ex.out.Kernel; {
+	case k == nil:
+		fmt.Fprintf(w, "kernel:       %s\n", ex.kernelNote)
+	case ex.out.Diff() == "":
+		fmt.Fprintf(w, "kernel:       %s (%s), agrees with the reference\n", k.Verdict, harness.RuleName(k.Rule))
+	default:
+		fmt.Fprintf(w, "kernel:       %s (%s) — DIFFERS from the reference: %s\n", k.Verdict, harness.RuleName(k.Rule), ex.out.Diff())
+	}
+	return nil
+}
+
+type (
+	explainJSON struct {
+		Packet      string        `json:"packet"`
+		Verdict     string        `json:"verdict"`
+		Rule        ruleJSON      `json:"rule"`
+		Source      sideJSON      `json:"source"`
+		Destination sideJSON      `json:"destination"`
+		Points      []pointJSON   `json:"points"`
+		Kernel      explainKernel `json:"kernel"`
+	}
+	sideJSON struct {
+		Address  string   `json:"address"`
+		Identity string   `json:"identity"` // endpoint, cidr or world
+		Endpoint string   `json:"endpoint,omitempty"`
+		Labels   []string `json:"labels,omitempty"`
+		Prefix   string   `json:"prefix,omitempty"`
+		// KernelIdentity is the identity number the kernel's ipcache gives
+		// the address (0 when the kernel did not run).
+		KernelIdentity uint32 `json:"kernel_identity,omitempty"`
+	}
+	explainKernel struct {
+		Ran         bool        `json:"ran"`
+		Note        string      `json:"note,omitempty"`
+		Verdict     string      `json:"verdict,omitempty"`
+		Rule        *ruleJSON   `json:"rule,omitempty"`
+		Prefiltered bool        `json:"prefiltered,omitempty"`
+		Points      []pointJSON `json:"points,omitempty"`
+		Agrees      bool        `json:"agrees"`
+		Difference  string      `json:"difference,omitempty"`
+	}
+)
+
+func sideToJSON(a netip.Addr, r eval.Resolution, kid uint32) sideJSON {
+	s := sideJSON{Address: a.String(), KernelIdentity: kid}
+	switch r.Kind {
+	case eval.ResolvedEndpoint:
+		s.Identity, s.Endpoint, s.Prefix = "endpoint", r.Endpoint.Name, r.Prefix.String()
+		for _, l := range r.Endpoint.Labels {
+			s.Labels = append(s.Labels, l.Key+"="+l.Value)
+		}
+	case eval.ResolvedCIDR:
+		s.Identity, s.Prefix = "cidr", r.Prefix.String()
+	default:
+		s.Identity = "world"
+	}
+	return s
+}
+
+func (ex *explanation) json() explainJSON {
+	ref := referenceJSON(ex.prog, ex.out.Reference)
+	j := explainJSON{
+		Packet:      harness.FormatPacket(ex.pkt),
+		Verdict:     ref.Verdict,
+		Rule:        ref.Rule,
+		Source:      sideToJSON(ex.pkt.Src, ex.ev.Resolve(ex.pkt.Src), ex.kernelIDs[0]),
+		Destination: sideToJSON(ex.pkt.Dst, ex.ev.Resolve(ex.pkt.Dst), ex.kernelIDs[1]),
+		Points:      ref.Points,
+		Kernel:      explainKernel{Note: ex.kernelNote},
+	}
+	if k := kernelJSON(ex.prog, ex.out.Kernel); k != nil {
+		j.Kernel = explainKernel{Ran: true, Verdict: k.Verdict, Rule: &k.Rule, Prefiltered: k.Prefiltered,
+			Points: k.Points, Agrees: ex.out.Diff() == "", Difference: ex.out.Diff()}
+	}
+	return j
+}

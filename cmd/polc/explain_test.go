@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/polc-dev/polc/golden"
+)
+
+func TestExplainGolden(t *testing.T) {
+	chdirRoot(t)
+	q := "testdata/quickstart.pol"
+	cases := []struct {
+		golden string
+		args   []string
+		kernel bool
+	}{
+		{"allow-by-rule.txt", []string{"explain", q, "tcp 10.0.1.10:40000 -> 10.0.2.10:8080"}, true},
+		{"default-deny.txt", []string{"explain", q, "tcp web -> db:5432"}, true},
+		{"deny-rule.txt", []string{"explain", q, "tcp 192.0.2.66 -> api:8080"}, true},
+		{"cidr-except.txt", []string{"explain", q, "tcp 198.51.100.200 -> api:8085"}, true},
+		{"egress-world.txt", []string{"explain", q, "udp api -> 8.8.8.8:53"}, true},
+		{"ipv6.txt", []string{"explain", q, "tcp [fd00::10]:40000 -> [fd00::20]:8080"}, true},
+		{"icmp.txt", []string{"explain", q, "icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0"}, true},
+		{"prefilter.txt", []string{"explain", q, "icmp 203.0.113.5 -> api"}, true},
+		{"no-hook.txt", []string{"explain", q, "sctp 192.0.2.1:5 -> 198.51.100.1:80"}, true},
+		{"json.txt", []string{"explain", "-o", "json", q, "tcp web -> api:8080"}, true},
+		{"reference.txt", []string{"explain", "--reference", q, "tcp web -> api:9999"}, false},
+		{"bad-flow.txt", []string{"explain", "--reference", q, "tcp web -> nobody:80"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.golden, func(t *testing.T) {
+			if c.kernel {
+				requireRoot(t)
+			}
+			got, _ := transcript(t, c.args...)
+			golden.Check(t, "explain/"+c.golden, []byte(got))
+		})
+	}
+}
+
+func TestExplainJSONVerdict(t *testing.T) {
+	chdirRoot(t)
+	for flow, want := range map[string]string{
+		"tcp web -> api:8080":   "allow",
+		"tcp web -> db:5432":    "deny",
+		"udp api -> 8.8.8.8:53": "allow",
+	} {
+		code, stdout, stderr := runPolc(t, "explain", "--reference", "-o", "json", "testdata/quickstart.pol", flow)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d, stderr %q", flow, code, stderr)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+			t.Fatalf("%s: not one JSON object: %v\n%s", flow, err, stdout)
+		}
+		if got["verdict"] != want {
+			t.Errorf("%s: verdict %v, want %q", flow, got["verdict"], want)
+		}
+		if !strings.Contains(stdout, "->") {
+			t.Errorf("%s: the packet should read as written (no HTML escapes):\n%s", flow, stdout)
+		}
+	}
+}

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler"
+	"github.com/polc-dev/polc/compiler/eval"
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/compiler/lower"
+	"github.com/polc-dev/polc/dsl"
+	"github.com/polc-dev/polc/dsl/k8s"
+	"github.com/polc-dev/polc/dsl/k8s/cases"
+	"github.com/polc-dev/polc/runtime/harness"
+)
+
+func newTestCmd() *cobra.Command {
+	var (
+		out       outputFlag
+		in        harnessInputs
+		runRE     string
+		reference bool
+	)
+	c := &cobra.Command{
+		Use:   "test FILE...",
+		Short: "Run a policy's tests through the kernel programs and the reference evaluator",
+		Long: `test compiles policy files, loads the bundle into the kernel without pinning or
+attaching it, and runs every packet of every test block through the
+datapath's programs with BPF_PROG_TEST_RUN: the source's egress hook, then
+the destination's ingress hook (after the XDP prefilter for a source that is
+not a local endpoint). The steps of one test share connection tracking, so
+replies and established flows are tested; each test starts on an empty host.
+Every packet also goes through the reference evaluator, and the kernel's
+verdict and deciding rule must agree with it at every hook.
+
+The table shows, for each packet: the test, the step, the expected verdict,
+the kernel's and the reference's verdicts, and the deciding rule (file:line,
+or a reserved reason such as default-deny or established). The exit status
+is 1 if any test fails or the kernel and the reference disagree on any
+packet, 2 if the programs cannot be loaded (loading needs root; --reference
+runs the tests on the reference evaluator alone).
+
+--k8s reads the files as Kubernetes objects; --cases FILE adds the tests of a
+reachability matrix (docs/testing.md) and implies --k8s.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			var re *regexp.Regexp
+			if runRE != "" {
+				var err error
+				if re, err = regexp.Compile(runRE); err != nil {
+					return usageError("--run: %v", err)
+				}
+			}
+			prog, err := in.load(c, args)
+			if err != nil {
+				return err
+			}
+			if len(prog.Tests) == 0 {
+				fmt.Fprintln(c.ErrOrStderr(), "polc: no tests in", strings.Join(args, " "))
+				if out.json() {
+					return writeHarnessJSON(c.OutOrStdout(), testReportJSON(prog, nil, false))
+				}
+				return nil
+			}
+			var k *harness.Kernel
+			if !reference {
+				if k, err = openKernel(prog); err != nil {
+					return err
+				}
+				defer k.Close()
+			}
+			res, err := harness.RunTests(prog, eval.New(prog), harness.RunOptions{Kernel: k, Run: re})
+			if err != nil {
+				// the kernel could not be asked: an environment error
+				return usageError("%v", err)
+			}
+			if re != nil && len(res) == 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "polc: no test matches --run %q\n", runRE)
+			}
+			switch {
+			case out.json():
+				err = writeHarnessJSON(c.OutOrStdout(), testReportJSON(prog, res, k != nil))
+			case len(res) > 0:
+				err = writeTestTable(c.OutOrStdout(), prog, res, k != nil)
+			}
+			if err != nil {
+				return err
+			}
+			for i := range res {
+				if !res[i].OK() {
+					return quietFailure
+				}
+			}
+			return nil
+		},
+	}
+	addOutputFlag(c, &out)
+	in.addFlags(c)
+	c.Flags().StringVar(&runRE, "run", "", "run only the tests whose names match this regular expression")
+	c.Flags().BoolVar(&reference, "reference", false, "run the tests on the reference evaluator alone (no BPF, no root needed)")
+	return c
+}
+
+// harnessInputs are the input flags of test and explain: --k8s, as every
+// command that reads policy has, and --cases.
+type harnessInputs struct {
+	inputFlags
+	cases string
+}
+
+func (in *harnessInputs) addFlags(c *cobra.Command) {
+	addInputFlags(c, &in.inputFlags)
+	c.Flags().StringVar(&in.cases, "cases", "", "add the tests of this reachability matrix file (implies --k8s)")
+}
+
+// load compiles the inputs, printing diagnostics to stderr; errors make
+// it return a quiet failure.
+func (in *harnessInputs) load(c *cobra.Command, args []string) (*ir.Program, error) {
+	if len(args) == 0 && in.cases == "" {
+		return nil, usageError("%s needs at least one FILE", c.Name())
+	}
+	var (
+		prog  *ir.Program
+		srcs  compiler.Sources
+		diags dsl.Diagnostics
+	)
+	if in.cases != "" {
+		prog, srcs, diags = loadCases(in.cases, args)
+	} else {
+		prog, srcs, diags = in.inputFlags.load(args)
+	}
+	if diags.HasErrors() || prog == nil {
+		if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
+			return nil, err
+		}
+		return nil, quietFailure
+	}
+	fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
+	return prog, nil
+}
+
+// loadCases reads a reachability matrix, the Kubernetes files it loads and
+// those on the command line, and compiles them with the matrix's cells as
+// tests.
+func loadCases(casesPath string, paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
+	srcs := compiler.Sources{}
+	var diags dsl.Diagnostics
+	src, err := os.ReadFile(casesPath)
+	if err != nil {
+		diags.Errorf(dsl.Pos{File: casesPath}, "%v", err)
+		return nil, srcs, diags
+	}
+	srcs[casesPath] = src
+	cf, ds := cases.Parse(casesPath, src)
+	diags = append(diags, ds...)
+	if ds.HasErrors() {
+		return nil, srcs, diags
+	}
+	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...))
+	for p, b := range contents {
+		srcs[p] = b
+	}
+	diags = append(diags, ds...)
+	if ds.HasErrors() {
+		return nil, srcs, diags
+	}
+	prog, ds := compiler.Compile(append(files, cf.TestFile()), srcs)
+	return prog, srcs, append(diags, ds...)
+}
+
+// openKernel builds the program's bundle and loads it for testing. A host
+// that cannot load BPF is an environment error (exit 2) with a hint.
+func openKernel(prog *ir.Program) (*harness.Kernel, error) {
+	b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: version})
+	if err != nil {
+		return nil, failure("build: %v", err)
+	}
+	k, err := harness.Open(b)
+	if errors.Is(err, harness.ErrPrivilege) {
+		return nil, usageError("cannot load BPF programs: this needs root (CAP_BPF and CAP_NET_ADMIN);\n"+
+			"  run as root, or add --reference to run the tests on the reference evaluator alone\n  (%v)", err)
+	}
+	if err != nil {
+		return nil, usageError("%v\n  (--reference uses the reference evaluator alone)", err)
+	}
+	return k, nil
+}
+
+// stepName is a step's number, and "reply" for replies.
+func stepName(s *harness.StepResult) string {
+	n := fmt.Sprint(s.Index + 1)
+	if s.Step.Reply {
+		n += " reply"
+	}
+	return n
+}
+
+func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, kernel bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEST\tSTEP\tEXPECT\tKERNEL\tREFERENCE\tRULE\tRESULT")
+	packets, failedPackets, failedTests := 0, 0, 0
+	for i := range res {
+		tr := &res[i]
+		if !tr.OK() {
+			failedTests++
+		}
+		for j := range tr.Steps {
+			s := &tr.Steps[j]
+			packets++
+			expect, kv, result := "-", "-", "ok"
+			if s.Step.Expect != nil {
+				expect = s.Step.Expect.String()
+			}
+			if s.Kernel != nil {
+				kv = s.Kernel.Verdict.String()
+			}
+			if !s.OK() {
+				result = "FAIL"
+				failedPackets++
+			}
+			rule := harness.RuleSource(prog, s.Reference.Rule)
+			if s.Kernel != nil && s.Kernel.Rule != s.Reference.Rule {
+				rule += " (kernel: " + harness.RuleSource(prog, s.Kernel.Rule) + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tr.Test.Name, stepName(s), expect, kv,
+				s.Reference.Verdict, rule, result)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for i := range res {
+		tr := &res[i]
+		for j := range tr.Steps {
+			s := &tr.Steps[j]
+			if s.OK() {
+				continue
+			}
+			fmt.Fprintf(w, "\n--- FAIL: %s, step %s (%s:%d)\n", tr.Test.Name, stepName(s), s.Step.Pos.File, s.Step.Pos.Line)
+			fmt.Fprintf(w, "    packet:    %s\n", harness.FormatPacket(s.Step.Packet))
+			for _, p := range s.Problems {
+				fmt.Fprintf(w, "    %s\n", p)
+			}
+			for _, p := range s.Reference.Points {
+				fmt.Fprintf(w, "    reference: %s %s: %s (%s)\n", p.Subject.Name, p.Dir, p.Verdict, ruleDetail(prog, p.Rule))
+			}
+			if s.Kernel != nil {
+				for _, p := range s.Kernel.Points {
+					fmt.Fprintf(w, "    kernel:    %s %s hook: %s (%s)\n", p.Subject, p.Dir, p.Verdict, ruleDetail(prog, p.Rule))
+				}
+				if s.Kernel.Prefiltered {
+					fmt.Fprintf(w, "    kernel:    dropped by the XDP prefilter\n")
+				}
+			}
+		}
+	}
+	what := "the reference evaluator alone (--reference)"
+	if kernel {
+		what = "the kernel and the reference evaluator"
+	}
+	fmt.Fprintln(w)
+	if failedTests == 0 {
+		fmt.Fprintf(w, "ok: %d tests, %d packets, on %s\n", len(res), packets, what)
+	} else {
+		fmt.Fprintf(w, "FAIL: %d of %d tests failed (%d of %d packets), on %s\n", failedTests, len(res), failedPackets, packets, what)
+	}
+	return nil
+}
+
+// ruleDetail is a rule id with its source and text: "rule 18 at
+// quickstart.pol:13 (api-in): ingress deny from 192.0.2.66".
+func ruleDetail(prog *ir.Program, id ir.RuleID) string {
+	r := harness.LookupRule(prog, id)
+	if r == nil {
+		return harness.RuleName(id)
+	}
+	return fmt.Sprintf("rule %d at %s:%d (%s): %s", id, r.Pos.File, r.Pos.Line, r.Policy, r.Text)
+}
+
+// writeHarnessJSON is writeJSON without HTML escapes, so that packets
+// read "tcp a -> b" as written.
+func writeHarnessJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// JSON shapes of `polc test -o json`.
+type (
+	testReport struct {
+		Kernel bool       `json:"kernel"` // false with --reference
+		Passed int        `json:"passed"`
+		Failed int        `json:"failed"`
+		Tests  []testJSON `json:"tests"`
+	}
+	testJSON struct {
+		Name  string     `json:"name"`
+		File  string     `json:"file"`
+		Line  int        `json:"line"`
+		Pass  bool       `json:"pass"`
+		Steps []stepJSON `json:"steps"`
+	}
+	stepJSON struct {
+		Step      int           `json:"step"`
+		Reply     bool          `json:"reply"`
+		Line      int           `json:"line"`
+		Packet    string        `json:"packet"`
+		Expect    string        `json:"expect,omitempty"`
+		Kernel    *decisionJSON `json:"kernel,omitempty"`
+		Reference decisionJSON  `json:"reference"`
+		Pass      bool          `json:"pass"`
+		Problems  []string      `json:"problems,omitempty"`
+	}
+	decisionJSON struct {
+		Verdict     string      `json:"verdict"`
+		Rule        ruleJSON    `json:"rule"`
+		Prefiltered bool        `json:"prefiltered,omitempty"`
+		Points      []pointJSON `json:"points"`
+	}
+	pointJSON struct {
+		Subject string   `json:"subject"` // endpoint name (reference) or address (kernel)
+		Dir     string   `json:"dir"`
+		Verdict string   `json:"verdict"`
+		Rule    ruleJSON `json:"rule"`
+	}
+	ruleJSON struct {
+		ID     uint32 `json:"id"`
+		Name   string `json:"name,omitempty"` // reserved ids
+		File   string `json:"file,omitempty"`
+		Line   int    `json:"line,omitempty"`
+		Col    int    `json:"col,omitempty"`
+		Policy string `json:"policy,omitempty"`
+		Text   string `json:"text,omitempty"`
+	}
+)
+
+func ruleToJSON(prog *ir.Program, id ir.RuleID) ruleJSON {
+	r := harness.LookupRule(prog, id)
+	if r == nil {
+		return ruleJSON{ID: uint32(id), Name: harness.RuleName(id)}
+	}
+	return ruleJSON{ID: uint32(id), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col, Policy: r.Policy, Text: r.Text}
+}
+
+func referenceJSON(prog *ir.Program, r eval.Result) decisionJSON {
+	d := decisionJSON{Verdict: r.Verdict.String(), Rule: ruleToJSON(prog, r.Rule), Points: []pointJSON{}}
+	for _, p := range r.Points {
+		d.Points = append(d.Points, pointJSON{p.Subject.Name, p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule)})
+	}
+	return d
+}
+
+func kernelJSON(prog *ir.Program, k *harness.KernelResult) *decisionJSON {
+	if k == nil {
+		return nil
+	}
+	d := &decisionJSON{Verdict: k.Verdict.String(), Rule: ruleToJSON(prog, k.Rule), Prefiltered: k.Prefiltered, Points: []pointJSON{}}
+	for _, p := range k.Points {
+		d.Points = append(d.Points, pointJSON{p.Subject.String(), p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule)})
+	}
+	return d
+}
+
+func testReportJSON(prog *ir.Program, res []harness.TestResult, kernel bool) testReport {
+	rep := testReport{Kernel: kernel, Tests: []testJSON{}}
+	for i := range res {
+		tr := &res[i]
+		tj := testJSON{Name: tr.Test.Name, File: tr.Test.Pos.File, Line: tr.Test.Pos.Line, Pass: tr.OK()}
+		if tj.Pass {
+			rep.Passed++
+		} else {
+			rep.Failed++
+		}
+		for j := range tr.Steps {
+			s := &tr.Steps[j]
+			sj := stepJSON{
+				Step: s.Index + 1, Reply: s.Step.Reply, Line: s.Step.Pos.Line,
+				Packet:    harness.FormatPacket(s.Step.Packet),
+				Kernel:    kernelJSON(prog, s.Kernel),
+				Reference: referenceJSON(prog, s.Reference),
+				Pass:      s.OK(),
+				Problems:  s.Problems,
+			}
+			if s.Step.Expect != nil {
+				sj.Expect = s.Step.Expect.String()
+			}
+			tj.Steps = append(tj.Steps, sj)
+		}
+		rep.Tests = append(rep.Tests, tj)
+	}
+	return rep
+}

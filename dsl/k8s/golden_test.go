@@ -1,0 +1,41 @@
+package k8s
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/polc-dev/polc/golden"
+)
+
+// TestGolden pins the policies each testdata/k8s scenario turns into
+// (golden/k8s/SCENARIO.txt), so that a change in the translation shows up
+// as a reviewable diff.
+func TestGolden(t *testing.T) {
+	cluster, err := os.ReadFile("../../testdata/k8s/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := filepath.Glob("../../testdata/k8s/*/policy.yaml")
+	if len(paths) == 0 {
+		t.Fatal("no scenarios")
+	}
+	for _, path := range paths {
+		name := filepath.Base(filepath.Dir(path))
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, ds := ReadFiles([]Source{{Path: "cluster.yaml", Src: cluster}, {Path: name + "/policy.yaml", Src: src}})
+			if ds.HasErrors() {
+				t.Fatal(ds)
+			}
+			out := render(files[1])
+			for _, d := range ds {
+				out += "# " + d.String() + "\n"
+			}
+			golden.Check(t, "k8s/"+name+".txt", []byte(out))
+		})
+	}
+}

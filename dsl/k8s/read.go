@@ -1,0 +1,417 @@
+package k8s
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/polc-dev/polc/dsl"
+)
+
+// Source is one input file.
+type Source struct {
+	Path string // as it should appear in positions
+	Src  []byte
+}
+
+// ReadPaths reads the files at paths from disk and then does what
+// ReadFiles does. It also returns each file's contents by path (for
+// showing diagnostics and for the program's source digests); a file that
+// cannot be read is an error diagnostic, and the other files are still
+// read.
+func ReadPaths(paths []string) ([]*dsl.File, map[string][]byte, dsl.Diagnostics) {
+	var ds dsl.Diagnostics
+	srcs := make([]Source, 0, len(paths))
+	contents := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			ds.Errorf(dsl.Pos{File: p}, "%v", err)
+			continue
+		}
+		srcs = append(srcs, Source{Path: p, Src: b})
+		contents[p] = b
+	}
+	files, more := ReadFiles(srcs)
+	ds = append(ds, more...)
+	ds.Sort()
+	return files, contents, ds
+}
+
+// Read reads one file of Kubernetes objects; see ReadFiles.
+func Read(path string, src []byte) (*dsl.File, dsl.Diagnostics) {
+	files, ds := ReadFiles([]Source{{Path: path, Src: src}})
+	return files[0], ds
+}
+
+// ReadFiles reads files of Kubernetes objects (multi-document YAML, and
+// List documents as `kubectl get -o yaml` prints them) that together make a
+// cluster snapshot, and returns one AST file per input, in input order:
+// an endpoint per Pod and policies for each NetworkPolicy,
+// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, in the order the
+// objects appear. The files are read together because a policy in one file
+// can depend on pods and namespaces in another (named ports, namespace
+// labels).
+//
+// Every declaration points at the object it came from. Errors name the
+// field at its file:line:col; unrelated kinds (Services, Deployments...)
+// are skipped with a warning.
+func ReadFiles(srcs []Source) ([]*dsl.File, dsl.Diagnostics) {
+	r := &reader{cl: newCluster(), names: map[string]dsl.Pos{}}
+	files := make([]*dsl.File, len(srcs))
+	objs := make([][]*object, len(srcs))
+	for i, s := range srcs {
+		files[i] = &dsl.File{Path: s.Path}
+		objs[i] = splitObjects(s.Path, s.Src, &r.ds)
+	}
+	// First the cluster, which every policy is resolved against.
+	for _, os := range objs {
+		for _, o := range os {
+			switch kindOf(o) {
+			case kindNamespace:
+				r.cl.addNamespace(o, &r.ds)
+			case kindPod:
+				r.cl.addPod(o, &r.ds)
+			}
+		}
+	}
+	r.cl.finish()
+	for i, os := range objs {
+		for _, o := range os {
+			switch kindOf(o) {
+			case kindPod:
+				if p := r.podOf(o); p != nil {
+					files[i].Decls = append(files[i].Decls, p.endpoint)
+				}
+			case kindNamespace:
+			case kindNetworkPolicy:
+				for _, p := range r.networkPolicy(o) {
+					files[i].Decls = append(files[i].Decls, p)
+				}
+			case kindCilium, kindCiliumClusterwide:
+				for _, p := range r.ciliumPolicy(o) {
+					files[i].Decls = append(files[i].Decls, p)
+				}
+			case kindUnsupportedPolicy:
+				r.ds.Errorf(o.at("kind"), "%s %s is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy", o.apiVersion, o.kind)
+			default:
+				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, Namespaces and network policies", o.apiVersion, o.kind)
+			}
+		}
+	}
+	r.cl.writeLabels()
+	r.ds.Sort()
+	return files, r.ds
+}
+
+type objectKind int
+
+const (
+	kindOther objectKind = iota
+	kindNamespace
+	kindPod
+	kindNetworkPolicy
+	kindCilium
+	kindCiliumClusterwide
+	kindUnsupportedPolicy
+)
+
+func kindOf(o *object) objectKind {
+	switch {
+	case o.apiVersion == "v1" && o.kind == "Namespace":
+		return kindNamespace
+	case o.apiVersion == "v1" && o.kind == "Pod":
+		return kindPod
+	case o.apiVersion == "networking.k8s.io/v1" && o.kind == "NetworkPolicy":
+		return kindNetworkPolicy
+	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumNetworkPolicy":
+		return kindCilium
+	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumClusterwideNetworkPolicy":
+		return kindCiliumClusterwide
+	case strings.HasSuffix(o.kind, "NetworkPolicy") || o.kind == "Namespace" || o.kind == "Pod":
+		// A policy kind (or a core kind) of an API version polc does not
+		// read would change verdicts if ignored.
+		return kindUnsupportedPolicy
+	}
+	return kindOther
+}
+
+// reader holds the state of one ReadFiles call.
+type reader struct {
+	ds    dsl.Diagnostics
+	cl    *cluster
+	names map[string]dsl.Pos // policy names given so far
+}
+
+func (r *reader) podOf(o *object) *pod { return r.cl.byObj[o] }
+
+// claimName records a generated policy name, reporting a collision (which
+// the naming scheme makes impossible short of an object appearing twice).
+func (r *reader) claimName(name string, pos dsl.Pos) bool {
+	if prev, dup := r.names[name]; dup {
+		r.ds.Errorf(pos, "policy %s appears twice (first at %s)", name, prev)
+		return false
+	}
+	r.names[name] = pos
+	return true
+}
+
+// namedPort is a port given by name, resolved per pod.
+type namedPort struct {
+	pos   dsl.Pos
+	proto string // tcp, udp, sctp, or any
+	name  string
+}
+
+// ruleSpec is a rule before named ports are resolved.
+type ruleSpec struct {
+	pos     dsl.Pos
+	doc     dsl.Doc
+	dir     dsl.Direction
+	action  dsl.Action
+	peerPos dsl.Pos
+	peers   []dsl.Peer // nil: any peer
+	ports   []dsl.L4   // nil with no named ports: every protocol and port
+	named   []namedPort
+}
+
+// policyBuilder collects one source policy's output: the policy itself and
+// the policies that named ports split off it.
+type policyBuilder struct {
+	r       *reader
+	main    *dsl.Policy
+	splits  []*dsl.Policy
+	byKey   map[string]*dsl.Policy
+	subject []*pod // computed on first use
+	haveSub bool
+}
+
+func (r *reader) newPolicy(main *dsl.Policy) *policyBuilder {
+	return &policyBuilder{r: r, main: main, byKey: map[string]*dsl.Policy{}}
+}
+
+func (b *policyBuilder) policies() []*dsl.Policy {
+	if !b.r.claimName(b.main.Name.Name, b.main.Name.Pos) {
+		return nil
+	}
+	return append([]*dsl.Policy{b.main}, b.splits...)
+}
+
+func (b *policyBuilder) isolate(pos dsl.Pos, dir dsl.Direction) {
+	for _, d := range b.main.Isolate {
+		if d.Dir == dir {
+			return
+		}
+	}
+	b.main.Isolate = append(b.main.Isolate, dsl.DirectionAt{Pos: pos, Dir: dir})
+}
+
+func peerWord(dir dsl.Direction) string {
+	if dir == dsl.Egress {
+		return "to"
+	}
+	return "from"
+}
+
+// add adds the rules of spec. A rule with named ports becomes, besides the
+// rule for its numbered ports, one rule per group of pods on which the
+// names resolve to the same numbers: for ingress the pods are the subjects
+// (so the rule goes into a policy split off for them); for egress they are
+// the destination pods (so the rule's peers name them).
+func (b *policyBuilder) add(spec ruleSpec) {
+	rule := func(peers []dsl.Peer, ports []dsl.L4, doc dsl.Doc) *dsl.Rule {
+		return &dsl.Rule{
+			Pos: spec.pos, Doc: doc, Dir: spec.dir, Action: spec.action,
+			PeerPos: spec.peerPos, PeerWord: peerWord(spec.dir),
+			Peers: peers, Ports: ports,
+		}
+	}
+	if len(spec.named) == 0 || len(spec.ports) > 0 {
+		b.main.Rules = append(b.main.Rules, rule(spec.peers, spec.ports, spec.doc))
+	}
+	if len(spec.named) == 0 {
+		return
+	}
+	var pods []*pod
+	if spec.dir == dsl.Ingress {
+		pods = b.subjects()
+	} else {
+		for _, p := range b.r.cl.pods {
+			if peersMatchPod(spec.peers, p) {
+				pods = append(pods, p)
+			}
+		}
+	}
+	// Group the pods by what the names resolve to on them.
+	type group struct {
+		ports []dsl.L4
+		what  []string
+		pods  []*pod
+	}
+	var groups []*group
+	bySig := map[string]*group{}
+	for _, p := range pods {
+		var ports []dsl.L4
+		var sig, what []string
+		for _, np := range spec.named {
+			n, proto, ok := p.namedPort(np.name, np.proto)
+			if !ok {
+				continue
+			}
+			ports = append(ports, dsl.L4{Pos: np.pos, Proto: proto, Port: &dsl.Int{Pos: np.pos, Value: int64(n)}})
+			sig = append(sig, proto+"/"+strconv.Itoa(int(n)))
+			what = append(what, fmt.Sprintf("%s=%s/%d", np.name, proto, n))
+		}
+		if len(ports) == 0 {
+			continue // none of the names exists on this pod: nothing to allow
+		}
+		key := strings.Join(sig, ",")
+		if spec.dir == dsl.Ingress {
+			key = p.namespace + " " + key // a split policy's subjects share a namespace
+		}
+		g := bySig[key]
+		if g == nil {
+			g = &group{ports: ports, what: what}
+			bySig[key] = g
+			groups = append(groups, g)
+		}
+		g.pods = append(g.pods, p)
+	}
+	for _, g := range groups {
+		for _, p := range g.pods {
+			p.needsName = true
+		}
+		doc := append(slices.Clone(spec.doc), "named ports "+strings.Join(g.what, ", ")+" on "+podList(g.pods))
+		if spec.dir == dsl.Egress {
+			b.main.Rules = append(b.main.Rules, rule(podPeers(spec.peerPos, g.pods), g.ports, doc))
+			continue
+		}
+		split := b.split(spec.pos, g.pods)
+		split.Rules = append(split.Rules, rule(spec.peers, g.ports, doc))
+	}
+}
+
+// subjects returns the pods the main policy selects.
+func (b *policyBuilder) subjects() []*pod {
+	if !b.haveSub {
+		b.subject = b.r.cl.matching(b.main.Select)
+		b.haveSub = true
+	}
+	return b.subject
+}
+
+// split returns the policy split off the main one for pods (all in one
+// namespace), creating it on first use.
+func (b *policyBuilder) split(pos dsl.Pos, pods []*pod) *dsl.Policy {
+	names := sortedPodNames(pods)
+	key := pods[0].namespace + "/" + strings.Join(names, ",")
+	if p := b.byKey[key]; p != nil {
+		return p
+	}
+	sel := dsl.Selector{Pos: b.main.Select.Pos, Reqs: slices.Clone(b.main.Select.Reqs)}
+	if !hasNamespaceEq(sel, pods[0].namespace) {
+		sel.Reqs = append(sel.Reqs, dsl.Requirement{Pos: pos, Key: LabelNamespace, Op: dsl.OpEq, Values: []string{pods[0].namespace}})
+	}
+	sel.Reqs = append(sel.Reqs, dsl.Requirement{Pos: pos, Key: LabelPodName, Op: dsl.OpIn, Values: names})
+	p := &dsl.Policy{
+		Pos:    b.main.Pos,
+		Doc:    dsl.Doc{fmt.Sprintf("named ports of %s, resolved on %s", b.main.Name.Name, podList(pods))},
+		Name:   dsl.Ident{Pos: b.main.Name.Pos, Name: fmt.Sprintf("%s_port%d", b.main.Name.Name, len(b.splits)+1)},
+		Select: sel,
+	}
+	b.splits = append(b.splits, p)
+	b.byKey[key] = p
+	return p
+}
+
+func hasNamespaceEq(sel dsl.Selector, ns string) bool {
+	for _, r := range sel.Reqs {
+		if r.Key == LabelNamespace && r.Op == dsl.OpEq && len(r.Values) == 1 && r.Values[0] == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// podPeers returns selector peers that match exactly pods: one per
+// namespace, by pod name.
+func podPeers(pos dsl.Pos, pods []*pod) []dsl.Peer {
+	byNS := map[string][]*pod{}
+	var order []string
+	for _, p := range pods {
+		if _, ok := byNS[p.namespace]; !ok {
+			order = append(order, p.namespace)
+		}
+		byNS[p.namespace] = append(byNS[p.namespace], p)
+	}
+	slices.Sort(order)
+	var peers []dsl.Peer
+	for _, ns := range order {
+		peers = append(peers, dsl.Peer{Pos: pos, Kind: dsl.PeerSelector, Selector: dsl.Selector{Pos: pos, Reqs: []dsl.Requirement{
+			{Pos: pos, Key: LabelNamespace, Op: dsl.OpEq, Values: []string{ns}},
+			{Pos: pos, Key: LabelPodName, Op: dsl.OpIn, Values: sortedPodNames(byNS[ns])},
+		}}})
+	}
+	return peers
+}
+
+func podList(pods []*pod) string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.endpoint.Name.Name
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// peersMatchPod reports whether any of peers (nil: any peer) covers an
+// address of p.
+func peersMatchPod(peers []dsl.Peer, p *pod) bool {
+	if peers == nil {
+		return true
+	}
+	for _, peer := range peers {
+		switch peer.Kind {
+		case dsl.PeerAny:
+			return true
+		case dsl.PeerSelector:
+			if selectorMatches(peer.Selector, p.labels) {
+				return true
+			}
+		case dsl.PeerCIDR:
+			if cidrCovers(peer.CIDR, p.addrs) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cidrCovers reports whether one of addrs lies inside c and outside its
+// exceptions. Unparsable prefixes cover nothing (the compiler reports them).
+func cidrCovers(c dsl.CIDR, addrs []netip.Prefix) bool {
+	pfx, ok := parsePrefix(c.Prefix.Text)
+	if !ok {
+		return false
+	}
+	for _, a := range addrs {
+		if pfx.Contains(a.Addr()) && !cidrExcepts(c, a.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// parsePrefix parses a CIDR or a bare address (a host prefix), masked.
+func parsePrefix(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
+}

@@ -1,0 +1,469 @@
+package k8s
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/polc-dev/polc/dsl"
+)
+
+// testCluster is a small snapshot the unit tests' policies apply to:
+// namespaces x (team=a) and y (team=b); pods x/a (app=web, named port
+// http = TCP 8080), x/b (app=db, http = TCP 8081, dns = UDP 53) and y/c
+// (app=web, no named port).
+const testCluster = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata:
+    name: x
+    labels:
+      team: a
+- apiVersion: v1
+  kind: Namespace
+  metadata:
+    name: y
+    labels:
+      team: b
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: a
+    namespace: x
+    labels:
+      app: web
+  spec:
+    containers:
+    - name: web
+      ports:
+      - name: http
+        containerPort: 8080
+  status:
+    podIPs:
+    - ip: 10.1.0.1
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: b
+    namespace: x
+    labels:
+      app: db
+  spec:
+    containers:
+    - name: db
+      ports:
+      - name: http
+        containerPort: 8081
+        protocol: TCP
+      - name: dns
+        containerPort: 53
+        protocol: UDP
+  status:
+    podIPs:
+    - ip: 10.1.0.2
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: c
+    namespace: y
+    labels:
+      app: web
+  spec:
+    serviceAccountName: robot
+    containers:
+    - name: web
+  status:
+    podIP: 10.2.0.1
+`
+
+// readPolicies reads policy YAML against testCluster and renders the
+// policies only (the endpoints are the same every time).
+func readPolicies(t *testing.T, policy string) (string, dsl.Diagnostics) {
+	t.Helper()
+	files, ds := ReadFiles([]Source{{Path: "cluster.yaml", Src: []byte(testCluster)}, {Path: "p.yaml", Src: []byte(policy)}})
+	return render(files[1]), ds
+}
+
+func wantPolicies(t *testing.T, policy, want string) {
+	t.Helper()
+	got, ds := readPolicies(t, policy)
+	if len(ds) > 0 {
+		t.Errorf("unexpected diagnostics:\n%s", ds.Error())
+	}
+	want = strings.TrimLeft(want, "\n")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("policies differ (-want +got):\n%s", diff)
+	}
+}
+
+func wantDiags(t *testing.T, policy string, want ...string) {
+	t.Helper()
+	_, ds := readPolicies(t, policy)
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostics differ (-want +got):\n%s", diff)
+	}
+}
+
+func netpol(spec string) string {
+	return "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: x\nspec:\n" + spec
+}
+
+// Rule: each pod with an address is an endpoint NAMESPACE.POD with its
+// labels, the reserved labels, and the addresses of status.podIPs (or
+// status.podIP).
+func TestPodEndpoints(t *testing.T) {
+	files, ds := Read("c.yaml", []byte(testCluster))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	want := `endpoint x.a labels(app=web, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=x, k8s:io.cilium.k8s.namespace.labels.team=a, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=x) addr 10.1.0.1
+endpoint x.b labels(app=db, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=x, k8s:io.cilium.k8s.namespace.labels.team=a, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=x) addr 10.1.0.2
+endpoint y.c labels(app=web, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=y, k8s:io.cilium.k8s.namespace.labels.team=b, k8s:io.cilium.k8s.policy.serviceaccount=robot, k8s:io.kubernetes.pod.namespace=y) addr 10.2.0.1
+`
+	if diff := cmp.Diff(want, render(files)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	ep := files.Decls[0].(*dsl.Endpoint)
+	if got, want := ep.Name.Pos.String(), "c.yaml:19:11"; got != want {
+		t.Errorf("endpoint name at %s, want %s", got, want)
+	}
+	if got, want := ep.Addrs[0].Pos.String(), "c.yaml:31:11"; got != want {
+		t.Errorf("address at %s, want %s", got, want)
+	}
+}
+
+// Rule: pods without an address, in the host's network, or terminated get
+// no endpoint; a namespace without a Namespace object still has its
+// kubernetes.io/metadata.name label.
+func TestPodsWithoutEndpoint(t *testing.T) {
+	src := `apiVersion: v1
+kind: Pod
+metadata: {name: pending, namespace: z}
+status: {phase: Pending}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host, namespace: z}
+spec: {hostNetwork: true}
+status: {podIP: 192.168.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done, namespace: z}
+status: {phase: Succeeded, podIP: 10.9.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: run, namespace: z}
+status: {phase: Running, podIPs: [{ip: 10.9.0.2}, {ip: "fd00::2"}]}
+`
+	f, ds := Read("p.yaml", []byte(src))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	want := "endpoint z.run labels(k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=z, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=z) addr 10.9.0.2, fd00::2\n"
+	if diff := cmp.Diff(want, render(f)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// Rule: the subject is the podSelector within the policy's namespace; a
+// policy type isolates its direction even with no rules (deny-all).
+func TestSubjectAndDenyAll(t *testing.T) {
+	wantPolicies(t, netpol("  podSelector: {}\n  policyTypes: [Ingress, Egress]\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress, egress
+`)
+	wantPolicies(t, netpol("  podSelector:\n    matchLabels: {app: web}\n  ingress: []\n"), `
+policy x.p select {app=web, k8s:io.kubernetes.pod.namespace=x} isolate ingress
+`)
+}
+
+// Rule: policyTypes, when absent, is Ingress plus Egress when the policy
+// has egress rules (an empty egress list does not count); rules of a type
+// that policyTypes leaves out are ignored with a warning.
+func TestPolicyTypesInference(t *testing.T) {
+	wantPolicies(t, netpol("  podSelector: {}\n  egress:\n  - {}\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress, egress
+  egress allow
+`)
+	wantPolicies(t, netpol("  podSelector: {}\n  egress: []\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+`)
+	wantPolicies(t, netpol("  podSelector: {}\n  policyTypes: [Egress]\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate egress
+`)
+	wantDiags(t, netpol("  podSelector: {}\n  policyTypes: [Egress]\n  ingress:\n  - {}\n"),
+		"p.yaml:9:3: warning: NetworkPolicy: ingress rules ignored: policyTypes does not include Ingress")
+}
+
+// Rule: a peer with only a podSelector means pods of the policy's
+// namespace; only a namespaceSelector, every pod of the namespaces it
+// selects (by their labels, prefixed); both in one peer, pods that match
+// both; two peers, either. Empty selectors select everything in scope.
+func TestPeers(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector: {}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: web}}
+    - namespaceSelector: {matchLabels: {team: b}}
+    - podSelector: {matchLabels: {app: web}}
+      namespaceSelector: {matchLabels: {team: b}}
+    - podSelector: {}
+    - namespaceSelector: {}
+    - podSelector: {}
+      namespaceSelector: {}
+`), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+  ingress allow from {app=web, k8s:io.kubernetes.pod.namespace=x} | {k8s:io.cilium.k8s.namespace.labels.team=b} | {app=web, k8s:io.cilium.k8s.namespace.labels.team=b} | {k8s:io.kubernetes.pod.namespace=x} | {} | {}
+`)
+}
+
+// Rule: a rule with no peers (absent or empty from/to) admits every peer,
+// addresses outside the cluster included; a rule with no ports matches
+// every protocol and port.
+func TestEmptyRule(t *testing.T) {
+	wantPolicies(t, netpol("  podSelector: {}\n  ingress:\n  - from: []\n    ports: []\n  - {}\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+  ingress allow
+  ingress allow
+`)
+}
+
+// Rule: ipBlock is a CIDR peer with its exceptions; it matches any address
+// inside, pods' included.
+func TestIPBlock(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock:
+        cidr: 10.0.0.0/8
+        except: [10.1.0.0/16, 10.2.0.0/16]
+    - ipBlock: {cidr: "fd00::/64"}
+`), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate egress
+  egress allow to 10.0.0.0/8 except 10.1.0.0/16, 10.2.0.0/16 | fd00::/64
+`)
+}
+
+// Rule: a port without protocol is TCP; endPort makes an inclusive range;
+// a protocol without port is every port of that protocol.
+func TestPorts(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector: {}
+  ingress:
+  - ports:
+    - port: 80
+    - protocol: UDP
+      port: 1000
+      endPort: 2000
+    - protocol: SCTP
+`), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+  ingress allow on tcp/80, udp/1000-2000, sctp
+`)
+}
+
+// Rule: an ingress named port is resolved on each subject pod; pods on
+// which it resolves alike share a policy split off the original, which
+// selects them by name. Pods without the name get nothing from the term.
+func TestNamedPortIngress(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector: {}
+  ingress:
+  - from:
+    - namespaceSelector: {}
+    ports:
+    - port: http
+    - port: 9000
+`), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+  ingress allow from {} on tcp/9000
+policy x.p_port1 select {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (a)}
+  ingress allow from {} on tcp/8080
+policy x.p_port2 select {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)}
+  ingress allow from {} on tcp/8081
+`)
+	// The protocol must match the container port's.
+	wantPolicies(t, netpol("  podSelector: {}\n  ingress:\n  - ports:\n    - {port: dns, protocol: UDP}\n    - {port: dns}\n"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+policy x.p_port1 select {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)}
+  ingress allow on udp/53
+`)
+}
+
+// Rule: an egress named port is resolved on each destination pod that the
+// rule's peers cover; the peers become those pods, by namespace and name.
+func TestNamedPortEgress(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - namespaceSelector: {}
+    - ipBlock: {cidr: 10.2.0.0/16}
+    ports:
+    - port: http
+`), `
+policy x.p select {app=web, k8s:io.kubernetes.pod.namespace=x} isolate egress
+  egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (a)} on tcp/8080
+  egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)} on tcp/8081
+`)
+	// Only pods that need it carry the pod-name label.
+	files, ds := ReadFiles([]Source{{Path: "c.yaml", Src: []byte(testCluster)}, {Path: "p.yaml", Src: []byte(netpol(
+		"  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - ports: [{port: dns, protocol: UDP}]\n"))}})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	for _, d := range files[0].Decls {
+		ep := d.(*dsl.Endpoint)
+		has := strings.Contains(render(&dsl.File{Decls: []dsl.Decl{ep}}), LabelPodName+"=")
+		if has != (ep.Name.Name == "x.b") {
+			t.Errorf("endpoint %s: pod-name label present = %v", ep.Name.Name, has)
+		}
+	}
+}
+
+// Rule: matchExpressions map In, NotIn, Exists and DoesNotExist onto the
+// same operators; matchLabels come first, sorted by key.
+func TestSelectorOperators(t *testing.T) {
+	wantPolicies(t, netpol(`  podSelector:
+    matchLabels: {z: "1", a: "2"}
+    matchExpressions:
+    - {key: tier, operator: In, values: [x, y]}
+    - {key: tier, operator: NotIn, values: [z]}
+    - {key: env, operator: Exists}
+    - {key: debug, operator: DoesNotExist}
+`), `
+policy x.p select {a=2, z=1, tier in (x,y), tier notin (z), env exists, !debug, k8s:io.kubernetes.pod.namespace=x} isolate ingress
+`)
+}
+
+// Rule: names. A NetworkPolicy is NAMESPACE.NAME, a CiliumNetworkPolicy
+// cnp_NAMESPACE.NAME, a clusterwide one ccnp_NAME; the same object twice
+// is an error.
+func TestPolicyNames(t *testing.T) {
+	wantDiags(t, netpol("  podSelector: {}\n")+"---\n"+netpol("  podSelector: {}\n"),
+		"p.yaml:12:9: policy x.p appears twice (first at p.yaml:4:9)")
+}
+
+// Rule: errors name the field at its position, and a policy with errors
+// produces nothing.
+func TestNetworkPolicyErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, spec string
+		want       []string
+	}{
+		{"unknown field", "  podSelector: {}\n  ingres: []\n",
+			[]string{`p.yaml:8:3: NetworkPolicy: unknown field "ingres"`}},
+		{"wrong shape", "  podSelector: []\n",
+			[]string{`p.yaml:7:16: NetworkPolicy: expected a mapping, found a list`}},
+		{"port word", "  podSelector: {}\n  ingress:\n  - ports:\n    - endPort: x\n",
+			[]string{`p.yaml:10:16: NetworkPolicy: expected a number, found "x"`}},
+		{"bad protocol", "  podSelector: {}\n  ingress:\n  - ports:\n    - protocol: ICMP\n",
+			[]string{`p.yaml:10:17: NetworkPolicy: protocol "ICMP": expected TCP, UDP or SCTP`}},
+		{"endPort alone", "  podSelector: {}\n  ingress:\n  - ports:\n    - endPort: 90\n",
+			[]string{`p.yaml:10:16: NetworkPolicy: endPort needs port`}},
+		{"endPort named", "  podSelector: {}\n  ingress:\n  - ports:\n    - {port: http, endPort: 90}\n",
+			[]string{`p.yaml:10:29: NetworkPolicy: endPort cannot go with the named port "http"`}},
+		{"quoted number", "  podSelector: {}\n  ingress:\n  - ports:\n    - port: \"80\"\n",
+			[]string{`p.yaml:10:13: NetworkPolicy: port "80": must contain at least one letter (a-z)`}},
+		{"empty peer", "  podSelector: {}\n  ingress:\n  - from:\n    - {}\n",
+			[]string{`p.yaml:10:7: NetworkPolicy: a peer needs podSelector, namespaceSelector or ipBlock`}},
+		{"ipBlock and selector", "  podSelector: {}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}\n",
+			[]string{`p.yaml:10:7: NetworkPolicy: a peer with ipBlock cannot also have podSelector or namespaceSelector`}},
+		{"bad operator", "  podSelector:\n    matchExpressions:\n    - {key: a, operator: Equals, values: [b]}\n",
+			[]string{`p.yaml:9:7: label selector operator "Equals": expected In, NotIn, Exists or DoesNotExist`}},
+		{"bad label value", "  podSelector:\n    matchLabels: {app: \"a b\"}\n",
+			[]string{`p.yaml:7:3: invalid label selector: values[0][app]: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`}},
+		{"bad policy type", "  podSelector: {}\n  policyTypes: [Both]\n",
+			[]string{`p.yaml:8:17: NetworkPolicy: policy type "Both": expected Ingress or Egress`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { wantDiags(t, netpol(tc.spec), tc.want...) })
+	}
+}
+
+// Rule: positions. Policies point at their object, rules at their list
+// item, requirements at their key, ports at their field.
+func TestPositions(t *testing.T) {
+	src := netpol(`  podSelector:
+    matchLabels:
+      app: web
+  ingress:
+  - from:
+    - ipBlock:
+        cidr: 10.0.0.0/8
+    ports:
+    - port: 80
+`)
+	f, ds := Read("p.yaml", []byte(src))
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	p := f.Decls[0].(*dsl.Policy)
+	r := p.Rules[0]
+	for _, c := range []struct {
+		what string
+		got  dsl.Pos
+		want string
+	}{
+		{"policy", p.Pos, "p.yaml:1:1"},
+		{"name", p.Name.Pos, "p.yaml:4:9"},
+		{"requirement", p.Select.Reqs[0].Pos, "p.yaml:9:7"},
+		{"isolate", p.Isolate[0].Pos, "p.yaml:6:1"},
+		{"rule", r.Pos, "p.yaml:11:5"},
+		{"from", r.PeerPos, "p.yaml:11:5"},
+		{"peer", r.Peers[0].Pos, "p.yaml:12:7"},
+		{"cidr", r.Peers[0].CIDR.Prefix.Pos, "p.yaml:13:15"},
+		{"port", r.Ports[0].Port.Pos, "p.yaml:15:13"},
+	} {
+		if c.got.String() != c.want {
+			t.Errorf("%s at %s, want %s", c.what, c.got, c.want)
+		}
+	}
+}
+
+// Rule: input is multi-document YAML and List documents; other kinds are
+// skipped with a warning; policy kinds polc does not read are errors;
+// broken YAML is reported at its line.
+func TestInput(t *testing.T) {
+	src := `apiVersion: v1
+kind: Service
+metadata: {name: s}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: anp}
+---
+`
+	_, ds := Read("in.yaml", []byte(src))
+	want := []string{
+		"in.yaml:2:7: warning: v1 Service ignored: polc reads Pods, Namespaces and network policies",
+		"in.yaml:6:7: policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy",
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	_, ds = Read("bad.yaml", []byte("kind: Pod\napiVersion: v1\nmetadata:\n  name: [\n"))
+	if len(ds) != 1 || ds[0].Pos.Line == 0 || !strings.Contains(ds[0].Msg, "invalid YAML") {
+		t.Errorf("broken YAML: got %v", ds)
+	}
+}
+
+func TestReadPaths(t *testing.T) {
+	files, srcs, ds := ReadPaths([]string{"../../testdata/k8s/cluster.yaml", "../../testdata/k8s/named-ports/policy.yaml", "missing.yaml"})
+	if len(ds) != 1 || ds[0].Pos.File != "missing.yaml" || !ds.HasErrors() {
+		t.Errorf("diagnostics: %v", ds)
+	}
+	if len(files) != 2 || len(srcs) != 2 || files[1].Path != "../../testdata/k8s/named-ports/policy.yaml" {
+		t.Errorf("got %d files, %d sources", len(files), len(srcs))
+	}
+}

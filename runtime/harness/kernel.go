@@ -1,0 +1,375 @@
+package harness
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
+	"github.com/polc-dev/polc/runtime"
+)
+
+// Return codes of the programs under BPF_PROG_TEST_RUN.
+const (
+	tcActOK   = 0 // TC_ACT_OK
+	tcActShot = 2 // TC_ACT_SHOT
+	xdpDrop   = 1 // XDP_DROP
+	xdpPass   = 2 // XDP_PASS
+)
+
+// Kernel is a bundle loaded for testing: its programs and maps in the
+// kernel, pinned nowhere and attached nowhere, with events enabled for
+// allowed packets too, so that every program run reports its deciding rule.
+// A Kernel is not safe for concurrent use.
+type Kernel struct {
+	loaded  *runtime.Loaded
+	events  *ringbuf.Reader
+	egress  *ebpf.Program
+	ingress *ebpf.Program
+	xdp     *ebpf.Program // nil when the bundle has no prefilter
+	has4    bool          // cfg_has_ipv4: IPv4 has subjects at all
+	has6    bool
+}
+
+// ErrPrivilege is returned (wrapped) by Open when the process may not
+// load BPF programs.
+var ErrPrivilege = errors.New("insufficient privileges to load BPF programs")
+
+// Open loads b for testing. The bundle is not modified: the harness's one
+// change, cfg_events_allow = 1, is made on a copy of its manifest.
+func Open(b *bundle.Bundle) (*Kernel, error) { return OpenWith(b, OpenOptions{}) }
+
+// OpenOptions configure OpenWith.
+type OpenOptions struct {
+	// Generation sets the policy generation stamped into conntrack (0
+	// keeps the object's default, 0).
+	Generation uint32
+	// Share, when set, is a loaded Kernel whose connection state (the
+	// conntrack and frags maps) the new one uses, as `polc apply` keeps
+	// conntrack across bundles. Reset on either empties both.
+	Share *Kernel
+}
+
+// OpenWith is Open with options: a generation and shared connection
+// state, to test what happens to live flows when a policy is replaced.
+func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
+	cp := *b
+	cp.Manifest.Constants = slices.Clone(b.Manifest.Constants)
+	found := false
+	for i := range cp.Manifest.Constants {
+		if cp.Manifest.Constants[i].Name == bpf.ConstEventsAllow {
+			cp.Manifest.Constants[i].Value, found = 1, true
+		}
+	}
+	if !found {
+		cp.Manifest.Constants = append(cp.Manifest.Constants, bundle.Constant{Name: bpf.ConstEventsAllow, Size: 4, Value: 1})
+	}
+	lo := runtime.LoadOptions{PinDir: "", Generation: opts.Generation}
+	if opts.Share != nil {
+		lo.ReuseMaps = map[string]*ebpf.Map{
+			bpf.MapConntrack: opts.Share.loaded.Maps[bpf.MapConntrack],
+			bpf.MapFrags:     opts.Share.loaded.Maps[bpf.MapFrags],
+		}
+	}
+	l, err := runtime.Load(&cp, lo)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || runtime.IsEnvironment(err) {
+			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
+		}
+		return nil, fmt.Errorf("load bundle: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	k := &Kernel{
+		loaded:  l,
+		egress:  l.Programs[bpf.ProgEndpointEgress],
+		ingress: l.Programs[bpf.ProgEndpointIngress],
+		xdp:     l.Programs[bpf.ProgPrefilter],
+		has4:    true,
+		has6:    true,
+	}
+	if v, ok := b.Constant(bpf.ConstHasIPv4); ok {
+		k.has4 = v != 0
+	}
+	if v, ok := b.Constant(bpf.ConstHasIPv6); ok {
+		k.has6 = v != 0
+	}
+	if k.egress == nil || k.ingress == nil {
+		return nil, fmt.Errorf("bundle: programs %s and %s are required", bpf.ProgEndpointEgress, bpf.ProgEndpointIngress)
+	}
+	for _, name := range []string{bpf.MapEvents, bpf.MapConntrack, bpf.MapFrags, bpf.MapIPCache4, bpf.MapIPCache6} {
+		if l.Maps[name] == nil {
+			return nil, fmt.Errorf("bundle: map %s is missing", name)
+		}
+	}
+	k.events, err = ringbuf.NewReader(l.Maps[bpf.MapEvents])
+	if err != nil {
+		return nil, fmt.Errorf("open events: %w", err)
+	}
+	return k, nil
+}
+
+// Close unloads everything Open loaded.
+func (k *Kernel) Close() error {
+	return errors.Join(k.events.Close(), k.loaded.Close())
+}
+
+// Reset empties the connection state (conntrack and fragment verdicts) and
+// drains stray events, so that the next packet meets a fresh host.
+func (k *Kernel) Reset() error {
+	for _, name := range []string{bpf.MapConntrack, bpf.MapFrags} {
+		if err := clearMap(k.loaded.Maps[name]); err != nil {
+			return fmt.Errorf("reset %s: %w", name, err)
+		}
+	}
+	for k.events.AvailableBytes() > 0 {
+		k.events.SetDeadline(time.Now())
+		if _, err := k.events.Read(); err != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// clearMap deletes every entry of a hash map: it lists the keys first,
+// since deleting while walking with NextKey can restart the walk.
+func clearMap(m *ebpf.Map) error {
+	var keys [][]byte
+	for {
+		next := make([]byte, m.KeySize())
+		var err error
+		if len(keys) == 0 {
+			err = m.NextKey(nil, &next)
+		} else {
+			err = m.NextKey(keys[len(keys)-1], &next)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		keys = append(keys, next)
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Local reports whether the kernel's ipcache says addr is a local
+// endpoint's address (so that the endpoint's hooks see its packets), the
+// way the datapath looks it up: the host hash, then the prefix trie.
+func (k *Kernel) Local(addr netip.Addr) (bool, error) {
+	v, ok, err := k.ipcache(addr)
+	return ok && v.Flags&bpf.IPCacheLocal != 0, err
+}
+
+// Identity returns the identity the kernel's ipcache gives addr
+// (bpf.IdentityWorld when it has none).
+func (k *Kernel) Identity(addr netip.Addr) (uint32, error) {
+	v, ok, err := k.ipcache(addr)
+	if !ok {
+		return bpf.IdentityWorld, err
+	}
+	return v.Identity, err
+}
+
+func (k *Kernel) ipcache(addr netip.Addr) (bpf.IPCacheValue, bool, error) {
+	var v bpf.IPCacheValue
+	var host, lpm *ebpf.Map
+	var hk, lk any
+	if addr.Is4() {
+		if !k.has4 {
+			return v, false, nil
+		}
+		host, lpm = k.loaded.Maps[bpf.MapIPCache4], k.loaded.Maps[bpf.MapIPCache4LPM]
+		hk, lk = addr.As4(), bpf.LPMKey4{Prefixlen: 32, Addr: addr.As4()}
+	} else {
+		if !k.has6 {
+			return v, false, nil
+		}
+		host, lpm = k.loaded.Maps[bpf.MapIPCache6], k.loaded.Maps[bpf.MapIPCache6LPM]
+		hk, lk = addr.As16(), bpf.LPMKey6{Prefixlen: 128, Addr: addr.As16()}
+	}
+	err := host.Lookup(hk, &v)
+	if err == nil {
+		return v, true, nil
+	}
+	if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return v, false, fmt.Errorf("ipcache lookup %s: %w", addr, err)
+	}
+	if lpm == nil {
+		return v, false, nil
+	}
+	err = lpm.Lookup(lk, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, fmt.Errorf("ipcache lookup %s: %w", addr, err)
+	}
+	return v, true, nil
+}
+
+// KernelPoint is the decision of one tc program run: the endpoint's hook
+// for one direction.
+type KernelPoint struct {
+	Dir     dsl.Direction
+	Subject netip.Addr // the address whose endpoint the hook belongs to
+	Verdict dsl.Verdict
+	Rule    ir.RuleID
+	// SubjectID and RemoteID are the identities the event reports (0 when
+	// the datapath did not look them up, see bpf.Event).
+	SubjectID, RemoteID uint32
+}
+
+// KernelResult is what the kernel did with one packet.
+type KernelResult struct {
+	Verdict dsl.Verdict
+	Rule    ir.RuleID // decided like eval.Result.Rule
+	// Prefiltered is set when the XDP prefilter dropped the packet; no
+	// tc program ran then.
+	Prefiltered bool
+	Points      []KernelPoint
+}
+
+// Run sends one frame through the kernel as a host meets it. A frame
+// from a non-local source arrives on an uplink (uplink true): the XDP
+// prefilter sees it first, when the bundle has one. Then the source's
+// egress hook runs when its address is local, and the destination's
+// ingress hook when its is; both run even when the first drops, so the
+// two decisions can be compared with the evaluator's. src and dst are the
+// frame's addresses (invalid for non-IP frames: no hook is chosen by
+// address then, and the frame goes through the egress hook only, as if
+// sent by an endpoint).
+func (k *Kernel) Run(frame []byte, src, dst netip.Addr, uplink bool) (KernelResult, error) {
+	var res KernelResult
+	if uplink && k.xdp != nil {
+		ret, err := k.xdp.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			return res, fmt.Errorf("run %s: %w", bpf.ProgPrefilter, err)
+		}
+		if ret == xdpDrop {
+			res.Verdict, res.Rule, res.Prefiltered = dsl.VerdictDeny, ir.RulePrefilter, true
+			return res, nil
+		}
+		if ret != xdpPass {
+			return res, fmt.Errorf("%s returned %d", bpf.ProgPrefilter, ret)
+		}
+	}
+	type hook struct {
+		prog    *ebpf.Program
+		dir     dsl.Direction
+		subject netip.Addr
+	}
+	var hooks []hook
+	if !src.IsValid() || !dst.IsValid() {
+		// Non-IP or unreadable addresses: the endpoint that sent it decides.
+		hooks = append(hooks, hook{k.egress, dsl.Egress, src})
+	} else {
+		if !uplink {
+			if loc, err := k.Local(src); err != nil {
+				return res, err
+			} else if loc {
+				hooks = append(hooks, hook{k.egress, dsl.Egress, src})
+			}
+		}
+		if loc, err := k.Local(dst); err != nil {
+			return res, err
+		} else if loc {
+			hooks = append(hooks, hook{k.ingress, dsl.Ingress, dst})
+		}
+	}
+	for _, h := range hooks {
+		p, err := k.runHook(h.prog, h.dir, frame)
+		if err != nil {
+			return res, err
+		}
+		p.Subject = h.subject
+		res.Points = append(res.Points, p)
+	}
+	res.combine()
+	return res, nil
+}
+
+func (k *Kernel) runHook(prog *ebpf.Program, dir dsl.Direction, frame []byte) (KernelPoint, error) {
+	p := KernelPoint{Dir: dir}
+	name := bpf.ProgEndpointEgress
+	if dir == dsl.Ingress {
+		name = bpf.ProgEndpointIngress
+	}
+	ret, err := prog.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		return p, fmt.Errorf("run %s: %w", name, err)
+	}
+	switch ret {
+	case tcActOK:
+		p.Verdict = dsl.VerdictAllow
+	case tcActShot:
+		p.Verdict = dsl.VerdictDeny
+	default:
+		return p, fmt.Errorf("%s returned %d", name, ret)
+	}
+	ev, err := k.event()
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", name, err)
+	}
+	p.Rule, p.SubjectID, p.RemoteID = ir.RuleID(ev.Rule), ev.Subject, ev.Remote
+	want := bpf.VerdictAllow
+	if p.Verdict == dsl.VerdictDeny {
+		want = bpf.VerdictDeny
+	}
+	if ev.Verdict != want {
+		return p, fmt.Errorf("%s returned %d but reported verdict %d (rule %d)", name, ret, ev.Verdict, ev.Rule)
+	}
+	return p, nil
+}
+
+// event reads the event of the program run that just returned.
+func (k *Kernel) event() (bpf.Event, error) {
+	var ev bpf.Event
+	k.events.SetDeadline(time.Now().Add(time.Second))
+	rec, err := k.events.Read()
+	if err != nil {
+		return ev, fmt.Errorf("no event from the datapath: %w", err)
+	}
+	if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
+		return ev, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// combine sets the overall verdict the way the evaluator does: the rule of
+// the first point that denied, else of the first point not decided by
+// default-allow.
+func (r *KernelResult) combine() {
+	for _, p := range r.Points {
+		if p.Verdict == dsl.VerdictDeny {
+			r.Verdict, r.Rule = dsl.VerdictDeny, p.Rule
+			return
+		}
+	}
+	r.Verdict, r.Rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	for _, p := range r.Points {
+		if p.Rule != ir.RuleDefaultAllow {
+			r.Rule = p.Rule
+			return
+		}
+	}
+}
