@@ -5,13 +5,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/polc
 # Debian packages the tests and BPF code generation need.
-APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool
+APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool iptables ipset nftables
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 # package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
 FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML dsl:FuzzYAMLNamesAndLabels compiler:FuzzCompile dsl/k8s:FuzzRead
 
-.PHONY: difftest all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
+.PHONY: bench difftest all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
 
 all: build
 
@@ -69,6 +69,16 @@ N ?= 100000
 SEED ?= 0
 difftest: deps
 	$(GO) run ./runtime/harness/difftest/cmd/polc-difftest -n $(N) -seed $(SEED)
+
+# bench compares polc with iptables, ipset and nftables on real traffic
+# between namespaces (docs/performance.md "Comparison"), then runs the
+# datapath and compile benchmarks; needs root. Knobs: BENCH_N,
+# BENCH_CONFIGS, BENCH_RUNS, BENCH_PACKETS.
+bench: deps
+	@mkdir -p bin
+	POLC_BENCH=1 BENCH_OUT=$(CURDIR)/bin/bench-comparison.md $(GO) test -count=1 -timeout 40m -run '^TestBench$$' -v ./runtime/bench/
+	$(MAKE) bench-datapath
+	$(GO) test -run '^$$' -bench CompileScale -benchtime 1x -count 3 ./compiler/lower/
 
 # bpf regenerates the BPF objects and their Go bindings (bpf2go).
 bpf: deps
