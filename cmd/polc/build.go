@@ -2,11 +2,9 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"os"
+	"io"
 
 	"github.com/polc-dev/polc/bpf"
-	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/compiler/lower"
 	"github.com/spf13/cobra"
@@ -14,6 +12,7 @@ import (
 
 func newBuildCmd() *cobra.Command {
 	var dir, tarPath string
+	var in inputFlags
 	c := &cobra.Command{
 		Use:   "build FILE... (-o DIR | --tar FILE)",
 		Short: "Compile policy files into a deterministic bundle",
@@ -28,14 +27,10 @@ status is 1.`,
 			if (dir == "") == (tarPath == "") {
 				return usageError("build needs exactly one of -o DIR and --tar FILE")
 			}
-			prog, srcs, diags := compiler.Load(args)
-			if diags.HasErrors() || prog == nil {
-				if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
-					return err
-				}
-				return quietFailure
+			prog, err := in.compile(c, args)
+			if err != nil {
+				return err
 			}
-			fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
 			b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: version})
 			if err != nil {
 				var ce *lower.CapacityError
@@ -50,15 +45,7 @@ status is 1.`,
 				}
 				return nil
 			}
-			f, err := os.Create(tarPath)
-			if err != nil {
-				return usageError("write bundle: %v", err)
-			}
-			if err := bundle.WriteTar(f, b); err != nil {
-				f.Close()
-				return usageError("write bundle: %v", err)
-			}
-			if err := f.Close(); err != nil {
+			if err := writeAtomic(tarPath, 0o644, func(w io.Writer) error { return bundle.WriteTar(w, b) }); err != nil {
 				return usageError("write bundle: %v", err)
 			}
 			return nil
@@ -66,5 +53,6 @@ status is 1.`,
 	}
 	c.Flags().StringVarP(&dir, "output", "o", "", "write the bundle into this directory")
 	c.Flags().StringVar(&tarPath, "tar", "", "write the bundle as this tar file")
+	addInputFlags(c, &in)
 	return c
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,14 @@ With -w the files are rewritten in place (only when they change). With
 				if bytes.Equal(formatted, src) {
 					continue
 				}
-				if err := writeFileAtomic(path, formatted); err != nil {
+				info, err := os.Stat(path)
+				if err != nil {
+					return usageError("%v", err)
+				}
+				if err := writeAtomic(path, info.Mode().Perm(), func(w io.Writer) error {
+					_, err := w.Write(formatted)
+					return err
+				}); err != nil {
 					return usageError("%v", err)
 				}
 			}
@@ -91,23 +99,19 @@ func isYAMLPath(path string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-// writeFileAtomic replaces path with data through a temporary file and a
-// rename, so a crash never leaves a half-written policy.
-func writeFileAtomic(path string, data []byte) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
+// writeAtomic replaces path with what write produces, through a temporary
+// file and a rename, so a failure or crash never leaves a half-written file.
+func writeAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err
 	}

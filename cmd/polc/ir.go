@@ -20,14 +20,10 @@ with errors nothing is printed and the exit status is 1.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			prog, srcs, diags := in.load(args)
-			if diags.HasErrors() || prog == nil {
-				if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
-					return err
-				}
-				return quietFailure
+			prog, err := in.compile(c, args)
+			if err != nil {
+				return err
 			}
-			fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
 			if out.json() {
 				return writeJSON(c.OutOrStdout(), prog)
 			}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
@@ -31,4 +33,24 @@ func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.D
 	}
 	prog, more := compiler.Compile(files, srcs)
 	return prog, srcs, append(diags, more...)
+}
+
+// compile loads the files and returns the program, after printing any
+// warnings to stderr; with errors it prints them and returns quietFailure.
+func (in *inputFlags) compile(c *cobra.Command, paths []string) (*ir.Program, error) {
+	prog, srcs, diags := in.load(paths)
+	return compiled(c, prog, srcs, diags)
+}
+
+// compiled is compile's second half, for callers that load differently.
+func compiled(c *cobra.Command, prog *ir.Program, srcs compiler.Sources, diags dsl.Diagnostics) (*ir.Program, error) {
+	if diags.HasErrors() || prog == nil {
+		if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
+			return nil, err
+		}
+		return nil, quietFailure
+	}
+	diags.Sort()
+	fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
+	return prog, nil
 }

@@ -141,14 +141,7 @@ func (in *harnessInputs) load(c *cobra.Command, args []string) (*ir.Program, err
 	} else {
 		prog, srcs, diags = in.inputFlags.load(args)
 	}
-	if diags.HasErrors() || prog == nil {
-		if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
-			return nil, err
-		}
-		return nil, quietFailure
-	}
-	fmt.Fprint(c.ErrOrStderr(), diags.Format(func(f string) []byte { return srcs[f] }))
-	return prog, nil
+	return compiled(c, prog, srcs, diags)
 }
 
 // loadCases reads a reachability matrix, the Kubernetes files it loads and
