@@ -197,12 +197,16 @@ struct frag_key {
 	__u8 pad;
 };
 
-/* Value of frags: the verdict of the first fragment. */
+/*
+ * Value of frags: the verdict of the first fragment. A record of another
+ * generation is stale: its later fragments are treated as unknown.
+ */
 struct frag_value {
 	__u64 expires;
 	__u32 rule;
+	__u32 generation; /* cfg_generation when the first fragment was decided */
 	__u8 verdict;
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
 /* Value of counters (per CPU), indexed by rule id. */

@@ -204,6 +204,7 @@ static __always_inline void polc_frag_remember(const struct pkt_state *st, __u8 
 	struct frag_value v = {
 		.expires = now + (__u64)cfg_frag_lifetime * POLC_NSEC,
 		.rule = rule,
+		.generation = cfg_generation,
 		.verdict = verdict,
 	};
 
@@ -213,7 +214,11 @@ static __always_inline void polc_frag_remember(const struct pkt_state *st, __u8 
 	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
 }
 
-/* polc_frag_lookup returns the first fragment's verdict, or NULL. */
+/*
+ * polc_frag_lookup returns the first fragment's verdict, or NULL when it is
+ * unknown: never seen, expired, or decided under another generation (its
+ * verdict and rule id belong to the policy before `polc apply`).
+ */
 static __always_inline struct frag_value *polc_frag_lookup(const struct pkt_state *st, __u64 now)
 {
 	struct frag_key k;
@@ -221,7 +226,7 @@ static __always_inline struct frag_value *polc_frag_lookup(const struct pkt_stat
 
 	polc_frag_key(&k, st);
 	v = bpf_map_lookup_elem(&frags, &k);
-	if (v && v->expires > now)
+	if (v && v->expires > now && v->generation == cfg_generation)
 		return v;
 	return 0;
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -49,6 +50,49 @@ func TestRelatedICMP(t *testing.T) {
 		short := unreach(flow)
 		short.payload = short.payload[:10]
 		d.expect("short quote", in, short, actShot, RuleDefaultDenyID)
+		if !v6 {
+			return
+		}
+		// a quoted IPv6 packet's extension headers are walked, up to the
+		// outer parser's limit (6); headers quoted without L4 or cut short
+		// make the error unrelated, not malformed
+		withExt := func(p testPacket, ext ...uint8) testPacket {
+			p.ipv6Ext = ext
+			return p
+		}
+		for _, ext := range [][]uint8{{0}, {60}, {43}, {51}, {0, 43, 60}, {0, 60, 43, 51, 60, 60}} {
+			what := fmt.Sprintf("error quoting headers %v", ext)
+			d.expect(what, in, unreach(withExt(flow, ext...)), actOK, RuleRelatedID)
+			d.expect(what+" (udp, 8 bytes of L4)", in, unreach(withExt(uflow, ext...)), actOK, RuleRelatedID)
+			d.expect(what+" (echo)", in, unreach(withExt(echo, ext...)), actOK, RuleRelatedID)
+			d.expect(what+" (reply)", in, unreach(withExt(acc.reply(tcpACK), ext...)), actOK, RuleRelatedID)
+			d.expect(what+" (no such flow)", in, unreach(withExt(tcp(epA.v6, world.v6, 33001, 22, tcpSYN), ext...)), actShot, RuleDefaultDenyID)
+			cut := unreach(withExt(flow, ext...))
+			cut.payload = cut.payload[:40+4]
+			d.expect(what+" cut inside them", in, cut, actShot, RuleDefaultDenyID)
+			cut = unreach(withExt(flow, ext...))
+			cut.payload = cut.payload[:40+8*len(ext)+2]
+			d.expect(what+" cut inside the ports", in, cut, actShot, RuleDefaultDenyID)
+		}
+		d.expect("error quoting 7 headers", in, unreach(withExt(flow, 0, 60, 60, 60, 60, 60, 60)), actShot, RuleDefaultDenyID)
+		// a header whose length runs past the quote
+		long := unreach(withExt(tcp(epA.v6, world.v6, 33000, 22, tcpSYN), 60))
+		long.payload[40+1] = 4 // 40 bytes
+		d.expect("error quoting a header longer than the quote", in, long, actShot, RuleDefaultDenyID)
+		// a quoted non-first fragment has no L4 header: ports 0, so only a
+		// flow without ports (tracked by addresses) can be related to it
+		gre := testPacket{src: netip.MustParseAddr(epA.v6), dst: netip.MustParseAddr(world.v6), proto: 47, payload: []byte("gre.....")}
+		d.expect("gre flow", out, gre, actOK, RuleDefaultAllowID)
+		later := func(p testPacket) testPacket {
+			p.fragID, p.fragOffset = 5, 8
+			return withExt(p, 60)
+		}
+		d.expect("error quoting a later fragment of gre", in, unreach(later(gre)), actOK, RuleRelatedID)
+		d.expect("error quoting a later fragment of tcp", in, unreach(later(flow)), actShot, RuleDefaultDenyID)
+		d.expect("error quoting a later fragment of an echo", in, unreach(later(echo)), actShot, RuleDefaultDenyID)
+		first := flow
+		first.fragID, first.moreFrags = 6, true
+		d.expect("error quoting a first fragment", in, unreach(withExt(first, 0)), actOK, RuleRelatedID)
 	})
 }
 
@@ -176,6 +220,92 @@ func TestFragments(t *testing.T) {
 		b := tiny.bytes()
 		d.expect2("first fragment with a short tcp header", in, b[:len(b)-4], actShot, RuleMalformedID)
 	})
+}
+
+// TestFragmentGeneration: a first fragment's verdict is recorded with the
+// generation; after `polc apply` (another cfg_generation, shared maps) its
+// later fragments treat it as unknown, and a first fragment decided under
+// the new generation is followed again.
+func TestFragmentGeneration(t *testing.T) {
+	in := ProgEndpointIngress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		d1 := loadDatapath(t, testConsts(), nil)
+		setupWorld(d1)
+		frag := func(p testPacket, id uint32, off uint16, more bool) testPacket {
+			p.fragID, p.fragOffset, p.moreFrags = id, off, more
+			return p
+		}
+		allowed := tcp(epB.get(v6), epA.get(v6), 40000, 80, tcpSYN)
+		denied := tcp(epB.get(v6), epA.get(v6), 40000, 81, tcpSYN)
+		open := udp(world.get(v6), epB.get(v6), 1, 2)
+		d1.expect("gen1 first allowed", in, frag(allowed, 90, 0, true), actOK, 16)
+		d1.expect("gen1 first denied", in, frag(denied, 91, 0, true), actShot, RuleDefaultDenyID)
+		d1.expect("gen1 first to an open subject", in, frag(open, 92, 0, true), actOK, RuleDefaultAllowID)
+		for k, v := range fragEntries(t, d1) {
+			if v.Generation != 1 {
+				t.Errorf("frag %d: generation %d, want 1", k.ID, v.Generation)
+			}
+		}
+
+		share := map[string]*ebpf.Map{}
+		for _, m := range []string{MapIPCache4, MapIPCache6, MapIPCache4LPM, MapIPCache6LPM, MapPolicy, MapPolicyRanges, MapConntrack, MapFrags, MapCounters} {
+			share[m] = d1.coll.Maps[m]
+		}
+		c := testConsts()
+		c[ConstGeneration] = 2
+		d2 := loadDatapath(t, c, share)
+		d2.expect("gen2 later of an allowed first", in, frag(allowed, 90, 100, false), actShot, RuleFragmentID)
+		d2.expect("gen2 later of a denied first", in, frag(denied, 91, 100, false), actShot, RuleFragmentID)
+		d2.expect("gen2 later to an open subject", in, frag(open, 92, 100, false), actOK, RuleDefaultAllowID)
+		d1.expect("gen1 still follows its own", in, frag(allowed, 90, 200, false), actOK, 16)
+		// decided again under generation 2: followed, and stamped 2
+		// (the flow's conntrack entry is of generation 1: rechecked, allowed by rule 16)
+		d2.expect("gen2 first", in, frag(allowed, 90, 0, true), actOK, 16)
+		d2.expect("gen2 later follows it", in, frag(allowed, 90, 100, false), actOK, 16)
+		d2.expect("gen2 first denied", in, frag(denied, 91, 0, true), actShot, RuleDefaultDenyID)
+		d2.expect("gen2 later follows the deny", in, frag(denied, 91, 100, false), actShot, RuleDefaultDenyID)
+		for k, v := range fragEntries(t, d2) {
+			if want := map[uint32]uint32{90: 2, 91: 2, 92: 1}[k.ID]; v.Generation != want {
+				t.Errorf("frag %d: generation %d, want %d", k.ID, v.Generation, want)
+			}
+		}
+		// written from Go: honoured only with the loaded generation
+		k := FragKey{ID: 93, Proto: 6, Family: FamilyIPv4, Dir: DirIngress}
+		src, dst := netip.MustParseAddr(epB.get(v6)), netip.MustParseAddr(epA.get(v6))
+		if v6 {
+			k.Family = FamilyIPv6
+			k.Saddr, k.Daddr = src.As16(), dst.As16()
+		} else {
+			s4, d4 := src.As4(), dst.As4()
+			copy(k.Saddr[:], s4[:])
+			copy(k.Daddr[:], d4[:])
+		}
+		v := FragValue{Expires: monotonicNow(t) + uint64(time.Minute), Rule: 99, Generation: 2, Verdict: VerdictAllow}
+		if err := d2.coll.Maps[MapFrags].Put(k, v); err != nil {
+			t.Fatal(err)
+		}
+		d2.expect("from Go, current generation", in, frag(allowed, 93, 100, false), actOK, 99)
+		v.Generation = 1
+		if err := d2.coll.Maps[MapFrags].Put(k, v); err != nil {
+			t.Fatal(err)
+		}
+		d2.expect("from Go, other generation", in, frag(allowed, 93, 100, false), actShot, RuleFragmentID)
+	})
+}
+
+func fragEntries(t *testing.T, d *datapath) map[FragKey]FragValue {
+	t.Helper()
+	m := map[FragKey]FragValue{}
+	var k FragKey
+	var v FragValue
+	it := d.coll.Maps[MapFrags].Iterate()
+	for it.Next(&k, &v) {
+		m[k] = v
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func (d *datapath) expect2(what, prog string, frame []byte, act, rule uint32) {

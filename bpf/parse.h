@@ -142,15 +142,61 @@ static __always_inline int polc_native_icmp(__u8 proto, __u8 family)
 }
 
 /*
+ * polc_inner_exthdrs walks the extension headers of an IPv6 packet quoted
+ * in an ICMP error: the same headers and the same limit as polc_parse_ipv6,
+ * read with bpf_skb_load_bytes from off (the quoted packet), len bytes
+ * available. It leaves the L4 protocol in *proto and its offset (from off)
+ * in *l4off, and returns 1 for a quoted non-first fragment (no L4 header),
+ * 0 otherwise, or -1 when the chain cannot be read: cut short, or longer
+ * than POLC_MAX_EXTHDRS.
+ */
+static __always_inline int polc_inner_exthdrs(struct __sk_buff *skb, __u32 off, __u32 len, __u8 *proto, __u32 *l4off)
+{
+	__u32 pos = sizeof(struct polc_ipv6);
+	__u8 nh = *proto;
+
+	for (int i = 0; i <= POLC_MAX_EXTHDRS; i++) {
+		__u8 h[4];
+
+		if (nh != POLC_NH_HOPOPTS && nh != POLC_NH_ROUTING && nh != POLC_NH_DSTOPTS && nh != POLC_NH_AH &&
+		    nh != POLC_NH_FRAGMENT) {
+			if (pos > len)
+				return -1; /* the last header runs past the quote */
+			*proto = nh;
+			*l4off = pos;
+			return 0;
+		}
+		/* every extension header is at least 8 bytes */
+		if (pos > len || len - pos < 8 || bpf_skb_load_bytes(skb, off + pos, h, sizeof(h)) < 0)
+			return -1;
+		if (nh == POLC_NH_FRAGMENT) {
+			if (((__u16)h[2] << 8 | h[3]) & 0xfff8) {
+				*proto = h[0];
+				*l4off = pos + 8;
+				return 1;
+			}
+			pos += 8;
+		} else {
+			pos += nh == POLC_NH_AH ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
+		}
+		nh = h[0];
+	}
+	return -1;
+}
+
+/*
  * polc_parse_inner reads the packet embedded in an ICMP error at off (len
- * bytes available) into st->inner. An inner packet we cannot read makes the
- * error unrelated (it then meets policy like any ICMP message), not
- * malformed: routers may quote little.
+ * bytes available) into st->inner, walking a quoted IPv6 packet's extension
+ * headers. An inner packet we cannot read makes the error unrelated (it
+ * then meets policy like any ICMP message), not malformed: routers may
+ * quote little. A quoted IPv6 non-first fragment has no L4 header: its
+ * ports are 0, and quoted ICMPv6 belongs to no flow.
  */
 static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
 	struct ct_key *in = &st->inner;
-	__u32 l4off;
+	__u32 l4off = 0;
+	int later = 0;
 	__u8 proto;
 
 	if (st->tuple.family == POLC_FAMILY_IPV4) {
@@ -173,14 +219,20 @@ static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_s
 			return;
 		if ((bpf_ntohl(ip6.vtcfl) >> 28) != 6)
 			return;
+		proto = ip6.nexthdr;
+		later = polc_inner_exthdrs(skb, off, len, &proto, &l4off);
+		if (later < 0)
+			return;
 		__builtin_memcpy(in->saddr, ip6.saddr, 16);
 		__builtin_memcpy(in->daddr, ip6.daddr, 16);
-		proto = ip6.nexthdr;
-		l4off = sizeof(ip6);
 	}
 	in->proto = proto;
 	in->family = st->tuple.family;
-	if (proto == POLC_PROTO_TCP || proto == POLC_PROTO_UDP || proto == POLC_PROTO_SCTP) {
+	if (later) {
+		/* no L4 header to read: tracked by addresses only */
+		if (polc_native_icmp(proto, in->family))
+			st->inner_echo = POLC_ECHO_OTHER;
+	} else if (proto == POLC_PROTO_TCP || proto == POLC_PROTO_UDP || proto == POLC_PROTO_SCTP) {
 		__be16 ports[2];
 
 		if (l4off + 4 > len || bpf_skb_load_bytes(skb, off + l4off, ports, 4) < 0)

@@ -254,12 +254,16 @@ type FragKey struct {
 }
 
 // FragValue is the verdict of a datagram's first fragment, which its later
-// fragments follow.
+// fragments follow. A record whose Generation differs from the loaded
+// ConstGeneration was decided under another policy: later fragments treat
+// the first fragment as unknown (RuleFragment where the subject is
+// isolated, else RuleDefaultAllow).
 type FragValue struct {
-	Expires uint64
-	Rule    uint32
-	Verdict uint8
-	Pad     [3]uint8
+	Expires    uint64
+	Rule       uint32
+	Generation uint32 // ConstGeneration when the first fragment was decided
+	Verdict    uint8
+	Pad        [7]uint8
 }
 
 // Counter is one CPU's count for a rule id in the counters map (index =

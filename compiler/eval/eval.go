@@ -70,7 +70,9 @@ type point struct {
 //     hop limit 255) passes at every point like non-IP (ir.RuleNonIP),
 //     without state.
 //  5. A non-first fragment takes, at each point, the decision its
-//     datagram's first fragment got there; unknown, it is dropped
+//     datagram's first fragment got there under the current generation
+//     (the datapath's frags records carry the generation too); unknown,
+//     or seen only under another generation, it is dropped
 //     (ir.RuleFragment) at points whose subject is isolated in that
 //     direction and passes elsewhere.
 //  6. An ICMP error about a tracked flow passes (ir.RuleRelated).

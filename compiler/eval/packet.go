@@ -47,6 +47,8 @@ type Packet struct {
 
 // Embedded is the header of the packet an ICMP error reports on, as
 // written inside the error (so its source is the error's destination).
+// Proto and the ports are those after any IPv6 extension headers of the
+// quoted packet, which the datapath walks as well.
 type Embedded struct {
 	Proto        ir.Proto
 	Src, Dst     netip.Addr

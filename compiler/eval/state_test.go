@@ -301,6 +301,38 @@ func TestRelated(t *testing.T) {
 			// An ICMPv6 error with an IPv4 packet inside is not related.
 			step{icmpError(ir.ProtoICMPv6, "2001:db8::fe", webIP6, 2, syn(webIP, 1000, worldIP, 443)), denyBy(1)})
 	})
+	t.Run("icmpv6 error quoting extension headers", func(t *testing.T) {
+		// read from frames as the harness does: the quoted packet's
+		// extension headers are walked (bpf TestRelatedICMP is the
+		// datapath's side)
+		b := fixture()
+		b.policy("web", sel(eq("app", "web")), outAllow(nil, tcp(443, 443), udp(53, 53)), inDeny(nil))
+		e := b.eval()
+		web, far, router := netipAddr(webIP6), netipAddr(world6), netipAddr("2001:db8::fe")
+		for _, ext := range [][]packet.Ext{{{Type: packet.ExtDestOpts}},
+			{{Type: packet.ExtHopByHop}, {Type: packet.ExtRouting}, {Type: packet.ExtDestOpts}}} {
+			ct := NewConntrack()
+			out := packet.Spec{Proto: ir.ProtoTCP, Src: web, Dst: far, SPort: 1000, DPort: 443, TCPFlags: ir.TCPSyn, IPv6Ext: ext}
+			u := packet.Spec{Proto: ir.ProtoUDP, Src: web, Dst: far, SPort: 1000, DPort: 53, IPv6Ext: ext}
+			other := out
+			other.SPort = 1001
+			errAbout := func(s packet.Spec, n int) Packet {
+				return fromFrame(t, packet.Build(packet.Spec{Proto: ir.ProtoICMPv6, Src: router, Dst: web, ICMPType: 2,
+					ICMPRest: 1280, Embedded: &s, EmbeddedLen: n}))
+			}
+			sum, err := packet.ParseIP(packet.IP(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			what := fmt.Sprintf("%d headers", len(ext))
+			runSeq(t, e, ct, step{fromFrame(t, packet.Build(out)), allowBy(0)}, step{fromFrame(t, packet.Build(u)), allowBy(0)})
+			check(t, what+": about tcp", e.Eval(ct, errAbout(out, 0)), related)
+			check(t, what+": about tcp, 8 bytes of L4", e.Eval(ct, errAbout(out, sum.L3Len+8)), related)
+			check(t, what+": about udp", e.Eval(ct, errAbout(u, sum.L3Len+8)), related)
+			check(t, what+": about another flow", e.Eval(ct, errAbout(other, 0)), denyBy(1))
+			check(t, what+": cut inside the headers", e.Eval(ct, errAbout(out, 40+4)), denyBy(1))
+		}
+	})
 }
 
 func TestOddPackets(t *testing.T) {
@@ -394,6 +426,31 @@ func TestFragments(t *testing.T) {
 		l := pkt(ir.ProtoTCP, apiIP, 0, webIP, 0)
 		l.Frag = &Fragment{ID: 9, Offset: 8}
 		runSeq(t, e, ct, step{s, allowBy(0)}, step{r, established}, step{l, established})
+	})
+	t.Run("first fragment of another generation", func(t *testing.T) {
+		// web egress open, api ingress isolated under both generations
+		b := fixture()
+		b.policy("api", apiSel(), inAllow(peers(selPeer(eq("app", "web"))), tcp(8080, 8080)))
+		e1, e2 := b.eval().WithGeneration(1), b.eval().WithGeneration(2)
+		ct := NewConntrack()
+		runSeq(t, e1, ct, step{first, allowBy(0)}, step{later, allowBy(0)})
+		// the record is generation 1's: unknown to generation 2, whatever
+		// it said (its rule id belongs to the old program)
+		res := e2.Eval(ct, later)
+		check(t, "after apply", res, fragDeny)
+		checkPoints(t, "after apply", res, allowDefault, fragDeny)
+		check(t, "after apply, again", e2.Eval(ct, later), fragDeny)
+		check(t, "the old generation still follows it", e1.Eval(ct, later), allowBy(0))
+		// the flow is stale too: its first fragment is rechecked, then followed
+		check(t, "first fragment again", e2.Eval(ct, first), allowBy(0))
+		checkPoints(t, "later after the new first", e2.Eval(ct, later), allowDefault, allowBy(0))
+		d := first
+		d.DPort, d.Frag = 9999, &Fragment{ID: 10, More: true}
+		l := later
+		l.Frag = &Fragment{ID: 10, Offset: 8}
+		runSeq(t, e1, ct, step{d, denyDefault})
+		check(t, "later of a denied first after apply", e2.Eval(ct, l), fragDeny)
+		runSeq(t, e2, ct, step{d, denyDefault}, step{l, denyDefault})
 	})
 	t.Run("atomic fragment is a whole packet", func(t *testing.T) {
 		e := webToAPI().eval()
@@ -494,6 +551,10 @@ func fromFrame(t *testing.T, frame []byte) Packet {
 		ICMPType: s.ICMPType, ICMPCode: s.ICMPCode, ICMPID: s.ICMPID, HopLimit: s.TTL}
 	if s.Frag != nil {
 		p.Frag = &Fragment{ID: s.ID, Offset: s.Frag.Offset, More: s.Frag.More}
+	}
+	if em := s.Embedded; em != nil && IsICMPError(s.Proto, s.ICMPType) {
+		p.Embedded = &Embedded{Proto: em.Proto, Src: em.Src, Dst: em.Dst, SPort: em.SPort, DPort: em.DPort,
+			ICMPType: em.ICMPType, ICMPID: em.ICMPID}
 	}
 	return p
 }

@@ -217,9 +217,7 @@ func (p *pgen) sequence() []step {
 		} else {
 			e.Proto, e.ICMPType, e.ICMPCode = ir.ProtoICMPv6, 1, 4
 		}
-		// Errors quoting IPv6 extension headers are left out until the
-		// datapath reads them (harness.TestRelatedErrorQuotingExtensionHeaders).
-		if e.Src != e.Dst && len(about.IPv6Ext) == 0 {
+		if e.Src != e.Dst {
 			if !aboutReply && p.chance(0.5) {
 				seq = append(seq, st(reverse(s), "reply"))
 			}

@@ -150,7 +150,7 @@ func Run(opts Options) (Stats, error) {
 				st.Packets++
 				shown = append(shown, describe(s)+" => kernel "+kernelText(o.Kernel)+"; reference "+o.Reference.String())
 				if d := o.Diff(); d != "" {
-					if kind := knownDivergence(c.Ref, split, gen > 0); kind != "" {
+					if kind := knownDivergence(c.Ref, split); kind != "" {
 						st.Known[kind]++
 						if os.Getenv("POLC_DIFFTEST_SHOW_KNOWN") != "" && st.Known[kind] <= 3 {
 							logf("KNOWN (%s) %s\n", kind, Mismatch{Seed: opts.Seed, Policy: i, Source: src, Sequence: shown, Diff: d})
@@ -271,20 +271,11 @@ func splitDecision(r eval.Result) bool {
 const (
 	knownSplit      = "flow allowed at one hook only"
 	knownThirdParty = "icmp error from a third party"
-	// knownFragGen is not documented as a difference: the kernel's frags
-	// map has no generation, so a later fragment follows (and reports the
-	// rule id of) a first fragment decided under the previous policy; the
-	// evaluator ignores a first fragment of another generation. Reported
-	// to the lead; testdata: TestFragmentAcrossGenerations.
-	knownFragGen = "OPEN: later fragment after apply follows the old generation"
 )
 
 // knownDivergence names the known difference that explains a mismatch on
-// p, or "". applied says a new generation was loaded during the sequence.
-func knownDivergence(p eval.Packet, split []flowID, applied bool) string {
-	if applied && p.Frag != nil && p.Frag.Offset > 0 {
-		return knownFragGen
-	}
+// p, or "".
+func knownDivergence(p eval.Packet, split []flowID) string {
 	ids := []flowID{}
 	if id, ok := flowOf(p); ok {
 		ids = append(ids, id)
