@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
@@ -21,13 +24,15 @@ file (--tar FILE) holding manifest.json, the BPF object, one file of sorted
 records per map, identities.json and rules.json (docs/bundle.md). The same
 input always gives the same bytes. Diagnostics go to stderr; with errors, or
 when the policy exceeds a map's capacity, nothing is written and the exit
-status is 1.`,
+status is 1. -o DIR replaces a previous bundle in DIR whole, through a
+temporary directory beside it, so a failed write leaves DIR as it was; a
+non-empty DIR that holds no bundle is refused.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if (dir == "") == (tarPath == "") {
 				return usageError("build needs exactly one of -o DIR and --tar FILE")
 			}
-			prog, err := in.compile(c, args)
+			prog, err := in.compile(c, nil, args)
 			if err != nil {
 				return err
 			}
@@ -40,7 +45,7 @@ status is 1.`,
 				return failure("build: %v", err)
 			}
 			if dir != "" {
-				if err := bundle.Write(dir, b); err != nil {
+				if err := writeBundleDir(dir, b); err != nil {
 					return usageError("write bundle: %v", err)
 				}
 				return nil
@@ -55,4 +60,62 @@ status is 1.`,
 	c.Flags().StringVar(&tarPath, "tar", "", "write the bundle as this tar file")
 	addInputFlags(c, &in)
 	return c
+}
+
+// writeBundle is bundle.Write; tests replace it to fail half-way.
+var writeBundle = bundle.Write
+
+// writeBundleDir writes the bundle into a fresh directory next to dir and
+// swaps it in with renames, so that a failure half-way leaves dir as it was
+// (a previous bundle stays whole, a missing dir stays missing) instead of
+// an old manifest next to new files. Like bundle.Write it refuses to
+// replace a non-empty directory that holds no bundle.
+func writeBundleDir(dir string, b *bundle.Bundle) error {
+	dir = filepath.Clean(dir)
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real // replace what a symlink points at, not the link
+	}
+	ents, err := os.ReadDir(dir)
+	exists := err == nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case len(ents) > 0:
+		if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); err != nil {
+			return fmt.Errorf("%s is not empty and holds no bundle: refusing to overwrite it", dir)
+		}
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".new-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := writeBundle(tmp, b); err != nil {
+		return err
+	}
+	if !exists {
+		return os.Rename(tmp, dir)
+	}
+	old, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".old-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(old)
+	if err := os.Rename(dir, filepath.Join(old, "b")); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// put the previous bundle back
+		_ = os.Rename(filepath.Join(old, "b"), dir)
+		return err
+	}
+	return nil
 }

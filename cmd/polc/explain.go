@@ -47,13 +47,21 @@ object whose "verdict" is "allow" or "deny".`,
 				return err
 			}
 			files, flow := args[:len(args)-1], args[len(args)-1]
-			prog, err := in.load(c, files)
+			prog, err := in.load(c, &out, files)
 			if err != nil {
 				return err
 			}
 			pkt, err := harness.ParseFlow(prog, flow)
 			if err != nil {
 				return usageError("%v", err)
+			}
+			// ParseFlow unmaps an IPv4-mapped IPv6 address ([::ffff:10.0.1.10])
+			// after choosing the other side's family from it, which makes a
+			// packet of two families that the packet builder panics on. As
+			// in test blocks, refuse them.
+			if pkt.Src.Is4() != pkt.Dst.Is4() {
+				return usageError("flow %q: mixed address families: %s and %s (an IPv4-mapped IPv6 address "+
+					"such as [::ffff:10.0.1.10] counts as IPv4: write the IPv4 address)", flow, pkt.Src, pkt.Dst)
 			}
 			ev := eval.New(prog)
 			cs := harness.CaseFromIR(ev, pkt)

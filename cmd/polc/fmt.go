@@ -32,7 +32,7 @@ With -w the files are rewritten in place (only when they change). With
 			if write && to != "" {
 				return usageError("-w and --to cannot be used together")
 			}
-			failed := false
+			failed, printedYAML := false, false
 			for _, path := range args {
 				src, err := os.ReadFile(path)
 				if err != nil {
@@ -66,6 +66,13 @@ With -w the files are rewritten in place (only when they change). With
 					formatted = dsl.Format(f)
 				}
 				if !write {
+					// Several YAML files printed one after the other are
+					// documents of one stream, not one map with every key
+					// twice.
+					if outYAML && printedYAML {
+						io.WriteString(c.OutOrStdout(), "---\n")
+					}
+					printedYAML = printedYAML || outYAML
 					c.OutOrStdout().Write(formatted)
 					continue
 				}
@@ -101,7 +108,11 @@ func isYAMLPath(path string) bool {
 
 // writeAtomic replaces path with what write produces, through a temporary
 // file and a rename, so a failure or crash never leaves a half-written file.
+// A symlink is followed: the file it points at is replaced, not the link.
 func writeAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

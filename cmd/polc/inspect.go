@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
-	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/spf13/cobra"
 )
 
@@ -22,12 +20,9 @@ rules. -o json prints the same for tools. A corrupt bundle exits 1.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			b, err := bundle.Read(args[0])
+			b, err := readBundle(args[0])
 			if err != nil {
-				if errors.Is(err, bundle.ErrCorrupt) {
-					return failure("%v", err)
-				}
-				return usageError("%v", err)
+				return err
 			}
 			if out.json() {
 				return writeJSON(c.OutOrStdout(), b.Decode())

@@ -14,13 +14,14 @@ func newIRCmd() *cobra.Command {
 		Short: "Print the checked, normalized IR of policy files",
 		Long: `ir compiles policy files into polc's intermediate representation and prints
 it in a stable text form (the form golden/ holds). Diagnostics go to stderr;
-with errors nothing is printed and the exit status is 1.`,
+with errors no IR is printed and the exit status is 1 (with -o json, the
+errors are printed on stdout as check -o json prints them).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
 			}
-			prog, err := in.compile(c, args)
+			prog, err := in.compile(c, &out, args)
 			if err != nil {
 				return err
 			}

@@ -37,15 +37,21 @@ func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.D
 
 // compile loads the files and returns the program, after printing any
 // warnings to stderr; with errors it prints them and returns quietFailure.
-func (in *inputFlags) compile(c *cobra.Command, paths []string) (*ir.Program, error) {
+// out is the command's -o flag (nil if it has none): with -o json the
+// errors go to stdout as check -o json prints them, so that stdout is
+// always JSON.
+func (in *inputFlags) compile(c *cobra.Command, out *outputFlag, paths []string) (*ir.Program, error) {
 	prog, srcs, diags := in.load(paths)
-	return compiled(c, prog, srcs, diags)
+	return compiled(c, out, prog, srcs, diags)
 }
 
 // compiled is compile's second half, for callers that load differently.
-func compiled(c *cobra.Command, prog *ir.Program, srcs compiler.Sources, diags dsl.Diagnostics) (*ir.Program, error) {
+func compiled(c *cobra.Command, out *outputFlag, prog *ir.Program, srcs compiler.Sources, diags dsl.Diagnostics) (*ir.Program, error) {
+	if out == nil {
+		out = &outputFlag{format: "text"}
+	}
 	if diags.HasErrors() || prog == nil {
-		if err := reportDiagnostics(c, &outputFlag{format: "text"}, srcs, diags); err != nil {
+		if err := reportDiagnostics(c, out, srcs, diags); err != nil {
 			return nil, err
 		}
 		return nil, quietFailure

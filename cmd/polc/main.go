@@ -102,6 +102,17 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error.`,
 		newTestCmd(),
 		newExplainCmd(),
 	)
+	// Wrong argument counts are usage errors too, and say where help is.
+	for _, sub := range root.Commands() {
+		if args := sub.Args; args != nil {
+			sub.Args = func(c *cobra.Command, a []string) error {
+				if err := args(c, a); err != nil {
+					return usageError("%s: %v (see '%s --help')", c.Name(), err, c.CommandPath())
+				}
+				return nil
+			}
+		}
+	}
 	return root
 }
 

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -27,6 +30,42 @@ func (f *hostFlags) host(c *cobra.Command) *runtime.Host {
 	h.Root = f.root
 	h.Notices = c.ErrOrStderr()
 	return h
+}
+
+// existingHost is host for the commands that act on what is already
+// pinned (everything but load). When ROOT cannot hold pins, because the
+// nearest existing directory on its path is not on a bpf filesystem
+// (a typo, or 'ip netns exec', which remounts /sys), they would report
+// "not loaded" or "no bundles loaded" without saying why: say so first.
+func (f *hostFlags) existingHost(c *cobra.Command) *runtime.Host {
+	p := filepath.Clean(f.root)
+	for {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if ok, err := runtime.IsBPFFS(p); err == nil && !ok {
+		fmt.Fprintf(c.ErrOrStderr(), "polc: note: %s is not on a bpf filesystem, so nothing can be loaded there "+
+			"(check --root; 'ip netns exec' remounts /sys: use 'nsenter --net=/run/netns/NS' instead)\n", f.root)
+	}
+	return f.host(c)
+}
+
+// checkIfaces refuses interfaces that do not exist in this network
+// namespace before anything is attached: a typo is a usage error (2), not
+// a kernel refusal (1).
+func checkIfaces(names []string) error {
+	for _, n := range names {
+		if _, err := net.InterfaceByName(n); err != nil {
+			return usageError("interface %q: %v (see 'ip link'; polc acts in its own network namespace)", n, err)
+		}
+	}
+	return nil
 }
 
 // runtimeError maps a runtime error to an exit status: what the host lacks
@@ -54,6 +93,9 @@ func envHint(err error) string {
 
 // readBundle reads and verifies a bundle before anything touches the kernel.
 func readBundle(path string) (*bundle.Bundle, error) {
+	if err := notATar(path); err != nil {
+		return nil, err
+	}
 	b, err := bundle.Read(path)
 	if err != nil {
 		if errors.Is(err, bundle.ErrCorrupt) {
@@ -62,6 +104,26 @@ func readBundle(path string) (*bundle.Bundle, error) {
 		return nil, usageError("%v", err)
 	}
 	return b, nil
+}
+
+// notATar refuses a regular file that is not a tar archive at all (a
+// policy file passed by mistake, say) as a usage error, rather than
+// calling it a corrupt bundle: bundles are directories (build -o) or tar
+// files (build --tar), and every tar header has "ustar" at offset 257.
+func notATar(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // bundle.Read says what is wrong
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	var hdr [262]byte
+	if n, _ := io.ReadFull(f, hdr[:]); n == len(hdr) && string(hdr[257:262]) == "ustar" {
+		return nil
+	}
+	return usageError("%s is not a bundle: a bundle is a directory (polc build -o DIR) or a tar file (polc build --tar FILE)", path)
 }
 
 func newLoadCmd() *cobra.Command {
@@ -138,7 +200,7 @@ any point leaves the old bundle in force (docs/runtime.md).`,
 			if err != nil {
 				return err
 			}
-			res, err := hf.host(c).Apply(args[0], b)
+			res, err := hf.existingHost(c).Apply(args[0], b)
 			if err != nil {
 				return runtimeError(err)
 			}
@@ -181,7 +243,10 @@ outlives polc. Attaching what is already attached does nothing.`,
 			if len(af.tc)+len(af.xdp) == 0 {
 				return usageError("attach needs --iface or --xdp")
 			}
-			h := hf.host(c)
+			if err := checkIfaces(append(append([]string{}, af.tc...), af.xdp...)); err != nil {
+				return err
+			}
+			h := hf.existingHost(c)
 			switch runtime.TCMode(mode) {
 			case runtime.TCAuto, runtime.TCForceX, runtime.TCNetlink:
 				h.TCMode = runtime.TCMode(mode)
@@ -255,7 +320,7 @@ stays loaded. Detaching what is not attached does nothing.`,
 			if len(af.tc)+len(af.xdp) == 0 {
 				return usageError("detach needs --iface or --xdp")
 			}
-			h := hf.host(c)
+			h := hf.existingHost(c)
 			var removed []runtime.Attachment
 			for _, sel := range ifaceSelections(af) {
 				r, err := h.Detach(args[0], sel.iface, sel.what)
@@ -275,6 +340,7 @@ stays loaded. Detaching what is not attached does nothing.`,
 
 func newUnloadCmd() *cobra.Command {
 	var hf hostFlags
+	var out outputFlag
 	c := &cobra.Command{
 		Use:   "unload NAME",
 		Short: "Detach and remove everything a loaded bundle pinned",
@@ -282,9 +348,15 @@ func newUnloadCmd() *cobra.Command {
 its pins. Unloading a name that is not loaded does nothing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ok, err := hf.host(c).Unload(args[0])
+			if err := out.validate(); err != nil {
+				return err
+			}
+			ok, err := hf.existingHost(c).Unload(args[0])
 			if err != nil {
 				return runtimeError(err)
+			}
+			if out.json() {
+				return writeJSON(c.OutOrStdout(), map[string]any{"name": args[0], "unloaded": ok})
 			}
 			if ok {
 				fmt.Fprintf(c.OutOrStdout(), "%s: unloaded\n", args[0])
@@ -295,6 +367,7 @@ its pins. Unloading a name that is not loaded does nothing.`,
 		},
 	}
 	addHostFlags(c, &hf)
+	addOutputFlag(c, &out)
 	return c
 }
 
@@ -313,7 +386,7 @@ func newStatusCmd() *cobra.Command {
 			if len(args) == 1 {
 				name = args[0]
 			}
-			sts, err := hf.host(c).Status(name)
+			sts, err := hf.existingHost(c).Status(name)
 			if err != nil {
 				return runtimeError(err)
 			}

@@ -63,7 +63,7 @@ reachability matrix (docs/testing.md) and implies --k8s.`,
 					return usageError("--run: %v", err)
 				}
 			}
-			prog, err := in.load(c, args)
+			prog, err := in.load(c, &out, args)
 			if err != nil {
 				return err
 			}
@@ -127,7 +127,7 @@ func (in *harnessInputs) addFlags(c *cobra.Command) {
 
 // load compiles the inputs, printing diagnostics to stderr; errors make
 // it return a quiet failure.
-func (in *harnessInputs) load(c *cobra.Command, args []string) (*ir.Program, error) {
+func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) (*ir.Program, error) {
 	if len(args) == 0 && in.cases == "" {
 		return nil, usageError("%s needs at least one FILE", c.Name())
 	}
@@ -141,7 +141,7 @@ func (in *harnessInputs) load(c *cobra.Command, args []string) (*ir.Program, err
 	} else {
 		prog, srcs, diags = in.inputFlags.load(args)
 	}
-	return compiled(c, prog, srcs, diags)
+	return compiled(c, out, prog, srcs, diags)
 }
 
 // loadCases reads a reachability matrix, the Kubernetes files it loads and
