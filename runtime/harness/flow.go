@@ -165,7 +165,7 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 		}
 		h.addr = a
 	}
-	p.Src, p.Dst = src.addr.Unmap(), dst.addr.Unmap()
+	p.Src, p.Dst = src.addr, dst.addr
 
 	if p.Proto.IsICMP() {
 		p.ICMPType = 8
@@ -213,6 +213,12 @@ func parseFlowHost(w string) (flowHost, error) {
 		a, err := netip.ParseAddr(host)
 		if err != nil || !a.Is6() {
 			return h, fmt.Errorf("%q: not an IPv6 address", host)
+		}
+		if a.Is4In6() {
+			return h, fmt.Errorf("%q: IPv4-mapped addresses are not supported; write the IPv4 address %s", host, a.Unmap())
+		}
+		if a.Zone() != "" {
+			return h, fmt.Errorf("%q: addresses with a zone are not supported", host)
 		}
 		h.addr = a
 	} else {
