@@ -14,8 +14,8 @@ func TestParseFlowRefusesMappedAndZonedAddresses(t *testing.T) {
 	prog := &ir.Program{}
 	cases := map[string]string{
 		"tcp [::ffff:10.0.1.10]:1 -> 10.0.2.10:80": "write the IPv4 address 10.0.1.10",
-		"tcp [fd00::1]:1 -> [::ffff:10.0.2.10]:80":  "IPv4-mapped addresses are not supported",
-		"tcp [fe80::1%eth0]:1 -> [fe80::2]:80":      "zone",
+		"tcp [fd00::1]:1 -> [::ffff:10.0.2.10]:80": "IPv4-mapped addresses are not supported",
+		"tcp [fe80::1%eth0]:1 -> [fe80::2]:80":     "zone",
 	}
 	for flow, want := range cases {
 		_, err := harness.ParseFlow(prog, flow)
