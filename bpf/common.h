@@ -285,7 +285,8 @@ struct pkt_state {
 	__u8 inner_echo;     /* POLC_ECHO_*: what the quoted packet is, as ICMP */
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
-	__u8 pad[2];
+	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
+	__u8 pad[1];
 };
 
 #endif /* POLC_COMMON_H */

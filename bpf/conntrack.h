@@ -150,12 +150,14 @@ static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 
 /*
  * polc_ct_commit records the decision: an allowed new flow gets an entry,
- * a rechecked flow is refreshed (allow) or forgotten (deny).
+ * a rechecked flow is refreshed (allow) or forgotten (deny). A flow the
+ * local remote's hook denies (st->ct_skip, see polc_policy_decide) gets no
+ * entry, and a rechecked one is forgotten, even though this hook allows.
  */
 static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 {
 	if (st->kind == POLC_KIND_RECHECK) {
-		if (st->verdict != POLC_VERDICT_ALLOW) {
+		if (st->verdict != POLC_VERDICT_ALLOW || st->ct_skip) {
 			bpf_map_delete_elem(&conntrack, &st->flow);
 			return;
 		}
@@ -167,7 +169,7 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 		}
 		return;
 	}
-	if (st->verdict != POLC_VERDICT_ALLOW || !st->track)
+	if (st->verdict != POLC_VERDICT_ALLOW || st->ct_skip || !st->track)
 		return;
 	if (st->tuple.proto == POLC_PROTO_TCP && (st->tcp_flags & POLC_TCP_RST))
 		return;

@@ -65,11 +65,32 @@ static __always_inline void polc_hit(struct polc_decision *d, const struct polic
  * ICMP of its family) is asked about the any-port classes only, so that
  * ICMP in IPv6 never matches a rule on ICMP types.
  */
+/*
+ * struct polc_asker is who is asked about st->flow: the subject (its
+ * identity and ipcache flags), the remote, and the direction. The hook's own
+ * decision asks the hook's subject; the peer check (polc_policy_decide) asks
+ * the local remote in the opposite direction.
+ */
+struct polc_asker {
+	__u32 subject;
+	__u32 subject_flags;
+	__u32 remote;
+	__u32 remote_flags;
+	__u8 dir;
+};
+
+/*
+ * polc_probe_remote looks up every class for one remote' (identity, any or
+ * world); hints (POLC_HINT_*) say which port classes can exist. A packet
+ * without ports (st->portless: a protocol other than TCP, UDP, SCTP and the
+ * ICMP of its family) is asked about the any-port classes only, so that
+ * ICMP in IPv6 never matches a rule on ICMP types.
+ */
 static __always_inline void polc_probe_remote(struct polc_decision *d, const struct pkt_state *st,
-					      __u32 remote, __u8 egress, int ranges, __u32 hints)
+					      __u32 subject, __u32 remote, __u8 egress, int ranges, __u32 hints)
 {
 	struct policy_key k = {
-		.subject = st->subject,
+		.subject = subject,
 		.remote = remote,
 		.port = st->policy_port,
 		.proto = st->flow.proto,
@@ -95,7 +116,7 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 			.proto = st->flow.proto,
 			.flags = egress,
 		};
-		__u32 s = bpf_htonl(st->subject), r = bpf_htonl(remote);
+		__u32 s = bpf_htonl(subject), r = bpf_htonl(remote);
 		__u16 p = bpf_htons(st->policy_port);
 
 		__builtin_memcpy(rk.subject, &s, 4);
@@ -106,43 +127,80 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 }
 
 /*
- * polc_policy_decide sets st->verdict and st->rule for the flow st->flow,
- * asked in direction st->pol_dir: any deny wins (lowest rule id), else any
- * allow (lowest rule id), else the subject's default for the direction.
+ * polc_policy_ask decides the flow st->flow for one asker: any deny wins
+ * (lowest rule id), else any allow (lowest rule id), else the subject's
+ * default for the direction. It returns the verdict and sets *rule.
  */
-static __always_inline void polc_policy_decide(struct pkt_state *st)
+static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const struct polc_asker *a, __u32 *rule)
 {
 	struct polc_decision d = {};
-	__u8 egress = st->pol_dir == POLC_DIR_EGRESS;
+	__u8 egress = a->dir == POLC_DIR_EGRESS;
 	__u32 isolated = egress ? POLC_IPC_EGRESS_ISOLATED : POLC_IPC_INGRESS_ISOLATED;
 	__u32 rflag = egress ? POLC_IPC_EGRESS_RANGES : POLC_IPC_INGRESS_RANGES;
-	int ranges = cfg_has_ranges && (st->subject_flags & rflag) && !st->portless;
+	int ranges = cfg_has_ranges && (a->subject_flags & rflag) && !st->portless;
 	__u32 hints = POLC_HINT_ALL;
 
 	if (cfg_policy_hints)
-		hints = (st->subject_flags >> (egress ? POLC_IPC_EGRESS_HINT_SHIFT : POLC_IPC_INGRESS_HINT_SHIFT)) &
+		hints = (a->subject_flags >> (egress ? POLC_IPC_EGRESS_HINT_SHIFT : POLC_IPC_INGRESS_HINT_SHIFT)) &
 			POLC_HINT_ALL;
 
-	polc_probe_remote(&d, st, st->remote, egress, ranges, hints);
+	polc_probe_remote(&d, st, a->subject, a->remote, egress, ranges, hints);
 	if (hints & POLC_HINT_ANY_REMOTE)
-		polc_probe_remote(&d, st, POLC_IDENTITY_ANY, egress, ranges, hints);
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, egress, ranges, hints);
 	/* world also covers every non-local identity (CIDR identities) */
-	if ((hints & POLC_HINT_WORLD) && !(st->remote_flags & POLC_IPC_LOCAL) && st->remote != POLC_IDENTITY_WORLD)
-		polc_probe_remote(&d, st, POLC_IDENTITY_WORLD, egress, ranges, hints);
+	if ((hints & POLC_HINT_WORLD) && !(a->remote_flags & POLC_IPC_LOCAL) && a->remote != POLC_IDENTITY_WORLD)
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, egress, ranges, hints);
 
 	if (d.deny) {
-		st->verdict = POLC_VERDICT_DENY;
-		st->rule = d.deny;
-	} else if (d.allow) {
-		st->verdict = POLC_VERDICT_ALLOW;
-		st->rule = d.allow;
-	} else if (st->subject_flags & isolated) {
-		st->verdict = POLC_VERDICT_DENY;
-		st->rule = POLC_RULE_DEFAULT_DENY;
-	} else {
-		st->verdict = POLC_VERDICT_ALLOW;
-		st->rule = POLC_RULE_DEFAULT_ALLOW;
+		*rule = d.deny;
+		return POLC_VERDICT_DENY;
 	}
+	if (d.allow) {
+		*rule = d.allow;
+		return POLC_VERDICT_ALLOW;
+	}
+	if (a->subject_flags & isolated) {
+		*rule = POLC_RULE_DEFAULT_DENY;
+		return POLC_VERDICT_DENY;
+	}
+	*rule = POLC_RULE_DEFAULT_ALLOW;
+	return POLC_VERDICT_ALLOW;
+}
+
+/*
+ * polc_policy_decide sets st->verdict and st->rule for the flow st->flow,
+ * asked in direction st->pol_dir. When the hook allows and the remote is a
+ * local endpoint, the remote's own hook will judge the same packet in the
+ * opposite direction; it asks that policy too, and a denial
+ * there sets st->ct_skip: the packet still passes this hook with this
+ * hook's rule, but no conntrack entry is created (a recheck forgets it),
+ * as in the reference, where a flow exists only if every hook allows it.
+ * Both directions ask: on ingress the local remote's egress normally
+ * allowed the packet already, but a recheck, or a packet that did not
+ * come through the remote's hook, must not open a flow the remote's
+ * egress would refuse. Only flows between two local endpoints pay for it.
+ */
+static __always_inline void polc_policy_decide(struct pkt_state *st)
+{
+	struct polc_asker a = {
+		.subject = st->subject,
+		.subject_flags = st->subject_flags,
+		.remote = st->remote,
+		.remote_flags = st->remote_flags,
+		.dir = st->pol_dir,
+	};
+	__u32 rule;
+
+	st->verdict = polc_policy_ask(st, &a, &st->rule);
+	if (st->verdict != POLC_VERDICT_ALLOW || !(st->remote_flags & POLC_IPC_LOCAL))
+		return;
+	a.subject = st->remote;
+	a.subject_flags = st->remote_flags;
+	a.remote = st->subject;
+	a.remote_flags = st->subject_flags;
+	a.dir = st->pol_dir ^ 1;
+	if (polc_policy_ask(st, &a, &rule) != POLC_VERDICT_ALLOW)
+		st->ct_skip = 1;
 }
 
 #endif /* POLC_POLICY_H */

@@ -323,5 +323,6 @@ type PacketState struct {
 	InnerEcho    uint8
 	Portless     uint8
 	HopLimit     uint8
-	Pad          [2]uint8
+	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
+	Pad          [1]uint8
 }

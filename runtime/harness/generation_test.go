@@ -79,23 +79,20 @@ func TestApplyKeepsFlows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// port 81, step 4: the recheck at step 3 denied the flow at
+			// b's egress and, although a's ingress allowed the reply, a's
+			// entry is forgotten too (b's ingress denies it), so a's
+			// isolated ingress judges this packet by policy, as the
+			// reference does.
 			d := o.Diff()
-			if c.port == 81 && i == 3 {
-				// Documented (docs/testing.md, "Generation recheck"): the
-				// recheck at step 3 denied the flow at b's egress but
-				// allowed it at a's ingress, whose kernel entry stays and
-				// lets this packet in as established; the reference has
-				// forgotten the flow and a's isolated ingress denies it.
-				if d == "" {
-					t.Errorf("port 81, step 4: the kernel now agrees with the reference: update this test and docs/testing.md")
-				}
-				continue
-			}
 			if d != "" {
 				t.Errorf("port %d, step %d: %s", c.port, i+1, d)
 			}
 			if i == 2 && (o.Reference.Verdict.String() != c.verdict) {
 				t.Errorf("port %d: reply after apply: %s, want %s", c.port, o.Reference, c.verdict)
+			}
+			if i == 3 && c.port == 81 && o.Reference.Verdict.String() != "deny" {
+				t.Errorf("port 81: second reply after apply: %s, want deny", o.Reference)
 			}
 		}
 	}

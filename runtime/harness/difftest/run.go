@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -129,7 +128,6 @@ func Run(opts Options) (Stats, error) {
 			}
 			ct := eval.NewConntrack()
 			var shown []string
-			var split []flowID // flows the kernel tracks at one hook only
 			// With two generations, the switch comes after the first packet.
 			for j, s := range seq {
 				gen := 0
@@ -150,7 +148,7 @@ func Run(opts Options) (Stats, error) {
 				st.Packets++
 				shown = append(shown, describe(s)+" => kernel "+kernelText(o.Kernel)+"; reference "+o.Reference.String())
 				if d := o.Diff(); d != "" {
-					if kind := knownDivergence(c.Ref, split); kind != "" {
+					if kind := knownDivergence(c.Ref); kind != "" {
 						st.Known[kind]++
 						if os.Getenv("POLC_DIFFTEST_SHOW_KNOWN") != "" && st.Known[kind] <= 3 {
 							logf("KNOWN (%s) %s\n", kind, Mismatch{Seed: opts.Seed, Policy: i, Source: src, Sequence: shown, Diff: d})
@@ -160,9 +158,6 @@ func Run(opts Options) (Stats, error) {
 						st.Mismatches = append(st.Mismatches, m)
 						logf("MISMATCH %s\n", m)
 					}
-				}
-				if id, ok := flowOf(c.Ref); ok && splitDecision(o.Reference) {
-					split = append(split, id)
 				}
 			}
 		}
@@ -224,77 +219,16 @@ func Compile(path, src string) (*ir.Program, error) {
 	return prog, nil
 }
 
-// flowID is a flow in either orientation: its two ends, sorted.
-type flowID struct {
-	proto ir.Proto
-	a, b  netip.AddrPort
-}
-
-func makeFlowID(proto ir.Proto, src, dst netip.Addr, sport, dport uint16) flowID {
-	a, b := netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
-	if b.Compare(a) < 0 {
-		a, b = b, a
-	}
-	return flowID{proto, a, b}
-}
-
-// flowOf is the flow a packet belongs to (ICMP echo: by identifier).
-func flowOf(p eval.Packet) (flowID, bool) {
-	if p.NonIP || p.Malformed || !p.Src.IsValid() {
-		return flowID{}, false
-	}
-	switch {
-	case p.Proto.HasPorts():
-		return makeFlowID(p.Proto, p.Src, p.Dst, p.SPort, p.DPort), true
-	case p.Proto.IsICMP():
-		return makeFlowID(p.Proto, p.Src, p.Dst, p.ICMPID, p.ICMPID), true
-	}
-	return makeFlowID(p.Proto, p.Src, p.Dst, 0, 0), true
-}
-
-// splitDecision reports a packet allowed at one hook and denied at the
-// other: the kernel's first hook then tracks a flow the evaluator does
-// not (docs/testing.md, "Where the datapath may differ").
-func splitDecision(r eval.Result) bool {
-	allow, deny := false, false
-	for _, p := range r.Points {
-		if p.Verdict == dsl.VerdictAllow {
-			allow = true
-		} else {
-			deny = true
-		}
-	}
-	return allow && deny
-}
-
 // Kinds of known differences.
 const (
-	knownSplit      = "flow allowed at one hook only"
 	knownThirdParty = "icmp error from a third party"
 )
 
 // knownDivergence names the known difference that explains a mismatch on
 // p, or "".
-func knownDivergence(p eval.Packet, split []flowID) string {
-	ids := []flowID{}
-	if id, ok := flowOf(p); ok {
-		ids = append(ids, id)
-	}
-	if e := p.Embedded; e != nil {
-		inner := eval.Packet{Proto: e.Proto, Src: e.Src, Dst: e.Dst, SPort: e.SPort, DPort: e.DPort, ICMPID: e.ICMPID}
-		if id, ok := flowOf(inner); ok {
-			ids = append(ids, id)
-		}
-		if e.Dst != p.Src {
-			return knownThirdParty
-		}
-	}
-	for _, id := range ids {
-		for _, s := range split {
-			if id == s {
-				return knownSplit
-			}
-		}
+func knownDivergence(p eval.Packet) string {
+	if e := p.Embedded; e != nil && e.Dst != p.Src {
+		return knownThirdParty
 	}
 	return ""
 }
