@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,6 +126,26 @@ func tcFilterReplace(a *Attachment, prog *ebpf.Program) error {
 	return nil
 }
 
+// tcFilterState finds polc's filter for a (in the calling thread's
+// network namespace): the program it runs, or live false when the filter,
+// its clsact qdisc or its interface is gone.
+func tcFilterState(a *Attachment) (ebpf.ProgramID, bool, error) {
+	ifc := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: a.Ifindex}}
+	filters, err := netlink.FilterList(ifc, tcParent(a.Hook))
+	if err != nil {
+		if errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EINVAL) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("list tc filters of %s: %w", a.Iface, err)
+	}
+	for _, f := range filters {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Handle == tcFilterHandle && bf.Priority == tcFilterPriority {
+			return ebpf.ProgramID(bf.Id), true, nil
+		}
+	}
+	return 0, false, nil
+}
+
 func tcFilterDel(a *Attachment) error {
 	f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{
 		LinkIndex: a.Ifindex, Parent: tcParent(a.Hook), Handle: tcFilterHandle,
@@ -160,10 +181,15 @@ func switchProgram(p pins, a *Attachment, prog *ebpf.Program) error {
 }
 
 // linkState describes a pinned link: the program it runs and whether its
-// interface still exists.
+// interface still exists. For a netlink tc filter it looks the filter up
+// (live: it is still there); a filter in another network namespace cannot
+// be seen by ifindex from here and is reported live, program unknown (0).
 func linkState(p pins, a *Attachment) (prog ebpf.ProgramID, live bool, err error) {
 	if a.Mode == ModeTC {
-		return 0, true, nil
+		if currentNetns() != a.Netns {
+			return 0, netnsAlive(a.Netns), nil
+		}
+		return tcFilterState(a)
 	}
 	l, err := link.LoadPinnedLink(linkPin(p, a), nil)
 	if err != nil {
@@ -188,6 +214,9 @@ func linkState(p pins, a *Attachment) (prog ebpf.ProgramID, live bool, err error
 func detach(p pins, a *Attachment) error {
 	if a.Mode == ModeTC {
 		if ns := currentNetns(); ns != a.Netns {
+			if !netnsAlive(a.Netns) {
+				return nil // the namespace, its interfaces and filters are gone
+			}
 			return fmt.Errorf("%s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", a.Hook, a.Iface, a.Netns, ns)
 		}
 		return tcFilterDel(a)
@@ -215,6 +244,55 @@ func currentNetns() uint64 {
 		return 0
 	}
 	return st.Ino
+}
+
+// netnsAlive reports whether the network namespace with inode ino can
+// still be found: a thread in it, a descriptor of it, or an nsfs mount of
+// it (ip netns, container runtimes) in any mount namespace. A namespace
+// none of these holds has been deleted with its interfaces and filters.
+func netnsAlive(ino uint64) bool {
+	want := fmt.Sprintf("net:[%d]", ino)
+	procs, _ := os.ReadDir("/proc")
+	seenMntns := map[string]bool{}
+	for _, pe := range procs {
+		pid := pe.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		base := "/proc/" + pid
+		tasks, _ := os.ReadDir(base + "/task")
+		for _, te := range tasks {
+			if l, _ := os.Readlink(base + "/task/" + te.Name() + "/ns/net"); l == want {
+				return true
+			}
+		}
+		fds, _ := os.ReadDir(base + "/fd")
+		for _, fe := range fds {
+			if l, _ := os.Readlink(base + "/fd/" + fe.Name()); l == want {
+				return true
+			}
+		}
+		mntns, _ := os.Readlink(base + "/ns/mnt")
+		if mntns == "" || seenMntns[mntns] {
+			continue
+		}
+		seenMntns[mntns] = true
+		mi, err := os.ReadFile(base + "/mountinfo")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(mi), "\n") {
+			// ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE SOURCE ...
+			pre, post, ok := strings.Cut(line, " - ")
+			if !ok || !strings.HasPrefix(post, "nsfs ") {
+				continue
+			}
+			if f := strings.Fields(pre); len(f) > 3 && f[3] == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // membarrierCmdGlobal is MEMBARRIER_CMD_GLOBAL, which the kernel

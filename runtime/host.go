@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -80,11 +79,14 @@ func (h *Host) begin(name string) (*hostLock, *State, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil, fmt.Errorf("%w: polc needs root to load and attach BPF programs", ErrPrivilege)
 	}
-	if err := EnsureBPFFS(h.Root); err != nil {
-		return nil, nil, err
-	}
 	lk, err := lockHost(h.LockPath, true)
 	if err != nil {
+		return nil, nil, err
+	}
+	// Under the lock: two runs that both find no bpffs would otherwise
+	// both mount one, the second hiding the first one's pins.
+	if err := EnsureBPFFS(h.Root); err != nil {
+		lk.Unlock()
 		return nil, nil, err
 	}
 	st, err := h.recover(name)
@@ -132,7 +134,11 @@ func (h *Host) recover(name string) (*State, error) {
 		}
 		want, _ := progID(prog)
 		cur, live, err := linkState(p, a)
-		if err == nil && live && a.Mode != ModeTC && cur != want {
+		if err == nil && live && a.Mode == ModeTC && cur == 0 {
+			// A netlink filter in another network namespace: it cannot
+			// be seen (nor switched) from here.
+			h.notice("cannot check the tc filter on %s (network namespace %d) from here: run polc there if an apply was interrupted", a.Iface, a.Netns)
+		} else if err == nil && live && cur != want {
 			h.notice("switching %s back to generation %d", a.Link, st.Generation)
 			err = switchProgram(p, a, prog)
 			switched = true
@@ -460,15 +466,12 @@ func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, err
 		if progName == "" {
 			return made, fmt.Errorf("bundle %s has no program for %s", name, hook)
 		}
-		if i := slices.IndexFunc(st.Attachments, func(a Attachment) bool {
-			return a.Iface == iface && a.Hook == hook && a.Netns == ns
-		}); i >= 0 {
-			a := &st.Attachments[i]
-			if _, live, err := linkState(p, a); err == nil && live && (a.Mode == ModeTC || a.Ifindex == ifc.Index) {
-				continue // already attached: idempotent
-			}
-			_ = detach(p, a)
-			st.Attachments = slices.Delete(st.Attachments, i, i+1)
+		attached, err := h.reconcile(p, st, ns, ifc, hook)
+		if err != nil {
+			return made, err
+		}
+		if attached {
+			continue // already attached: idempotent
 		}
 		prog, err := ebpf.LoadPinnedProgram(p.prog(st.Generation, progName), nil)
 		if err != nil {
@@ -494,6 +497,49 @@ func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, err
 		made = append(made, a)
 	}
 	return made, nil
+}
+
+// reconcile looks at the records of hook in namespace ns that name iface
+// or its ifindex (an interface renamed since it was attached keeps its
+// index, and so its link pin): it reports whether ifc is attached there,
+// renaming the record when the interface was renamed, and drops the
+// records whose attachment is gone (an interface deleted and recreated).
+// A live record of another interface that now bears ifc's old name is
+// left alone.
+func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook string) (bool, error) {
+	attached, changed := false, false
+	kept := st.Attachments[:0:0]
+	for _, a := range st.Attachments {
+		if a.Netns != ns || a.Hook != hook || (a.Iface != ifc.Name && a.Ifindex != ifc.Index) {
+			kept = append(kept, a)
+			continue
+		}
+		_, live, err := linkState(p, &a)
+		switch {
+		case err == nil && live && a.Ifindex == ifc.Index:
+			if a.Iface != ifc.Name {
+				h.notice("%s was renamed %s: updating its attachment", a.Iface, ifc.Name)
+				a.Iface, changed = ifc.Name, true
+			}
+			attached = true
+			kept = append(kept, a)
+		case err == nil && live:
+			// The interface this was attached to was renamed, and
+			// another one now has its old name.
+			if other, err := net.InterfaceByIndex(a.Ifindex); err == nil && other.Name != a.Iface {
+				a.Iface, changed = other.Name, true
+			}
+			kept = append(kept, a)
+		default:
+			_ = detach(p, &a)
+			changed = true
+		}
+	}
+	if !changed {
+		return attached, nil
+	}
+	st.Attachments = kept
+	return attached, writeState(p, st)
 }
 
 // Detach removes name's attachments from iface (in the calling thread's

@@ -1,0 +1,186 @@
+package runtime
+
+import (
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/polc-dev/polc/runtime/netnstest"
+)
+
+// TestCrashDuringApplyNetlink: a kill after switching the first netlink
+// tc filter leaves that filter running the staged generation's program.
+// Recovery must switch it back before removing the stage: removing the
+// stage unpins its tail-call array, which the kernel then empties, and the
+// filter's entry program would drop everything.
+func TestCrashDuringApplyNetlink(t *testing.T) {
+	h := testHost(t)
+	h.TCMode = TCNetlink
+	topo := twoEndpoints(t)
+	a, b := topo.Endpoints[0], topo.Endpoints[1]
+	const name = "crashnl"
+	mustLoad(t, h, name, 1, tcActOK)
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	expectReach(t, "netlink allow", a, b, true)
+	// The child forks from a thread in the host namespace, so it runs
+	// there (netlink filters are found by ifindex in their namespace).
+	if err := topo.Host.Do(func() error {
+		runCrashing(t, h, CrashApplyAfterSwitch, "apply", name, 100, tcActShot)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Host.Do(func() error {
+		_, err := h.recover(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, h, name, 1)
+	expectReach(t, "after recovery from a crash mid-switch (netlink)", a, b, true)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Unload(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetlinkAttachAfterFilterGone: attaching again where the netlink
+// filter has gone (qdisc deleted, interface recreated) must attach again,
+// not report "already attached".
+func TestNetlinkAttachAfterFilterGone(t *testing.T) {
+	h := testHost(t)
+	h.TCMode = TCNetlink
+	topo := twoEndpoints(t)
+	a, b := topo.Endpoints[0], topo.Endpoints[1]
+	const name = "nlgone"
+	mustLoad(t, h, name, 1, tcActShot)
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	expectReach(t, "netlink deny", a, b, false)
+	if err := topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(a.HostIf)
+		if err != nil {
+			return err
+		}
+		return netlink.QdiscDel(&netlink.GenericQdisc{
+			QdiscAttrs: netlink.QdiscAttrs{LinkIndex: l.Attrs().Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+			QdiscType:  "clsact",
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expectReach(t, "filter removed behind polc's back", a, b, true)
+	var sts []Status
+	if err := topo.Host.Do(func() (err error) {
+		sts, err = h.Status(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, as := range sts[0].Attachments {
+		if as.Live {
+			t.Errorf("status reports %s on %s live, but its filter is gone", as.Hook, as.Iface)
+		}
+	}
+	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	if len(made) != 2 {
+		t.Errorf("attach again made %d attachments, want 2", len(made))
+	}
+	expectReach(t, "re-attached deny", a, b, false)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Unload(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAttachRenamedInterface: attaching to an interface that is already
+// attached under its old name (renamed since) must not make a second
+// record of the same link pin, and detaching the old name must not take
+// away what the new name's attachment enforces.
+func TestAttachRenamedInterface(t *testing.T) {
+	h := testHost(t)
+	topo := netnstest.Routed(t, 1)
+	ep := topo.Endpoints[0]
+	const name = "renamed"
+	mustLoad(t, h, name, 1, tcActOK)
+	attachIn(t, h, topo.Host, name, ep.HostIf, AttachOptions{TC: true})
+	const newName = "polcren0"
+	if err := topo.Host.Do(func() error {
+		l, err := netlink.LinkByName(ep.HostIf)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetDown(l); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetName(l, newName); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attachIn(t, h, topo.Host, name, newName, AttachOptions{TC: true})
+	if err := topo.Host.Do(func() error {
+		_, err := h.Detach(name, ep.HostIf, AttachOptions{TC: true})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var sts []Status
+	if err := topo.Host.Do(func() (err error) {
+		sts, err = h.Status(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, a := range sts[0].Attachments {
+		if a.Iface != newName {
+			t.Errorf("attachment recorded under %s, want %s: %+v", a.Iface, newName, a)
+		}
+		if a.Live {
+			live++
+		}
+	}
+	if live != 2 || len(sts[0].Attachments) != 2 {
+		t.Errorf("after detaching the old name: %d of %d attachments live, want 2 of 2: %+v", live, len(sts[0].Attachments), sts[0].Attachments)
+	}
+	if _, err := h.Unload(name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetlinkNamespaceGone: netlink tc attachments whose network
+// namespace was deleted must neither block apply nor resist detach.
+func TestNetlinkNamespaceGone(t *testing.T) {
+	h := testHost(t)
+	h.TCMode = TCNetlink
+	const name = "nlnsgone"
+	mustLoad(t, h, name, 1, tcActOK)
+	var iface string
+	t.Run("topology", func(t *testing.T) {
+		topo := netnstest.Routed(t, 1)
+		iface = topo.Endpoints[0].HostIf
+		made := attachIn(t, h, topo.Host, name, iface, AttachOptions{TC: true})
+		if !netnsAlive(made[0].Netns) {
+			t.Errorf("namespace %d of a live topology not found", made[0].Netns)
+		}
+		if _, err := h.Apply(name, testBundle(3, tcActOK)); err == nil {
+			t.Errorf("apply from another namespace than a live netlink attachment's succeeded")
+		}
+	}) // the namespaces are deleted
+	if _, err := h.Apply(name, testBundle(2, tcActOK)); err != nil {
+		t.Errorf("apply with attachments in a deleted namespace: %v", err)
+	}
+	removed, err := h.Detach(name, iface, AttachOptions{TC: true})
+	if err != nil || len(removed) != 2 {
+		t.Errorf("detach from a deleted namespace: removed %d, %v", len(removed), err)
+	}
+	if _, err := h.Unload(name); err != nil {
+		t.Fatal(err)
+	}
+}
