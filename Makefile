@@ -9,7 +9,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev iproute2 bpftool iptables ipset nftables
 FUZZTIME ?= 10s
 LONG_FUZZTIME ?= 5m
 # package:FuzzTarget pairs that `make test` runs briefly and `make fuzz` long.
-FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzParseYAML dsl:FuzzYAMLNamesAndLabels compiler:FuzzCompile dsl/k8s:FuzzRead
+FUZZ_TARGETS := dsl:FuzzParse dsl:FuzzFastPath dsl:FuzzParseYAML dsl:FuzzYAMLNamesAndLabels compiler:FuzzCompile dsl/k8s:FuzzRead
 
 .PHONY: bench difftest all build test unit vet fmt-check fuzz fuzz-short golden demo deps bpf bpf-check clean
 

@@ -467,19 +467,106 @@ func selectEndpoints(s *symbols, sel ir.Selector) []string {
 			s.sortedNames = append(s.sortedNames, e.Name.Name)
 		}
 		slices.Sort(s.sortedNames)
+		labels := make([]ir.Labels, len(s.sortedNames))
+		for i, name := range s.sortedNames {
+			labels[i] = s.labels[name]
+		}
+		s.index = newSelectorIndex(labels)
 	}
 	key := sel.String()
 	if names, ok := s.selected[key]; ok {
 		return names
 	}
 	names := []string{}
-	for _, name := range s.sortedNames {
-		if sel.Matches(s.labels[name]) {
-			names = append(names, name)
-		}
+	for _, i := range s.index.match(sel) {
+		names = append(names, s.sortedNames[i])
 	}
 	s.selected[key] = names
 	return names
+}
+
+// selectorIndex finds the endpoints a selector selects without testing
+// every endpoint against it: the endpoints that have a label (key=value) or
+// a key are listed under it, and a selector with a requirement that needs
+// a label (=, in, exists) only tests the endpoints listed under the
+// requirement with the fewest. The result is what testing every endpoint
+// in order would give.
+type selectorIndex struct {
+	labels  []ir.Labels
+	byLabel map[ir.Label][]int // endpoints (positions in labels) by label
+	byKey   map[string][]int   // endpoints by label key
+}
+
+func newSelectorIndex(labels []ir.Labels) *selectorIndex {
+	x := &selectorIndex{labels: labels, byLabel: map[ir.Label][]int{}, byKey: map[string][]int{}}
+	for i, ls := range labels {
+		for j, l := range ls {
+			if slices.ContainsFunc(ls[:j], func(m ir.Label) bool { return m.Key == l.Key }) {
+				continue // Labels.Get sees the first label of a key only
+			}
+			x.byLabel[l] = append(x.byLabel[l], i)
+			x.byKey[l.Key] = append(x.byKey[l.Key], i)
+		}
+	}
+	return x
+}
+
+// match returns the positions of the endpoints sel selects, ascending.
+func (x *selectorIndex) match(sel ir.Selector) []int {
+	// The narrowest requirement that only endpoints with some label meet.
+	var best *ir.Requirement
+	bestLen := len(x.labels)
+	for i := range sel.Reqs {
+		r := &sel.Reqs[i]
+		n := -1
+		switch r.Op {
+		case dsl.OpEq:
+			if len(r.Values) == 1 {
+				n = len(x.byLabel[ir.Label{Key: r.Key, Value: r.Values[0]}])
+			}
+		case dsl.OpIn:
+			n = 0
+			for _, v := range uniqueValues(r.Values) {
+				n += len(x.byLabel[ir.Label{Key: r.Key, Value: v}])
+			}
+		case dsl.OpExists:
+			n = len(x.byKey[r.Key])
+		}
+		if n >= 0 && n < bestLen {
+			best, bestLen = r, n
+		}
+	}
+	var candidates []int
+	switch {
+	case best == nil:
+		candidates = make([]int, len(x.labels))
+		for i := range candidates {
+			candidates[i] = i
+		}
+	case best.Op == dsl.OpEq:
+		candidates = x.byLabel[ir.Label{Key: best.Key, Value: best.Values[0]}]
+	case best.Op == dsl.OpIn:
+		for _, v := range uniqueValues(best.Values) {
+			candidates = append(candidates, x.byLabel[ir.Label{Key: best.Key, Value: v}]...)
+		}
+		slices.Sort(candidates) // an endpoint has one value per key: no duplicates
+	case best.Op == dsl.OpExists:
+		candidates = x.byKey[best.Key]
+	}
+	out := []int{}
+	for _, i := range candidates {
+		if sel.Matches(x.labels[i]) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// uniqueValues returns vs sorted and without duplicates, in a new slice.
+func uniqueValues(vs []string) []string {
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	return slices.Compact(vs)
 }
 
 // opWord is how the language writes a list operator.

@@ -3,6 +3,8 @@ package compiler
 import (
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
@@ -26,20 +28,22 @@ func lint(prog *ir.Program) dsl.Diagnostics {
 	for _, e := range prog.Endpoints {
 		eps[e.Name] = e
 	}
-	l := &linter{prog: prog, eps: eps, selectedBy: map[string][]string{}}
+	l := &linter{prog: prog, eps: eps, selectedBy: map[string][]string{}, familiesBy: map[string]int{}}
 	for _, r := range prog.Rules {
 		if msg := l.familyMismatch(r); msg != "" {
 			ds.Warnf(r.Pos, "this rule can never match: %s", msg)
 		}
 	}
+	// Each allow rule is compared only with the deny rules that can shadow
+	// it: same direction, and a policy whose subjects include the allow
+	// policy's (denyIndex). The first of them in rule order that covers it
+	// is the one reported.
+	idx := newDenyIndex(prog.Rules, subjects)
 	for _, a := range prog.Rules {
 		if a.Action != dsl.Allow || len(subjects[a.Policy]) == 0 {
 			continue
 		}
-		for _, d := range prog.Rules {
-			if d.Action != dsl.Deny || d.Dir != a.Dir || !subset(subjects[a.Policy], subjects[d.Policy]) {
-				continue
-			}
+		for _, d := range idx.candidates(a.Dir, a.Policy) {
 			if portsCover(d.Ports, a.Ports) && l.peersCover(d.Peers, a.Peers) {
 				ds.Warnf(a.Pos, "this allow rule can never match: deny rule %d at %s covers it, and deny wins", d.ID, d.Pos)
 				break
@@ -49,10 +53,130 @@ func lint(prog *ir.Program) dsl.Diagnostics {
 	return ds
 }
 
+// denyIndex finds, for an allow rule, the deny rules of its direction whose
+// policy selects at least the allow policy's subjects, in rule order.
+// Deny rules are grouped by direction and subject set (policies with the
+// same subjects share a group), and each group is listed under every
+// subject it has; the candidates for an allow policy are then the groups
+// listed under one of its subjects that contain all of them, computed once
+// per direction and policy. So the cost follows the deny rules that can
+// matter, not all rules times all rules.
+type denyIndex struct {
+	subjects  map[string][]string // by policy name
+	groups    map[denyGroupKey]*denyGroup
+	bySubject map[denySubjectKey][]*denyGroup
+	memo      map[denySubjectKey][]*ir.Rule // by direction and allow policy
+}
+
+type denyGroupKey struct {
+	dir      dsl.Direction
+	subjects string // subjectsKey
+}
+
+type denySubjectKey struct {
+	dir  dsl.Direction
+	name string
+}
+
+type denyGroup struct {
+	subjects []string
+	rules    []denyRule
+}
+
+// denyRule is a deny rule with its place in Program.Rules.
+type denyRule struct {
+	index int
+	rule  *ir.Rule
+}
+
+func newDenyIndex(rules []*ir.Rule, subjects map[string][]string) *denyIndex {
+	x := &denyIndex{
+		subjects:  subjects,
+		groups:    map[denyGroupKey]*denyGroup{},
+		bySubject: map[denySubjectKey][]*denyGroup{},
+		memo:      map[denySubjectKey][]*ir.Rule{},
+	}
+	byPolicy := map[denySubjectKey]*denyGroup{}
+	for i, d := range rules {
+		subs := subjects[d.Policy]
+		if d.Action != dsl.Deny || len(subs) == 0 {
+			continue // a deny without subjects is no superset of any allow's
+		}
+		pk := denySubjectKey{d.Dir, d.Policy}
+		g := byPolicy[pk]
+		if g == nil {
+			key := denyGroupKey{d.Dir, subjectsKey(subs)}
+			if g = x.groups[key]; g == nil {
+				g = &denyGroup{subjects: subs}
+				x.groups[key] = g
+				for _, s := range subs {
+					sk := denySubjectKey{d.Dir, s}
+					x.bySubject[sk] = append(x.bySubject[sk], g)
+				}
+			}
+			byPolicy[pk] = g
+		}
+		g.rules = append(g.rules, denyRule{i, d})
+	}
+	return x
+}
+
+// subjectsKey encodes a list of names as one string, each name prefixed by
+// its length so that no two lists share a key.
+func subjectsKey(names []string) string {
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(strconv.Itoa(len(n)))
+		b.WriteByte(':')
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// candidates returns the deny rules of direction dir whose policy's
+// subjects include those of policy pol (which has some), in rule order.
+func (x *denyIndex) candidates(dir dsl.Direction, pol string) []*ir.Rule {
+	if len(x.groups) == 0 {
+		return nil
+	}
+	mk := denySubjectKey{dir, pol}
+	if rules, ok := x.memo[mk]; ok {
+		return rules
+	}
+	subs := x.subjects[pol]
+	// Every candidate group contains each of subs: look under the subject
+	// with the fewest groups.
+	var groups []*denyGroup
+	for i, s := range subs {
+		gs := x.bySubject[denySubjectKey{dir, s}]
+		if i == 0 || len(gs) < len(groups) {
+			groups = gs
+		}
+		if len(groups) == 0 {
+			break
+		}
+	}
+	var found []denyRule
+	for _, g := range groups {
+		if subset(subs, g.subjects) {
+			found = append(found, g.rules...)
+		}
+	}
+	slices.SortFunc(found, func(a, b denyRule) int { return a.index - b.index })
+	rules := make([]*ir.Rule, len(found))
+	for i, d := range found {
+		rules[i] = d.rule
+	}
+	x.memo[mk] = rules
+	return rules
+}
+
 type linter struct {
 	prog       *ir.Program
 	eps        map[string]*ir.Endpoint
 	selectedBy map[string][]string // by normalized selector text
+	familiesBy map[string]int      // address families of the selected endpoints, by selector text
+	index      *selectorIndex      // over prog.Endpoints, built on first use
 }
 
 // selected returns the endpoints sel selects, sorted.
@@ -61,11 +185,16 @@ func (l *linter) selected(sel ir.Selector) []string {
 	if names, ok := l.selectedBy[key]; ok {
 		return names
 	}
-	names := []string{}
-	for _, e := range l.prog.Endpoints {
-		if sel.Matches(e.Labels) {
-			names = append(names, e.Name)
+	if l.index == nil {
+		labels := make([]ir.Labels, len(l.prog.Endpoints))
+		for i, e := range l.prog.Endpoints {
+			labels[i] = e.Labels
 		}
+		l.index = newSelectorIndex(labels)
+	}
+	names := []string{}
+	for _, i := range l.index.match(sel) {
+		names = append(names, l.prog.Endpoints[i].Name)
 	}
 	l.selectedBy[key] = names
 	return names
@@ -145,11 +274,7 @@ func (l *linter) familyMismatch(r *ir.Rule) string {
 		case ir.PeerCIDR:
 			peers |= familyOf(p.CIDR.Addr())
 		case ir.PeerSelector:
-			for _, name := range l.selected(p.Selector) {
-				for _, a := range l.eps[name].Addrs {
-					peers |= familyOf(a.Addr())
-				}
-			}
+			peers |= l.families(p.Selector)
 		default:
 			peers |= famV4 | famV6
 		}
@@ -172,6 +297,22 @@ func (l *linter) familyMismatch(r *ir.Rule) string {
 		return "icmp is IPv4 and every peer is IPv6"
 	}
 	return "icmpv6 is IPv6 and every peer is IPv4"
+}
+
+// families returns the address families of the endpoints sel selects.
+func (l *linter) families(sel ir.Selector) int {
+	key := sel.String()
+	if fams, ok := l.familiesBy[key]; ok {
+		return fams
+	}
+	fams := 0
+	for _, name := range l.selected(sel) {
+		for _, a := range l.eps[name].Addrs {
+			fams |= familyOf(a.Addr())
+		}
+	}
+	l.familiesBy[key] = fams
+	return fams
 }
 
 func familyOf(a netip.Addr) int {

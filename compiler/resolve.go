@@ -23,6 +23,7 @@ type symbols struct {
 	labels      map[string]ir.Labels // endpoints' labels in normal form
 	sortedNames []string             // endpoint names, sorted
 	selected    map[string][]string  // selector text → names it selects
+	index       *selectorIndex       // over sortedNames
 }
 
 // resolve builds the symbol tables across all files and reports duplicate

@@ -76,7 +76,9 @@ var polDeclKeywords = map[string]bool{
 // The last token is always EOF.
 // It also returns the offsets of the errors.
 func polLexSource(path string, src []byte, ds *Diagnostics) ([]lexer.Token, []int) {
-	l := &polLexState{path: path, src: src, line: 1, lineStart: 0}
+	// Token values are substrings of one copy of src, not a string each.
+	l := &polLexState{path: path, src: src, text: string(src), line: 1, lineStart: 0}
+	l.toks = make([]lexer.Token, 0, len(src)/4+1) // about one token per 4 bytes of policy
 	l.run(ds)
 	return l.toks, l.errOffs
 }
@@ -84,6 +86,7 @@ func polLexSource(path string, src []byte, ds *Diagnostics) ([]lexer.Token, []in
 type polLexState struct {
 	path      string
 	src       []byte
+	text      string // src as a string
 	off       int
 	line      int
 	lineStart int
@@ -96,7 +99,7 @@ func (l *polLexState) pos(off int) lexer.Position {
 }
 
 func (l *polLexState) emit(t lexer.TokenType, start int) {
-	l.toks = append(l.toks, lexer.Token{Type: t, Value: string(l.src[start:l.off]), Pos: l.pos(start)})
+	l.toks = append(l.toks, lexer.Token{Type: t, Value: l.text[start:l.off], Pos: l.pos(start)})
 }
 
 func polIsLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
@@ -132,7 +135,7 @@ func (l *polLexState) run(ds *Diagnostics) {
 		case l.ipv6Len() > 0:
 			l.off += l.ipv6Len()
 			l.prefixLen()
-			if strings.Contains(string(l.src[start:l.off]), "/") {
+			if strings.Contains(l.text[start:l.off], "/") {
 				l.emit(tokPrefix, start)
 			} else {
 				l.emit(tokAddr6, start)
@@ -203,7 +206,7 @@ func (l *polLexState) lexString(ds *Diagnostics) {
 			break
 		}
 	}
-	raw := string(l.src[start:l.off])
+	raw := l.text[start:l.off]
 	if _, err := strconv.Unquote(raw); err != nil {
 		ds.Errorf(polToPos(l.pos(start)), "invalid string %s: use Go escapes (\\\" \\\\ \\n \\t \\xNN \\uNNNN) and valid UTF-8", raw)
 		l.errOffs = append(l.errOffs, start)
@@ -257,7 +260,7 @@ func (l *polLexState) lexNumberish() {
 		}
 		break
 	}
-	text := string(l.src[start:l.off])
+	text := l.text[start:l.off]
 	switch {
 	case polIsAllDigits(text):
 		l.emit(tokInt, start)
@@ -285,7 +288,7 @@ func (l *polLexState) lexWord() {
 		}
 		break
 	}
-	if polKeywords[string(l.src[start:l.off])] {
+	if polKeywords[l.text[start:l.off]] {
 		l.emit(tokKeyword, start)
 	} else {
 		l.emit(tokWord, start)
@@ -304,16 +307,18 @@ func polIsAllDigits(s string) bool {
 // isIPv4Shape reports whether s is four dot-separated runs of digits. The
 // compiler checks the values.
 func polIsIPv4Shape(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
-		return false
-	}
-	for _, p := range parts {
-		if !polIsAllDigits(p) {
+	parts := 0
+	for {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			return parts == 3 && polIsAllDigits(s)
+		}
+		if parts == 3 || !polIsAllDigits(s[:i]) {
 			return false
 		}
+		parts++
+		s = s[i+1:]
 	}
-	return true
 }
 
 func polToPos(p lexer.Position) Pos { return Pos{File: p.Filename, Line: p.Line, Col: p.Column} }

@@ -20,8 +20,10 @@ const polMaxDiagnostics = 50
 //
 // How: the lexer reads the whole file (comments kept apart), the token
 // stream is cut into declarations at their leading keywords, and each
-// declaration is parsed on its own by the participle grammar of its kind;
-// so a bad declaration yields one error and the good ones still yield AST.
+// declaration is parsed on its own by the participle grammar of its kind
+// (plain endpoints and policies by a fast path that builds the same
+// grammar structs; see polFast); so a bad declaration yields one error and
+// the good ones still yield AST.
 // Comments are then attached to the declaration, rule or isolate line that
 // follows them (File.Trailing after the last one).
 func Parse(path string, src []byte) (*File, Diagnostics) {
@@ -29,7 +31,9 @@ func Parse(path string, src []byte) (*File, Diagnostics) {
 	f := &File{Path: path}
 	all, errOffs := polLexSource(path, src, &ds)
 
-	var comments, code []lexer.Token
+	// Comments go apart; the code tokens are compacted in place.
+	var comments []lexer.Token
+	code := all[:0]
 	for _, t := range all {
 		if t.Type == tokComment {
 			comments = append(comments, t)
@@ -173,7 +177,13 @@ func (p *polParser) decl(c polChunk) {
 		}
 	case "endpoint":
 		var g *gEndpoint
-		if g, err = polParseChunk(endpointParser, c); err == nil {
+		if polUseFastPath {
+			g = polFastEndpoint(c)
+		}
+		if g == nil {
+			g, err = polParseChunk(endpointParser, c)
+		}
+		if err == nil {
 			d = p.endpoint(g)
 		}
 	case "cidrset":
@@ -183,7 +193,13 @@ func (p *polParser) decl(c polChunk) {
 		}
 	case "policy":
 		var g *gPolicy
-		if g, err = polParseChunk(policyParser, c); err == nil {
+		if polUseFastPath {
+			g = polFastPolicy(c)
+		}
+		if g == nil {
+			g, err = polParseChunk(policyParser, c)
+		}
+		if err == nil {
 			d = p.policy(g)
 		}
 	case "prefilter":
@@ -1017,4 +1033,460 @@ func (e *polExplainer) host(what string) {
 		e.next()
 		e.integer(`a port number after ":"`)
 	}
+}
+
+// ---- fast path ----
+
+// Most declarations of a large file are plain endpoints and policies. The
+// participle parsers are general and slow (reflection, backtracking), so
+// Parse first tries polFast, a small recursive-descent reader for those
+// two kinds that builds the very same grammar structs participle would,
+// positions included. It only accepts what it is sure of: at the first
+// token it does not expect it gives up, and the declaration goes through
+// participle (and, on a syntax error, through the explainer) as before. So
+// the fast path can make Parse faster but never change what it returns.
+
+// polUseFastPath turns the fast path off in tests, which check that Parse
+// returns exactly the same with and without it.
+var polUseFastPath = true
+
+type polFast struct {
+	toks []lexer.Token
+	i    int
+	ok   bool
+}
+
+func (f *polFast) peek() *lexer.Token {
+	if f.i < len(f.toks) {
+		return &f.toks[f.i]
+	}
+	return nil
+}
+
+// is reports whether the next token has value v (as participle's literal
+// 'v' matches a token by value).
+func (f *polFast) is(v string) bool {
+	t := f.peek()
+	return t != nil && t.Value == v
+}
+
+func (f *polFast) isType(tt lexer.TokenType) bool {
+	t := f.peek()
+	return t != nil && t.Type == tt
+}
+
+// want consumes a token of value v, or gives up.
+func (f *polFast) want(v string) {
+	if !f.is(v) {
+		f.ok = false
+		return
+	}
+	f.i++
+}
+
+func (f *polFast) next() lexer.Token {
+	t := f.toks[f.i]
+	f.i++
+	return t
+}
+
+// polFastEndpoint and polFastPolicy parse chunk c, or return nil when the
+// fast path is not sure.
+func polFastEndpoint(c polChunk) *gEndpoint {
+	f := &polFast{toks: c.toks, ok: true}
+	g := f.endpoint()
+	if !f.ok || f.i != len(f.toks) {
+		return nil
+	}
+	return g
+}
+
+func polFastPolicy(c polChunk) *gPolicy {
+	f := &polFast{toks: c.toks, ok: true}
+	g := f.policy()
+	if !f.ok || f.i != len(f.toks) {
+		return nil
+	}
+	return g
+}
+
+func (f *polFast) name() *gName {
+	if !f.isType(tokWord) {
+		f.ok = false
+		return nil
+	}
+	t := f.next()
+	return &gName{Pos: t.Pos, Name: t.Value}
+}
+
+func (f *polFast) endpoint() *gEndpoint {
+	g := &gEndpoint{Pos: f.peek().Pos}
+	f.want("endpoint")
+	if g.Name = f.name(); !f.ok {
+		return nil
+	}
+	if f.is("labels") {
+		f.i++
+		f.want("(")
+		for f.ok {
+			l := f.label()
+			if !f.ok {
+				return nil
+			}
+			g.Labels = append(g.Labels, l)
+			if !f.is(",") {
+				break
+			}
+			f.i++
+		}
+		f.want(")")
+	}
+	f.want("addr")
+	for f.ok {
+		a := f.addr()
+		if !f.ok {
+			return nil
+		}
+		g.Addrs = append(g.Addrs, a)
+		if !f.is(",") {
+			break
+		}
+		f.i++
+	}
+	return g
+}
+
+func (f *polFast) label() *gLabel {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	l := &gLabel{Pos: t.Pos, Key: f.key()}
+	f.want("=")
+	if !f.ok {
+		return nil
+	}
+	l.Value = f.value()
+	return l
+}
+
+func (f *polFast) key() *gKey {
+	t := f.peek()
+	if t == nil || t.Type != tokWord && t.Type != tokString {
+		f.ok = false
+		return nil
+	}
+	f.i++
+	v := t.Value
+	if t.Type == tokWord {
+		return &gKey{Pos: t.Pos, Bare: &v}
+	}
+	return &gKey{Pos: t.Pos, Quoted: &v}
+}
+
+func (f *polFast) value() *gValue {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	v := t.Value
+	switch t.Type {
+	case tokWord, tokKeyword, tokInt, tokDWord, tokAddr4:
+		f.i++
+		return &gValue{Pos: t.Pos, Bare: &v}
+	case tokString:
+		f.i++
+		return &gValue{Pos: t.Pos, Quoted: &v}
+	}
+	f.ok = false
+	return nil
+}
+
+func (f *polFast) addr() *gAddr {
+	t := f.peek()
+	if t == nil || t.Type != tokAddr4 && t.Type != tokAddr6 && t.Type != tokPrefix {
+		f.ok = false
+		return nil
+	}
+	f.i++
+	return &gAddr{Pos: t.Pos, Text: t.Value}
+}
+
+func (f *polFast) policy() *gPolicy {
+	g := &gPolicy{Pos: f.peek().Pos}
+	f.want("policy")
+	if g.Name = f.name(); !f.ok {
+		return nil
+	}
+	f.want("{")
+	f.want("select")
+	if !f.ok {
+		return nil
+	}
+	if g.Select = f.selector(); !f.ok {
+		return nil
+	}
+	for f.ok && !f.is("}") {
+		switch {
+		case f.is("ingress"), f.is("egress"):
+			r := f.rule()
+			if !f.ok {
+				return nil
+			}
+			g.Items = append(g.Items, &gItem{Rule: r})
+		case f.is("isolate"):
+			is := &gIsolate{Pos: f.next().Pos}
+			for f.ok {
+				if !f.is("ingress") && !f.is("egress") {
+					f.ok = false
+					return nil
+				}
+				d := f.next()
+				is.Dirs = append(is.Dirs, &gDir{Pos: d.Pos, Dir: d.Value})
+				if !f.is(",") {
+					break
+				}
+				f.i++
+			}
+			g.Items = append(g.Items, &gItem{Isolate: is})
+		default:
+			f.ok = false
+			return nil
+		}
+	}
+	f.want("}")
+	return g
+}
+
+func (f *polFast) rule() *gRule {
+	dir := f.next()
+	g := &gRule{Pos: dir.Pos, Dir: dir.Value}
+	if !f.is("allow") && !f.is("deny") {
+		f.ok = false
+		return nil
+	}
+	g.Action = f.next().Value
+	if f.is("from") || f.is("to") {
+		w := f.next()
+		g.PeerWord = &gPeerWord{Pos: w.Pos, Word: w.Value}
+		for f.ok {
+			p := f.peer()
+			if !f.ok {
+				return nil
+			}
+			g.Peers = append(g.Peers, p)
+			if !f.is(",") {
+				break
+			}
+			f.i++
+		}
+	}
+	if f.is("on") {
+		f.i++
+		for f.ok {
+			l := f.l4()
+			if !f.ok {
+				return nil
+			}
+			g.Ports = append(g.Ports, l)
+			if !f.is(",") {
+				break
+			}
+			f.i++
+		}
+	}
+	return g
+}
+
+// peer reads the peers participle's disjunction picks without doubt: world,
+// any, a CIDR, a selector (braced, or a requirement: "!" or a key and an
+// operator) and a cidrset name (a word that no operator follows).
+func (f *polFast) peer() *gPeer {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	g := &gPeer{Pos: t.Pos}
+	switch {
+	case t.Value == "world":
+		f.i++
+		g.World = true
+	case t.Value == "any":
+		f.i++
+		g.Any = true
+	case t.Type == tokAddr4 || t.Type == tokAddr6 || t.Type == tokPrefix:
+		g.CIDR = f.cidr()
+	case t.Value == "{" || t.Value == "!":
+		g.Selector = f.selector()
+	case (t.Type == tokWord || t.Type == tokString) && f.i+1 < len(f.toks) && polIsOneOf(f.toks[f.i+1], "=", "!=", "in", "notin", "exists"):
+		g.Selector = f.selector()
+	case t.Type == tokWord && (f.i+1 == len(f.toks) || f.toks[f.i+1].Value == "," || f.toks[f.i+1].Value == "on" || f.toks[f.i+1].Value == "}" ||
+		f.toks[f.i+1].Value == "ingress" || f.toks[f.i+1].Value == "egress"):
+		g.Set = f.name()
+	default:
+		f.ok = false
+		return nil
+	}
+	if !f.ok {
+		return nil
+	}
+	return g
+}
+
+func (f *polFast) cidr() *gCIDR {
+	t := f.peek()
+	g := &gCIDR{Pos: t.Pos, Prefix: f.addr()}
+	if !f.ok || !f.is("except") {
+		return g
+	}
+	f.i++
+	if f.is("(") {
+		f.i++
+		for f.ok {
+			a := f.addr()
+			if !f.ok {
+				return nil
+			}
+			g.Except = append(g.Except, a)
+			if !f.is(",") {
+				break
+			}
+			f.i++
+		}
+		f.want(")")
+		return g
+	}
+	g.Except = append(g.Except, f.addr())
+	return g
+}
+
+// selector reads a braced selector or a single requirement.
+func (f *polFast) selector() *gSelector {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	g := &gSelector{Pos: t.Pos}
+	if t.Value != "{" {
+		g.Single = f.req()
+		return g
+	}
+	f.i++
+	g.Braced = true
+	if f.is("}") {
+		f.i++
+		return g
+	}
+	for f.ok {
+		r := f.req()
+		if !f.ok {
+			return nil
+		}
+		g.Reqs = append(g.Reqs, r)
+		if !f.is(",") {
+			break
+		}
+		f.i++
+	}
+	f.want("}")
+	return g
+}
+
+// req reads one requirement: !key, key=value, key!=value, key in (...),
+// key notin (...) or key exists.
+func (f *polFast) req() *gReq {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	g := &gReq{Pos: t.Pos}
+	if t.Value == "!" {
+		f.i++
+		g.Not = f.key()
+		return g
+	}
+	if g.Key = f.key(); !f.ok {
+		return nil
+	}
+	switch {
+	case f.is("="), f.is("!="):
+		g.Op = f.next().Value
+		g.Value = f.value()
+	case f.is("in"), f.is("notin"):
+		g.ListOp = f.next().Value
+		f.want("(")
+		for f.ok {
+			v := f.value()
+			if !f.ok {
+				return nil
+			}
+			g.Values = append(g.Values, v)
+			if !f.is(",") {
+				break
+			}
+			f.i++
+		}
+		f.want(")")
+	case f.is("exists"):
+		f.i++
+		g.Exists = true
+	default:
+		f.ok = false
+		return nil
+	}
+	return g
+}
+
+func (f *polFast) l4() *gL4 {
+	t := f.peek()
+	if t == nil {
+		f.ok = false
+		return nil
+	}
+	g := &gL4{Pos: t.Pos}
+	switch t.Value {
+	case "tcp", "udp", "sctp":
+		f.i++
+		g.Port = t.Value
+		if f.is("/") {
+			f.i++
+			g.First = f.integer()
+			if f.ok && f.is("-") {
+				f.i++
+				g.Last = f.integer()
+			}
+		}
+	case "icmp", "icmpv6":
+		f.i++
+		g.ICMP = t.Value
+		if f.is("type") {
+			f.i++
+			g.Type = f.integer()
+			if f.ok && f.is("code") {
+				f.i++
+				g.Code = f.integer()
+			}
+		}
+	case "any":
+		f.i++
+		g.AnyProt = true
+	default:
+		f.ok = false
+		return nil
+	}
+	return g
+}
+
+func (f *polFast) integer() *gInt {
+	if !f.isType(tokInt) {
+		f.ok = false
+		return nil
+	}
+	t := f.next()
+	return &gInt{Pos: t.Pos, Text: t.Value}
 }
