@@ -59,7 +59,15 @@ func hookPinName(hook string) string {
 
 // attach attaches prog for a.Hook to a.Ifindex (in the calling thread's
 // network namespace) and, for links, pins the link at pin. It fills a.Mode.
-func attach(a *Attachment, prog *ebpf.Program, pin string, mode TCMode) error {
+//
+// A netlink tc filter holds its program by itself and leaves no pin that
+// recovery could find, so for one attach first calls record (when not
+// nil), which must commit the attachment: a kill after installing the
+// filter then leaves it recorded (apply switches it, unload deletes it),
+// and a kill before leaves a record of a filter that is not there, which
+// is harmless (not live; deleting it succeeds). A pinned link needs no
+// record first: recovery detaches link pins the state does not list.
+func attach(a *Attachment, prog *ebpf.Program, pin string, mode TCMode, record func(*Attachment) error) error {
 	if a.Hook == bundle.HookUplinkXDP {
 		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: a.Ifindex})
 		if err != nil {
@@ -84,6 +92,11 @@ func attach(a *Attachment, prog *ebpf.Program, pin string, mode TCMode) error {
 	}
 	a.Mode = ModeTC
 	a.Link = ""
+	if record != nil {
+		if err := record(a); err != nil {
+			return err
+		}
+	}
 	return tcFilterReplace(a, prog)
 }
 

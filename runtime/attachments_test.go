@@ -1,10 +1,14 @@
 package runtime
 
 import (
+	"errors"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/runtime/netnstest"
 )
 
@@ -183,4 +187,145 @@ func TestNetlinkNamespaceGone(t *testing.T) {
 	if _, err := h.Unload(name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCrashDuringAttachNetlink: a kill right after attach installed a
+// netlink tc filter must not leave a filter no record mentions: the next
+// apply or unload would remove the pins of the generation it runs, the
+// kernel would empty that generation's tail-call array, and the filter
+// would drop every packet on the interface.
+func TestCrashDuringAttachNetlink(t *testing.T) {
+	h := testHost(t)
+	h.TCMode = TCNetlink
+	topo := twoEndpoints(t)
+	a, b := topo.Endpoints[0], topo.Endpoints[1]
+	crashAttach := func(name, iface string) {
+		t.Helper()
+		// The child forks from a thread in the host namespace, so it
+		// attaches there.
+		if err := topo.Host.Do(func() error {
+			runCrashing(t, h, CrashAttachAfterFilter, "attach", name, 0, 0,
+				helperIfaceEnv+"="+iface, helperTCModeEnv+"="+string(TCNetlink))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	polcFilters := func(iface string) (n int) {
+		t.Helper()
+		if err := topo.Host.Do(func() error {
+			ifc, err := netlink.LinkByName(iface)
+			if err != nil {
+				return err
+			}
+			for _, hook := range []string{bundle.HookEndpointEgress, bundle.HookEndpointIngress} {
+				_, live, err := tcFilterState(&Attachment{Iface: iface, Ifindex: ifc.Attrs().Index, Hook: hook})
+				if err != nil {
+					return err
+				}
+				if live {
+					n++
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Killed mid-attach, then apply.
+	const name = "crashattnl"
+	mustLoad(t, h, name, 1, tcActOK)
+	crashAttach(name, a.HostIf)
+	if polcFilters(a.HostIf) == 0 {
+		t.Fatalf("no filter installed on %s before the kill", a.HostIf)
+	}
+	expectReach(t, "after a kill mid-attach", a, b, true)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Apply(name, testBundle(2, tcActOK))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, h, name, 2)
+	expectReach(t, "apply after a kill mid-attach", a, b, true)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Apply(name, testBundle(3, tcActShot))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expectReach(t, "deny applied after a kill mid-attach", a, b, false)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Unload(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := polcFilters(a.HostIf); n != 0 {
+		t.Errorf("%d polc filters left on %s after unload", n, a.HostIf)
+	}
+	expectReach(t, "unloaded", a, b, true)
+
+	// Killed mid-attach, then unload.
+	const name2 = "crashattnl2"
+	mustLoad(t, h, name2, 1, tcActOK)
+	crashAttach(name2, b.HostIf)
+	expectReach(t, "after a kill mid-attach", a, b, true)
+	if err := topo.Host.Do(func() error {
+		_, err := h.Unload(name2)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := polcFilters(b.HostIf); n != 0 {
+		t.Errorf("%d polc filters left on %s after unload", n, b.HostIf)
+	}
+	expectReach(t, "unload after a kill mid-attach", a, b, true)
+}
+
+// TestUnloadNetlinkOtherNamespace: unloading from another network
+// namespace than a live netlink tc filter's must refuse and change
+// nothing: the filter cannot be deleted from there, and once the
+// generation's pins were gone its emptied tail-call array would drop every
+// packet on the interface.
+func TestUnloadNetlinkOtherNamespace(t *testing.T) {
+	h := testHost(t)
+	h.TCMode = TCNetlink
+	topo := twoEndpoints(t)
+	a, b := topo.Endpoints[0], topo.Endpoints[1]
+	const name = "nlforeign"
+	mustLoad(t, h, name, 1, tcActOK)
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	expectReach(t, "netlink allow", a, b, true)
+
+	ok, err := h.Unload(name) // from the test's own namespace
+	if !errors.Is(err, ErrOtherNetns) || !IsEnvironment(err) || ok {
+		t.Fatalf("unload from another namespace: %v, %v; want ErrOtherNetns", ok, err)
+	}
+	if want := "nsenter --net=/var/run/netns/" + topo.Host.Name; !strings.Contains(err.Error(), want) &&
+		!strings.Contains(err.Error(), "nsenter --net=/run/netns/"+topo.Host.Name) {
+		t.Errorf("error %q does not say how to enter %s", err, topo.Host.Name)
+	}
+	t.Logf("refused: %v", err)
+	if _, err := os.Stat(h.pins(name).state()); err != nil {
+		t.Errorf("refused unload removed the state: %v", err)
+	}
+	checkClean(t, h, name, 1)
+	expectReach(t, "after a refused unload", a, b, true)
+
+	if err := topo.Host.Do(func() error {
+		ok, err := h.Unload(name)
+		if err == nil && !ok {
+			err = errors.New("not unloaded")
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("unload from the filter's namespace: %v", err)
+	}
+	if _, err := os.Stat(h.pins(name).dir()); !os.IsNotExist(err) {
+		t.Errorf("pins left after unload: %v", pinTree(t, h, name))
+	}
+	expectReach(t, "unloaded", a, b, true)
 }

@@ -21,13 +21,17 @@ var (
 	ErrInvalidName = errors.New("invalid name")
 	// ErrLocked: another polc holds the host lock for too long.
 	ErrLocked = errors.New("host is locked by another polc")
+	// ErrOtherNetns: the operation must run in another network namespace
+	// (a netlink tc filter is found by ifindex only in its own).
+	ErrOtherNetns = errors.New("run polc in the attachment's network namespace")
 )
 
 // IsEnvironment reports whether err comes from what the host lacks
-// (privileges, bpffs, kernel features) rather than from the bundle or the
-// request. The CLI exits 2 for these.
+// (privileges, bpffs, kernel features) or from where polc runs (the wrong
+// network namespace) rather than from the bundle. The CLI exits 2 for
+// these.
 func IsEnvironment(err error) bool {
 	return errors.Is(err, ErrNoBPFFS) || errors.Is(err, ErrPrivilege) ||
 		errors.Is(err, ErrLocked) || errors.Is(err, ebpf.ErrNotSupported) ||
-		errors.Is(err, os.ErrPermission)
+		errors.Is(err, os.ErrPermission) || errors.Is(err, ErrOtherNetns)
 }

@@ -7,10 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/polc-dev/polc/compiler/bundle"
 )
@@ -28,6 +31,7 @@ const (
 	CrashApplyAfterSwitch  = "apply-after-switch" // one attachment switched, state not written
 	CrashApplyAfterCommit  = "apply-after-commit" // state written, old generation not removed
 	CrashUnloadAfterDetach = "unload-after-detach"
+	CrashAttachAfterFilter = "attach-after-filter" // a netlink tc filter installed by attach
 )
 
 // Host manages the bundles loaded on this machine. The zero value is not
@@ -384,6 +388,12 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 
 // Unload detaches everything attached under name and removes its pins.
 // Unloading a name that is not loaded does nothing and returns false.
+//
+// It refuses (ErrOtherNetns, changing nothing) while a netlink tc filter
+// of name sits in another network namespace that still exists: it cannot
+// be deleted from here, and once the generation's pins are gone the
+// kernel empties the tail-call array its entry program uses, so it would
+// drop every packet on its interface.
 func (h *Host) Unload(name string) (bool, error) {
 	lk, st, err := h.begin(name)
 	if err != nil {
@@ -395,16 +405,15 @@ func (h *Host) Unload(name string) (bool, error) {
 		return false, nil
 	}
 	p := h.pins(name)
-	var errs []error
 	ns := currentNetns()
+	if err := foreignFilters(name, st, ns); err != nil {
+		return false, err
+	}
+	var errs []error
 	for i := range st.Attachments {
 		a := &st.Attachments[i]
-		if a.Mode == ModeTC && a.Netns != ns {
-			// Not reachable from here by ifindex; the filter goes with its
-			// interface, or with `tc filter del` in its namespace.
-			h.notice("leaving the tc filter on %s (network namespace %d): unload from that namespace to remove it", a.Iface, a.Netns)
-			continue
-		}
+		// A netlink filter of another namespace is gone with it (see
+		// foreignFilters): detach drops it.
 		if err := detach(p, a); err != nil {
 			errs = append(errs, err)
 		}
@@ -481,18 +490,42 @@ func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, err
 			Iface: iface, Ifindex: ifc.Index, Netns: ns, Hook: hook,
 			Link: fmt.Sprintf("%s/%d-%d-%s", linksDir, ns, ifc.Index, hookPinName(hook)),
 		}
-		err = attach(&a, prog, linkPin(p, &a), h.TCMode)
+		// A netlink filter is recorded before it is installed (see attach):
+		// nothing else would find it after a kill.
+		recorded := false
+		record := func(a *Attachment) error {
+			st.Attachments = append(st.Attachments, *a)
+			if err := writeState(p, st); err != nil {
+				st.Attachments = st.Attachments[:len(st.Attachments)-1]
+				return fmt.Errorf("record %s on %s: %w", a.Hook, a.Iface, err)
+			}
+			recorded = true
+			return nil
+		}
+		err = attach(&a, prog, linkPin(p, &a), h.TCMode, record)
 		prog.Close()
 		if err != nil {
+			if recorded {
+				// The filter was not installed: drop its record.
+				st.Attachments = st.Attachments[:len(st.Attachments)-1]
+				if werr := writeState(p, st); werr != nil {
+					err = errors.Join(err, fmt.Errorf("drop the record of %s on %s: %w", hook, iface, werr))
+				}
+			}
 			return made, err
+		}
+		if a.Mode == ModeTC {
+			h.crash(CrashAttachAfterFilter)
 		}
 		if a.Mode == ModeTC && h.TCMode == TCAuto {
 			h.notice("the kernel has no tcx: %s attached with a netlink clsact filter", iface)
 		}
-		st.Attachments = append(st.Attachments, a)
-		if err := writeState(p, st); err != nil {
-			_ = detach(p, &a)
-			return made, err
+		if !recorded {
+			st.Attachments = append(st.Attachments, a)
+			if err := writeState(p, st); err != nil {
+				_ = detach(p, &a)
+				return made, err
+			}
 		}
 		made = append(made, a)
 	}
@@ -583,4 +616,59 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 		}
 	}
 	return removed, nil
+}
+
+// foreignFilters refuses, with ErrOtherNetns, to go on while one of st's
+// netlink tc filters sits in a network namespace other than ns that still
+// exists, naming each such namespace, its interfaces and how to get there.
+func foreignFilters(name string, st *State, ns uint64) error {
+	alive := map[uint64]bool{}
+	ifaces := map[uint64][]string{}
+	var order []uint64
+	for _, a := range st.Attachments {
+		if a.Mode != ModeTC || a.Netns == ns {
+			continue
+		}
+		live, seen := alive[a.Netns]
+		if !seen {
+			live = netnsAlive(a.Netns) // else gone with its filters
+			alive[a.Netns] = live
+			if live {
+				order = append(order, a.Netns)
+			}
+		}
+		if live && !slices.Contains(ifaces[a.Netns], a.Iface) {
+			ifaces[a.Netns] = append(ifaces[a.Netns], a.Iface)
+		}
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	var where []string
+	for _, n := range order {
+		enter := "nsenter --net=/run/netns/NS"
+		if path := netnsPath(n); path != "" {
+			enter = "nsenter --net=" + path
+		}
+		where = append(where, fmt.Sprintf("on %s in network namespace %d (%s polc unload %s)",
+			strings.Join(ifaces[n], ", "), n, enter, name))
+	}
+	return fmt.Errorf("%w: %s has netlink tc filters %s; they can be removed only from there, and unloading from here would leave them dropping every packet: run polc detach or polc unload there first",
+		ErrOtherNetns, name, strings.Join(where, "; "))
+}
+
+// netnsPath is a path that names the network namespace with inode ino
+// (an ip netns mount under /run/netns), or "" if there is none.
+func netnsPath(ino uint64) string {
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			var st unix.Stat_t
+			path := filepath.Join(dir, e.Name())
+			if unix.Stat(path, &st) == nil && st.Ino == ino {
+				return path
+			}
+		}
+	}
+	return ""
 }

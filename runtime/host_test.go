@@ -334,6 +334,9 @@ func TestHelperProcess(t *testing.T) {
 		_, err = h.Load(name, testBundle(mark, verdict))
 	case "unload":
 		_, err = h.Unload(name)
+	case "attach":
+		h.TCMode = TCMode(os.Getenv(helperTCModeEnv))
+		_, err = h.Attach(name, os.Getenv(helperIfaceEnv), AttachOptions{TC: true})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -341,6 +344,13 @@ func TestHelperProcess(t *testing.T) {
 	}
 	os.Exit(0)
 }
+
+// helperIfaceEnv and helperTCModeEnv tell the helper's "attach" which
+// interface (of the namespace it runs in) and which tc mode.
+const (
+	helperIfaceEnv  = "POLC_RUNTIME_TEST_IFACE"
+	helperTCModeEnv = "POLC_RUNTIME_TEST_TC_MODE"
+)
 
 // helperPolicyEnv holds policy source the helper compiles and applies
 // instead of a test-datapath bundle.
