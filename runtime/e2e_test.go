@@ -366,8 +366,10 @@ func TestE2EApplyUnderTraffic(t *testing.T) {
 		applies = n
 	}
 	// The verifier dominates an apply (0.1–0.3 s here, seconds when the
-	// machine is crowded): bound the test's time, not only its count.
-	const budget = 45 * time.Second
+	// machine is crowded): 200 applies take about 50 s on an idle machine.
+	// The budget only keeps a hung kernel from stalling CI; every apply
+	// must happen.
+	const budget = 150 * time.Second
 	start := time.Now()
 	done := 0
 	for ; done < applies && time.Since(start) < budget; done++ {
@@ -378,10 +380,7 @@ func TestE2EApplyUnderTraffic(t *testing.T) {
 		}
 	}
 	if done < applies {
-		t.Logf("time budget of %s reached after %d of %d applies", budget, done, applies)
-		if done < 20 {
-			t.Errorf("only %d applies in %s", done, budget)
-		}
+		t.Errorf("time budget of %s reached after %d of %d applies", budget, done, applies)
 	}
 	if d, err := time.ParseDuration(os.Getenv("POLC_E2E_IDLE")); err == nil {
 		time.Sleep(d) // traffic without applies, for comparison
