@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -243,7 +244,7 @@ outlives polc. Attaching what is already attached does nothing.`,
 			if len(af.tc)+len(af.xdp) == 0 {
 				return usageError("attach needs --iface or --xdp")
 			}
-			if err := checkIfaces(append(append([]string{}, af.tc...), af.xdp...)); err != nil {
+			if err := checkIfaces(slices.Concat(af.tc, af.xdp)); err != nil {
 				return err
 			}
 			h := hf.existingHost(c)

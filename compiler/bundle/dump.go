@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -78,7 +79,7 @@ func (b *Bundle) Decode() *Decoded {
 				d.Policy = append(d.Policy, r)
 			case MapPolicyRanges:
 				rk := DecodePolicyRangeKey(k)
-				r := policyRow(be32(rk.Subject), be32(rk.Remote), rk.Proto, rk.Flags, DecodePolicyValue(v))
+				r := policyRow(binary.BigEndian.Uint32(rk.Subject[:]), binary.BigEndian.Uint32(rk.Remote[:]), rk.Proto, rk.Flags, DecodePolicyValue(v))
 				bits := int(rk.Prefixlen) - bpf.PolicyRangeKeyFixedBits
 				r.Lo = uint16(rk.Port[0])<<8 | uint16(rk.Port[1])
 				r.Hi = r.Lo | uint16((uint32(1)<<(16-bits))-1)
@@ -91,10 +92,6 @@ func (b *Bundle) Decode() *Decoded {
 	sortPolicyRows(d.Policy)
 	sortPolicyRows(d.PolicyRanges)
 	return d
-}
-
-func be32(b [4]byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 func policyRow(subject, remote uint32, proto, flags uint8, v bpf.PolicyValue) PolicyRow {

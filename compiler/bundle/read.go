@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 )
 
 // ErrCorrupt is wrapped by every error Read and Verify return for a bundle
@@ -69,7 +70,7 @@ func readDir(dir string) (map[string][]byte, error) {
 // validName accepts the relative, clean, slash-separated names a bundle
 // uses, so that a manifest cannot point outside the bundle.
 func validName(n string) bool {
-	return n != "" && path.Clean(n) == n && !path.IsAbs(n) && n != ".." && !bytes.HasPrefix([]byte(n), []byte("../"))
+	return n != "" && path.Clean(n) == n && !path.IsAbs(n) && n != ".." && !strings.HasPrefix(n, "../")
 }
 
 func readTar(p string) (map[string][]byte, error) {

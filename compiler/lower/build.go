@@ -1,6 +1,7 @@
 package lower
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/polc-dev/polc/bpf"
@@ -119,12 +120,8 @@ func identities(s *addrSpace) []bundle.Identity {
 		}
 		out = append(out, id)
 	}
-	sortIdentities(out)
+	slices.SortFunc(out, func(a, b bundle.Identity) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func sortIdentities(ids []bundle.Identity) {
-	slices.SortFunc(ids, func(a, b bundle.Identity) int { return cmpU32(a.ID, b.ID) })
 }
 
 // rules lists the reserved rule ids and every rule for rules.json.

@@ -64,7 +64,6 @@ type addrSpace struct {
 	atoms     []*atom
 	atomIndex map[string]int32
 	labelSets []*labelSet
-	byLabels  map[string]*labelSet
 	epLabels  []*labelSet // per endpoint
 	nodes     []*regionNode
 	classes   []*class // sorted by text
@@ -100,14 +99,15 @@ func atomText(cidr netip.Prefix, except []netip.Prefix) string {
 // splitAddressSpace finds the atoms and label sets of prog and the class of
 // every region.
 func splitAddressSpace(prog *ir.Program) (*addrSpace, error) {
-	s := &addrSpace{atomIndex: map[string]int32{}, byLabels: map[string]*labelSet{}}
+	s := &addrSpace{atomIndex: map[string]int32{}}
 
+	byLabels := map[string]*labelSet{}
 	for i, e := range prog.Endpoints {
 		t := labelsText(e.Labels)
-		ls := s.byLabels[t]
+		ls := byLabels[t]
 		if ls == nil {
 			ls = &labelSet{labels: e.Labels, text: t}
-			s.byLabels[t] = ls
+			byLabels[t] = ls
 			s.labelSets = append(s.labelSets, ls)
 		}
 		ls.endpoints = append(ls.endpoints, i)

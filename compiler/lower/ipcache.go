@@ -57,18 +57,16 @@ func classFlags(c *class) uint32 {
 	return f
 }
 
-// isHost reports whether p is one address (it goes into the host hash).
-func isHost(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
-
 // ipcacheRecords splits the entries into the four ipcache maps' records.
 func ipcacheRecords(entries []ipcacheEntry) map[string][]byte {
 	out := map[string][]byte{}
 	for _, e := range entries {
-		v4 := e.prefix.Addr().Is4()
+		// One address goes into the host hash, a wider prefix into the trie.
+		host, v4 := e.prefix.IsSingleIP(), e.prefix.Addr().Is4()
 		switch {
-		case isHost(e.prefix) && v4:
+		case host && v4:
 			out[bundle.MapIPCache4] = bundle.AppendIPCacheHost(out[bundle.MapIPCache4], e.prefix.Addr(), e.value)
-		case isHost(e.prefix):
+		case host:
 			out[bundle.MapIPCache6] = bundle.AppendIPCacheHost(out[bundle.MapIPCache6], e.prefix.Addr(), e.value)
 		case v4:
 			out[bundle.MapIPCache4LPM] = bundle.AppendIPCacheLPM(out[bundle.MapIPCache4LPM], e.prefix, e.value)

@@ -1,6 +1,7 @@
 package lower
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -142,9 +143,9 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 			if !pl.ruleDone[i] {
 				pl.ruleRemotes[i], pl.ruleDone[i] = pl.remotes(r), true
 			}
-			for _, remote := range pl.ruleRemotes[i] {
-				for _, pm := range r.Ports {
-					proto, anyPort, ivs := portClass(pm)
+			for _, pm := range r.Ports {
+				proto, anyPort, ivs := portClass(pm)
+				for _, remote := range pl.ruleRemotes[i] {
 					k := classKey{remote, proto}
 					c := classes[k]
 					if c == nil {
@@ -167,7 +168,7 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 	}
 	slices.SortFunc(keys, func(a, b classKey) int {
 		if a.remote != b.remote {
-			return cmpU32(a.remote, b.remote)
+			return cmp.Compare(a.remote, b.remote)
 		}
 		return int(a.proto) - int(b.proto)
 	})
@@ -223,16 +224,6 @@ func classHints(k classKey, anyPort bool) uint32 {
 		h |= bpf.HintAnyPort
 	}
 	return h
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // portClass maps an L4 term to its protocol key and either "every port"

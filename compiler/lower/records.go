@@ -1,6 +1,7 @@
 package lower
 
 import (
+	"cmp"
 	"math/bits"
 	"slices"
 
@@ -68,9 +69,9 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 				rs = append(rs, rangeEntryKey{r, dirFlag})
 			}
 		}
-		slices.SortFunc(es, func(a, b policyEntryKey) int { return cmpU64(a.sortKey(), b.sortKey()) })
+		slices.SortFunc(es, func(a, b policyEntryKey) int { return cmp.Compare(a.sortKey(), b.sortKey()) })
 		sortedEntries[ls] = es
-		slices.SortFunc(rs, func(a, b rangeEntryKey) int { return cmpU64(a.sortKey(), b.sortKey()) })
+		slices.SortFunc(rs, func(a, b rangeEntryKey) int { return cmp.Compare(a.sortKey(), b.sortKey()) })
 		sortedRanges[ls] = rs
 		for _, c := range ls.classes {
 			subjects = append(subjects, subject{c, ls})
@@ -79,7 +80,7 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 	// policy_ranges keys start with the prefix length (little endian, but
 	// below 256) and go on big endian: their byte order is numeric order of
 	// (prefix length, subject, remote, proto, flags, port).
-	slices.SortFunc(subjects, func(a, b subject) int { return cmpU32(a.c.id, b.c.id) })
+	slices.SortFunc(subjects, func(a, b subject) int { return cmp.Compare(a.c.id, b.c.id) })
 	for plen := 0; plen <= 16; plen++ {
 		for _, sub := range subjects {
 			rs := sortedRanges[sub.ls]
@@ -89,7 +90,7 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 			}
 		}
 	}
-	slices.SortFunc(subjects, func(a, b subject) int { return cmpU32(bits.ReverseBytes32(a.c.id), bits.ReverseBytes32(b.c.id)) })
+	slices.SortFunc(subjects, func(a, b subject) int { return cmp.Compare(bits.ReverseBytes32(a.c.id), bits.ReverseBytes32(b.c.id)) })
 	for _, sub := range subjects {
 		for _, e := range sortedEntries[sub.ls] {
 			k := bpf.PolicyKey{Subject: sub.c.id, Remote: e.remote, Port: e.port, Proto: e.proto, Flags: e.keyFlags}
@@ -123,16 +124,6 @@ type rangeEntryKey struct {
 // prefix length first: (bits, remote, proto, flags, port).
 func (r rangeEntryKey) sortKey() uint64 {
 	return uint64(r.port.bits)<<58 | uint64(r.remote)<<26 | uint64(r.proto)<<18 | uint64(r.dirFlag)<<16 | uint64(r.port.port)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // counterSlots sizes the counters array: one slot per rule id up to the

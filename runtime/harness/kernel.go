@@ -39,6 +39,9 @@ type Kernel struct {
 	xdp     *ebpf.Program // nil when the bundle has no prefilter
 	has4    bool          // cfg_has_ipv4: IPv4 has subjects at all
 	has6    bool
+	// The ipcache maps, looked up once: ipcache reads them for every
+	// packet. The LPM tries are nil when the bundle has no prefixes.
+	ipcache4, ipcache4LPM, ipcache6, ipcache6LPM *ebpf.Map
 }
 
 // ErrPrivilege is returned (wrapped) by Open when the process may not
@@ -115,6 +118,8 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 			return nil, fmt.Errorf("bundle: map %s is missing", name)
 		}
 	}
+	k.ipcache4, k.ipcache4LPM = l.Maps[bpf.MapIPCache4], l.Maps[bpf.MapIPCache4LPM]
+	k.ipcache6, k.ipcache6LPM = l.Maps[bpf.MapIPCache6], l.Maps[bpf.MapIPCache6LPM]
 	k.events, err = ringbuf.NewReader(l.Maps[bpf.MapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("open events: %w", err)
@@ -198,13 +203,13 @@ func (k *Kernel) ipcache(addr netip.Addr) (bpf.IPCacheValue, bool, error) {
 		if !k.has4 {
 			return v, false, nil
 		}
-		host, lpm = k.loaded.Maps[bpf.MapIPCache4], k.loaded.Maps[bpf.MapIPCache4LPM]
+		host, lpm = k.ipcache4, k.ipcache4LPM
 		hk, lk = addr.As4(), bpf.LPMKey4{Prefixlen: 32, Addr: addr.As4()}
 	} else {
 		if !k.has6 {
 			return v, false, nil
 		}
-		host, lpm = k.loaded.Maps[bpf.MapIPCache6], k.loaded.Maps[bpf.MapIPCache6LPM]
+		host, lpm = k.ipcache6, k.ipcache6LPM
 		hk, lk = addr.As16(), bpf.LPMKey6{Prefixlen: 128, Addr: addr.As16()}
 	}
 	err := host.Lookup(hk, &v)
