@@ -154,22 +154,42 @@ struct policy_range_key {
 #define POLC_RANGE_FULL_PREFIX 96
 
 /*
- * Key of conntrack: the packet's tuple as seen at one observation point
- * (the endpoint's direction), so that A→B checked at A's egress does not
- * let B's ingress skip policy. IPv4 addresses fill addr[0..3], the rest 0.
- * For ICMP echo: request sport = id, dport = 0; reply sport = 0, dport = id,
- * so a reply's reversed tuple is its request's tuple.
+ * A packet's tuple as observed at one hook (pkt_state.tuple, .inner). IPv4
+ * addresses fill addr[0..3], the rest 0. For ICMP echo: request sport = id,
+ * dport = 0; reply sport = 0, dport = id, so a reply's reversed tuple is its
+ * request's tuple.
  */
-struct ct_key {
+struct polc_tuple {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u16 sport;  /* host byte order */
 	__u16 dport;  /* host byte order */
 	__u8 proto;
 	__u8 family;  /* POLC_FAMILY_* */
-	__u8 dir;     /* POLC_DIR_* of the packet that created the entry */
+	__u8 dir;     /* POLC_DIR_* of the hook that observed it */
 	__u8 pad;
 };
+
+/*
+ * Key of conntrack: a flow as one endpoint sees it, the endpoint's side
+ * first whatever the packet's direction (polc_ct_key). A packet and its
+ * reply, at the endpoint's two hooks, have the same key, so one probe finds
+ * either; the value's origin tells which hook opened the flow. Flows
+ * between two local endpoints have one entry at each (laddr differs), so
+ * A→B checked at A's egress does not let B's ingress skip policy.
+ */
+struct ct_key {
+	__u8 laddr[16]; /* the endpoint's (subject's) address */
+	__u8 raddr[16]; /* the remote's */
+	__u16 lport;    /* host byte order; ICMP echo: the tracking ports */
+	__u16 rport;
+	__u8 proto;
+	__u8 family;    /* POLC_FAMILY_* */
+	__u8 echo;      /* POLC_CT_ECHO_*: who sent the echo request, 0 otherwise */
+	__u8 pad;
+};
+#define POLC_CT_ECHO_LOCAL  1 /* the endpoint pings the remote */
+#define POLC_CT_ECHO_REMOTE 2 /* the remote pings the endpoint */
 
 /*
  * Value of conntrack. Times are bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC
@@ -183,7 +203,8 @@ struct ct_value {
 	__u32 rule;       /* rule that allowed the flow */
 	__u32 generation; /* cfg_generation when it was decided */
 	__u8 state;       /* POLC_CT_* */
-	__u8 pad[7];
+	__u8 origin;      /* POLC_DIR_* of the hook whose packet opened the flow */
+	__u8 pad[6];
 };
 
 /* Key of frags: a fragmented datagram at one observation point. */
@@ -261,9 +282,9 @@ struct event {
  * preemption, so the entry's state is intact when the next program reads it.
  */
 struct pkt_state {
-	struct ct_key tuple; /* the packet as observed; dir = observation direction */
-	struct ct_key flow;  /* conntrack key to create or refresh on allow */
-	struct ct_key inner; /* ICMP error: the embedded packet's tuple */
+	struct polc_tuple tuple; /* the packet as observed; dir = observation direction */
+	struct ct_key flow;      /* its conntrack key: to create, refresh or forget */
+	struct polc_tuple inner; /* ICMP error: the embedded packet's tuple */
 	__u32 subject;       /* identities and ipcache flags */
 	__u32 subject_flags;
 	__u32 remote;

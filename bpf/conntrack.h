@@ -25,16 +25,33 @@ static __always_inline __u64 polc_ct_lifetime(__u8 proto)
 	return (__u64)cfg_ct_lifetime_other * POLC_NSEC;
 }
 
-static __always_inline void polc_ct_reverse(struct ct_key *dst, const struct ct_key *src)
+/*
+ * polc_ct_key sets k to the conntrack key of tuple t observed at hook dir:
+ * the endpoint's address and port first (the source at egress, the
+ * destination at ingress). echo is t's POLC_ECHO_* kind: an echo request
+ * seen at egress or a reply seen at ingress belongs to an exchange the
+ * endpoint started, and the reverse to one the remote started. With id 0
+ * both exchanges have ports (0, 0); the echo field keeps them apart.
+ */
+static __always_inline void polc_ct_key(struct ct_key *k, const struct polc_tuple *t, __u8 dir, __u8 echo)
 {
-	__builtin_memcpy(dst->saddr, src->daddr, 16);
-	__builtin_memcpy(dst->daddr, src->saddr, 16);
-	dst->sport = src->dport;
-	dst->dport = src->sport;
-	dst->proto = src->proto;
-	dst->family = src->family;
-	dst->dir = src->dir ^ 1;
-	dst->pad = 0;
+	if (dir == POLC_DIR_EGRESS) {
+		__builtin_memcpy(k->laddr, t->saddr, 16);
+		__builtin_memcpy(k->raddr, t->daddr, 16);
+		k->lport = t->sport;
+		k->rport = t->dport;
+	} else {
+		__builtin_memcpy(k->laddr, t->daddr, 16);
+		__builtin_memcpy(k->raddr, t->saddr, 16);
+		k->lport = t->dport;
+		k->rport = t->sport;
+	}
+	k->proto = t->proto;
+	k->family = t->family;
+	k->echo = 0;
+	if (echo == POLC_ECHO_REQUEST || echo == POLC_ECHO_REPLY)
+		k->echo = (echo == POLC_ECHO_REQUEST) == (dir == POLC_DIR_EGRESS) ? POLC_CT_ECHO_LOCAL : POLC_CT_ECHO_REMOTE;
+	k->pad = 0;
 }
 
 /*
@@ -71,49 +88,35 @@ static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_
 }
 
 /*
- * polc_ct_lookup looks for the packet's flow (same tuple, same direction)
- * and then for the flow it replies to (reversed tuple, opposite direction,
- * i.e. the same endpoint). An ICMP echo request is only looked up as sent
- * and an echo reply only reversed: with id 0 both have ports (0, 0), and a
- * reply must not pass as a later packet of a request (nor the reverse). A
- * stale-generation hit asks for a policy recheck of the original flow:
- * same subject and remote, the original direction and destination port.
+ * polc_ct_lookup looks up the packet's flow, st->flow (polc_entry sets it):
+ * one probe finds both a later packet of a flow this hook opened and a
+ * reply to a flow the endpoint's other hook opened. Only echo requests
+ * open flows, and the key's echo field says which side sent them, so a
+ * request only matches its own exchange and a reply only the request it
+ * answers. A stale-generation hit asks for a policy recheck of the
+ * original flow: same subject and remote, the direction that opened it and
+ * its destination port.
  */
 static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 {
-	struct ct_key rev;
-	struct ct_value *v;
+	struct ct_value *v = bpf_map_lookup_elem(&conntrack, &st->flow);
 
-	if (st->echo != POLC_ECHO_REPLY) {
-		v = bpf_map_lookup_elem(&conntrack, &st->tuple);
-		if (v && v->expires > now) {
-			if (v->generation == cfg_generation) {
-				polc_ct_refresh(&st->tuple, v, st, now);
-				return POLC_CT_HIT;
-			}
-			st->flow = st->tuple;
-			return POLC_CT_RECHECK;
-		}
-	}
-	if (st->echo == POLC_ECHO_REQUEST)
+	if (!v || v->expires <= now)
 		return POLC_CT_MISS;
-	polc_ct_reverse(&rev, &st->tuple);
-	v = bpf_map_lookup_elem(&conntrack, &rev);
-	if (v && v->expires > now) {
-		if (v->generation == cfg_generation) {
-			polc_ct_refresh(&rev, v, st, now);
-			return POLC_CT_HIT;
-		}
-		st->flow = rev;
-		st->pol_dir = rev.dir;
+	if (v->generation == cfg_generation) {
+		polc_ct_refresh(&st->flow, v, st, now);
+		return POLC_CT_HIT;
+	}
+	if (v->origin != st->tuple.dir) {
+		/* a reply: the flow was opened the other way */
+		st->pol_dir = v->origin;
 		if (st->echo == POLC_ECHO_REPLY)
 			/* the original was an echo request */
-			st->policy_port = (rev.family == POLC_FAMILY_IPV4 ? 8 : 128) << 8;
+			st->policy_port = (st->tuple.family == POLC_FAMILY_IPV4 ? 8 : 128) << 8;
 		else
-			st->policy_port = rev.dport;
-		return POLC_CT_RECHECK;
+			st->policy_port = st->tuple.sport;
 	}
-	return POLC_CT_MISS;
+	return POLC_CT_RECHECK;
 }
 
 static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
@@ -125,26 +128,18 @@ static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
 
 /*
  * polc_ct_related: is this ICMP error about a live flow at this endpoint?
- * The quoted packet went the other way, so it is either a flow created in
- * the opposite direction (quoted as sent) or a reply to a flow created in
- * this direction (quoted reversed). As in polc_ct_lookup, a quoted echo
- * request is only a flow as sent, a quoted echo reply only reversed, and
- * any other quoted ICMP message belongs to no flow.
+ * The quoted packet went the other way, through the endpoint's other hook,
+ * so its key there names the flow whichever side opened it. A quoted echo
+ * request or reply names its exchange (polc_ct_key); any other quoted ICMP
+ * message belongs to no flow.
  */
 static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 {
-	struct ct_key k = st->inner;
+	struct ct_key k;
 
 	if (st->inner_echo == POLC_ECHO_OTHER)
 		return 0;
-	k.dir = st->tuple.dir ^ 1;
-	k.pad = 0;
-	if (st->inner_echo != POLC_ECHO_REPLY && polc_ct_live(&k, now))
-		return 1;
-	if (st->inner_echo == POLC_ECHO_REQUEST)
-		return 0;
-	polc_ct_reverse(&k, &st->inner);
-	k.dir = st->tuple.dir;
+	polc_ct_key(&k, &st->inner, st->tuple.dir ^ 1, st->inner_echo);
 	return polc_ct_live(&k, now);
 }
 
@@ -180,12 +175,13 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 		.rule = st->rule,
 		.generation = cfg_generation,
 		.state = POLC_CT_OPEN,
+		.origin = st->tuple.dir,
 	};
 	if (st->tuple.proto == POLC_PROTO_TCP && (st->tcp_flags & POLC_TCP_FIN)) {
 		nv.state = POLC_CT_CLOSING;
 		nv.expires = now + (__u64)cfg_ct_lifetime_closing * POLC_NSEC;
 	}
-	bpf_map_update_elem(&conntrack, &st->tuple, &nv, BPF_ANY);
+	bpf_map_update_elem(&conntrack, &st->flow, &nv, BPF_ANY);
 }
 
 static __always_inline void polc_frag_key(struct frag_key *k, const struct pkt_state *st)

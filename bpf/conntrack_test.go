@@ -27,15 +27,41 @@ func monotonicNow(t *testing.T) uint64 {
 	return uint64(ts.Nano())
 }
 
+// ctKeyOf is the conntrack key of p observed at the hook dir, as
+// polc_ct_key computes it: the endpoint's side first, ICMP echo by the ports
+// of its request and the side that sent it.
 func ctKeyOf(p testPacket, dir uint8) CTKey {
-	k := CTKey{Sport: p.sport, Dport: p.dport, Proto: p.proto, Dir: dir, Family: FamilyIPv4}
+	k := CTKey{Proto: p.proto, Family: FamilyIPv4}
+	var src, dst [16]byte
 	if p.src.Is6() {
 		k.Family = FamilyIPv6
-		k.Saddr, k.Daddr = p.src.As16(), p.dst.As16()
+		src, dst = p.src.As16(), p.dst.As16()
 	} else {
 		s, d := p.src.As4(), p.dst.As4()
-		copy(k.Saddr[:], s[:])
-		copy(k.Daddr[:], d[:])
+		copy(src[:], s[:])
+		copy(dst[:], d[:])
+	}
+	sport, dport := p.sport, p.dport
+	request, reply := uint8(8), uint8(0)
+	native := uint8(1)
+	if p.src.Is6() {
+		request, reply, native = 128, 129, 58
+	}
+	echo := p.proto == native && (p.icmpType == request || p.icmpType == reply)
+	if echo {
+		sport, dport = p.icmpID, 0
+		if p.icmpType == reply {
+			sport, dport = 0, p.icmpID
+		}
+		k.Echo = CTEchoRemote
+		if (p.icmpType == request) == (dir == DirEgress) {
+			k.Echo = CTEchoLocal
+		}
+	}
+	if dir == DirEgress {
+		k.Laddr, k.Raddr, k.Lport, k.Rport = src, dst, sport, dport
+	} else {
+		k.Laddr, k.Raddr, k.Lport, k.Rport = dst, src, dport, sport
 	}
 	return k
 }

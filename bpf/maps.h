@@ -57,7 +57,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } policy_ranges SEC(".maps");
 
-/* Allowed flows by observed tuple and direction. */
+/* Conntrack: allowed flows, keyed endpoint side first (struct ct_key). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct_key);

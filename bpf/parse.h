@@ -194,7 +194,7 @@ static __always_inline int polc_inner_exthdrs(struct __sk_buff *skb, __u32 off, 
  */
 static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
-	struct ct_key *in = &st->inner;
+	struct polc_tuple *in = &st->inner;
 	__u32 l4off = 0;
 	int later = 0;
 	__u8 proto;
@@ -256,7 +256,7 @@ static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_s
  */
 static __always_inline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
-	struct ct_key *t = &st->tuple;
+	struct polc_tuple *t = &st->tuple;
 	__u8 proto = t->proto;
 
 	st->track = 1;

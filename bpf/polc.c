@@ -107,6 +107,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
 	}
 
+	polc_ct_key(&st->flow, &st->tuple, dir, st->echo);
 	if (st->has_inner) {
 		/* ICMP error about a live flow at this endpoint */
 		if (polc_ct_related(st, now))
@@ -121,8 +122,6 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		if (r == POLC_CT_RECHECK)
 			st->kind = POLC_KIND_RECHECK;
 	}
-	if (st->kind == POLC_KIND_NEW)
-		st->flow = st->tuple;
 	/* the remote's identity is needed from here on only (not on the fast path) */
 	ipc = polc_ipcache(other, st->tuple.family);
 	st->remote = ipc.identity;

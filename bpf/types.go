@@ -186,8 +186,8 @@ const (
 	ConstFragLifetime      = "cfg_frag_lifetime"       // seconds a first fragment's verdict is kept (default 30)
 )
 
-// Directions (from the endpoint's point of view), as in CTKey.Dir and
-// Event.Dir. DirEgress equals PolicyEgress.
+// Directions (from the endpoint's point of view), as in CTValue.Origin,
+// Tuple.Dir and Event.Dir. DirEgress equals PolicyEgress.
 const (
 	DirIngress uint8 = 0
 	DirEgress  uint8 = 1
@@ -199,23 +199,44 @@ const (
 	FamilyIPv6 uint8 = 6
 )
 
-// CTKey keys the conntrack map: a packet's tuple as seen at one endpoint in
-// one direction. An entry is created by the first allowed packet of a flow;
-// a later packet matches it with the same key, a reply with the reversed
-// tuple and the opposite direction (the same endpoint's other hook).
+// CTKey keys the conntrack map: a flow as one endpoint sees it, the
+// endpoint's (subject's) address and port first whichever way the packet
+// goes. A packet at the endpoint's egress hook has Laddr = source, at its
+// ingress hook Laddr = destination, so a flow and its replies share one key
+// and one probe finds it; CTValue.Origin records which hook opened it.
+// Flows between two local endpoints have an entry at each.
 //
 // IPv4 addresses fill the first 4 bytes of each address, the rest zero.
-// Ports are in host byte order; for ICMP echo, a request has Sport = id and
-// Dport = 0, a reply Sport = 0 and Dport = id; other ICMP messages are not
-// tracked.
+// Ports are in host byte order. ICMP echo is tracked with the ports of the
+// request (id, 0) as the request's sender sees them, and Echo says which
+// side sent the request; other ICMP messages are not tracked.
 type CTKey struct {
+	Laddr  [16]byte
+	Raddr  [16]byte
+	Lport  uint16
+	Rport  uint16
+	Proto  uint8
+	Family uint8 // FamilyIPv4 or FamilyIPv6
+	Echo   uint8 // CTEchoLocal or CTEchoRemote for ICMP echo, else 0
+	Pad    uint8
+}
+
+// CTKey.Echo: which side sent the echo request.
+const (
+	CTEchoLocal  uint8 = 1 // the endpoint pings the remote
+	CTEchoRemote uint8 = 2 // the remote pings the endpoint
+)
+
+// Tuple is a packet as observed at one hook (PacketState.Tuple and .Inner),
+// in the same encoding as CTKey's fields.
+type Tuple struct {
 	Saddr  [16]byte
 	Daddr  [16]byte
 	Sport  uint16
 	Dport  uint16
 	Proto  uint8
-	Family uint8 // FamilyIPv4 or FamilyIPv6
-	Dir    uint8 // DirIngress or DirEgress of the packet that created it
+	Family uint8
+	Dir    uint8 // DirIngress or DirEgress: the hook that observed it
 	Pad    uint8
 }
 
@@ -232,7 +253,8 @@ type CTValue struct {
 	Rule       uint32 // the rule that allowed the flow
 	Generation uint32
 	State      uint8 // CTOpen or CTClosing
-	Pad        [7]uint8
+	Origin     uint8 // DirIngress or DirEgress: the hook whose packet opened the flow
+	Pad        [6]uint8
 }
 
 // CTValue states.
@@ -299,9 +321,9 @@ type Event struct {
 // nothing outside bpf/ reads or writes it — and is here so that every map
 // value has a Go type checked against the object.
 type PacketState struct {
-	Tuple        CTKey // the packet as observed (Dir = the hook's direction)
-	Flow         CTKey // the conntrack key to create or refresh on allow
-	Inner        CTKey // ICMP error: the quoted packet's tuple
+	Tuple        Tuple // the packet as observed (Dir = the hook's direction)
+	Flow         CTKey // its conntrack key: to create, refresh or forget
+	Inner        Tuple // ICMP error: the quoted packet's tuple
 	Subject      uint32
 	SubjectFlags uint32
 	Remote       uint32

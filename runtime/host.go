@@ -233,6 +233,10 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	layout, err := sharedLayout(b, spec)
+	if err != nil {
+		return nil, err
+	}
 	p := h.pins(name)
 	fail := func(err error) (*LoadResult, error) {
 		_ = os.RemoveAll(p.dir())
@@ -258,7 +262,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	h.crash(CrashLoadAfterStage)
 	st = &State{
 		Name: name, Generation: gen, BundleDigest: digest,
-		SourceDigest: b.Manifest.SourceDigest, Compiler: b.Manifest.Compiler,
+		SourceDigest: b.Manifest.SourceDigest, Compiler: b.Manifest.Compiler, SharedLayout: layout,
 		Updated: time.Now().UTC(), Hooks: hooksOf(b), Attachments: []Attachment{},
 	}
 	if err := writeState(p, st); err != nil {
@@ -298,6 +302,14 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	spec, err := h.spec(b)
 	if err != nil {
 		return nil, err
+	}
+	layout, err := sharedLayout(b, spec)
+	if err != nil {
+		return nil, err
+	}
+	if layout != st.SharedLayout {
+		return nil, fmt.Errorf("%w: the flows %s tracks cannot carry over to this bundle (built by %s, loaded one by %s); "+
+			"run unload and load instead, which forgets tracked flows", ErrSharedLayout, name, orUnknown(b.Manifest.Compiler), orUnknown(st.Compiler))
 	}
 	p := h.pins(name)
 	hooks := hooksOf(b)

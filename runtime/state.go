@@ -58,6 +58,9 @@ type State struct {
 	SourceDigest string    `json:"source_digest"`
 	Compiler     string    `json:"compiler,omitempty"`
 	Updated      time.Time `json:"updated"`
+	// SharedLayout fingerprints the layout of the shared maps' entries
+	// (see sharedLayout); apply keeps them only for a bundle with the same.
+	SharedLayout string `json:"shared_layout,omitempty"`
 	// Hooks maps each hook (bundle.Hook*) to the program that runs there.
 	Hooks       map[string]string `json:"hooks"`
 	Attachments []Attachment      `json:"attachments"`

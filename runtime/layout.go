@@ -1,0 +1,89 @@
+package runtime
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/polc-dev/polc/compiler/bundle"
+)
+
+// ErrSharedLayout: the bundle's shared maps (conntrack, frags) are laid out
+// differently from the loaded bundle's, so their entries cannot carry over
+// an apply.
+var ErrSharedLayout = errors.New("shared maps changed layout")
+
+// sharedLayout fingerprints the key and value types of the maps a new
+// generation reuses (SharedMaps): every struct's name and its members'
+// names, offsets and sizes, as the object's BTF has them. Two bundles with
+// the same fingerprint read each other's conntrack entries the same way;
+// size checks alone would not notice fields that changed meaning.
+func sharedLayout(b *bundle.Bundle, spec *ebpf.CollectionSpec) (string, error) {
+	if spec == nil {
+		var err error
+		if spec, err = ebpf.LoadCollectionSpecFromReader(bytes.NewReader(b.Object)); err != nil {
+			return "", fmt.Errorf("read object: %w", err)
+		}
+	}
+	var sb strings.Builder
+	for _, n := range SharedMaps {
+		ms, ok := spec.Maps[n]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&sb, "%s %s %d %d %d;", n, ms.Type, ms.KeySize, ms.ValueSize, ms.Flags)
+		for _, t := range []btf.Type{ms.Key, ms.Value} {
+			if err := layoutOf(&sb, t, 0); err != nil {
+				return "", fmt.Errorf("map %s: %w", n, err)
+			}
+			sb.WriteString(";")
+		}
+	}
+	sum := sha256.Sum256([]byte(sb.String()))
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+func layoutOf(sb *strings.Builder, t btf.Type, depth int) error {
+	if t == nil {
+		return nil
+	}
+	if depth > 8 {
+		return errors.New("type nests too deeply")
+	}
+	t = btf.UnderlyingType(t)
+	size, err := btf.Sizeof(t)
+	if err != nil {
+		return err
+	}
+	switch t := t.(type) {
+	case *btf.Struct:
+		fmt.Fprintf(sb, "struct %s{", t.Name)
+		for _, m := range t.Members {
+			fmt.Fprintf(sb, "%s@%d:", m.Name, m.Offset)
+			if err := layoutOf(sb, m.Type, depth+1); err != nil {
+				return err
+			}
+			sb.WriteString(",")
+		}
+		sb.WriteString("}")
+	case *btf.Array:
+		fmt.Fprintf(sb, "[%d]", t.Nelems)
+		return layoutOf(sb, t.Type, depth+1)
+	default:
+		fmt.Fprintf(sb, "%d", size)
+	}
+	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "an unknown polc"
+	}
+	return s
+}
