@@ -37,9 +37,9 @@ type Packet struct {
 	// (RFC 4861), which no router forwards.
 	HopLimit uint8
 
-	// Embedded is the original packet an ICMP error (destination
-	// unreachable, time exceeded, packet too big, parameter problem)
-	// carries; nil for other packets.
+	// Embedded is the original packet an ICMP error (see IsICMPError:
+	// destination unreachable, source quench, redirect, time exceeded,
+	// packet too big, parameter problem) carries; nil for other packets.
 	Embedded *Embedded
 	// Frag is set for a fragment of a larger datagram; nil otherwise.
 	Frag *Fragment
@@ -129,11 +129,13 @@ func (p *Packet) wellFormed() bool {
 const (
 	icmp4EchoReply    = 0
 	icmp4DestUnreach  = 3
+	icmp4SourceQuench = 4
+	icmp4Redirect     = 5
 	icmp4EchoRequest  = 8
 	icmp4TimeExceeded = 11
 	icmp4ParamProblem = 12
 
-	icmp6DestUnreach   = 1
+	icmp6DestUnreach   = 1 // 1–4: also packet too big (2), time exceeded (3)
 	icmp6ParamProblem  = 4
 	icmp6EchoRequest   = 128
 	icmp6EchoReply     = 129
@@ -142,11 +144,21 @@ const (
 )
 
 // IsICMPError reports whether an ICMP (proto ir.ProtoICMP) or ICMPv6
-// message type is an error that carries an original packet.
+// message type is an error that carries an original packet, and so may be
+// related to a flow. These are the types Linux conntrack treats as related
+// (and bpf/parse.h's polc_is_icmp_error): for ICMP destination
+// unreachable, source quench, redirect, time exceeded and parameter
+// problem; for ICMPv6 destination unreachable, packet too big, time
+// exceeded and parameter problem. Every other type (echo, timestamp,
+// router advertisement, ICMPv6 informational 128–255, ...) is not.
 func IsICMPError(proto ir.Proto, typ uint8) bool {
 	switch proto {
 	case ir.ProtoICMP:
-		return typ == icmp4DestUnreach || typ == icmp4TimeExceeded || typ == icmp4ParamProblem
+		switch typ {
+		case icmp4DestUnreach, icmp4SourceQuench, icmp4Redirect, icmp4TimeExceeded, icmp4ParamProblem:
+			return true
+		}
+		return false
 	case ir.ProtoICMPv6:
 		return typ >= icmp6DestUnreach && typ <= icmp6ParamProblem
 	}

@@ -268,9 +268,11 @@ func TestRelated(t *testing.T) {
 		{"about the reply direction, to the responder", icmpError(ir.ProtoICMP, webIP, apiIP, 3, reply(s)), related},
 		{"travelling with the flow, not back to its sender: policy decides", icmpError(ir.ProtoICMP, webIP, apiIP, 3, s), denyDefault},
 		{"unrelated flow: policy decides", icmpError(ir.ProtoICMP, apiIP, webIP, 3, syn(webIP, 40001, apiIP, 8080)), denyDefault},
+		{"source quench", icmpError(ir.ProtoICMP, apiIP, webIP, 4, s), related},
+		{"redirect from a router", icmpError(ir.ProtoICMP, "8.8.4.4", webIP, 5, s), related},
 		{"not an error type: policy decides", func() Packet {
 			p := icmpError(ir.ProtoICMP, apiIP, webIP, 3, s)
-			p.ICMPType = 5 // redirect
+			p.ICMPType = 13 // timestamp request
 			return p
 		}(), denyDefault},
 		{"error without embedded packet: policy decides", icmpPkt(ir.ProtoICMP, apiIP, webIP, 3, 0, 0), denyDefault},

@@ -284,11 +284,12 @@ func nativeICMP(s *Summary) bool {
 }
 
 // isICMPError reports whether a message type carries an original packet:
-// destination unreachable, time exceeded, parameter problem (and for
-// ICMPv6 packet too big).
+// destination unreachable, time exceeded, parameter problem, and for ICMP
+// source quench and redirect, for ICMPv6 packet too big (the datapath's
+// polc_is_icmp_error and eval.IsICMPError).
 func isICMPError(proto ir.Proto, typ uint8) bool {
 	if proto == ir.ProtoICMPv6 {
 		return typ >= 1 && typ <= 4
 	}
-	return typ == 3 || typ == 11 || typ == 12
+	return typ == 3 || typ == 4 || typ == 5 || typ == 11 || typ == 12
 }

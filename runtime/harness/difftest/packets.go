@@ -209,13 +209,19 @@ func (p *pgen) sequence() []step {
 		if p.chance(0.3) {
 			e.Src = p.addr(fam(s.Src))
 		}
+		// every error type both sides relate, port unreachable most often
 		if s.Src.Is4() {
 			e.Proto, e.ICMPType, e.ICMPCode = ir.ProtoICMP, 3, 3
-			if p.chance(0.3) {
-				e.ICMPType, e.ICMPCode = 11, 0
+			if p.chance(0.5) {
+				t := [][2]uint8{{11, 0}, {4, 0}, {5, 1}, {12, 0}}[p.r.IntN(4)]
+				e.ICMPType, e.ICMPCode = t[0], t[1]
 			}
 		} else {
 			e.Proto, e.ICMPType, e.ICMPCode = ir.ProtoICMPv6, 1, 4
+			if p.chance(0.5) {
+				t := [][2]uint8{{2, 0}, {3, 0}, {4, 0}}[p.r.IntN(3)]
+				e.ICMPType, e.ICMPCode = t[0], t[1]
+			}
 		}
 		if e.Src != e.Dst {
 			if !aboutReply && p.chance(0.5) {
