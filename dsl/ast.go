@@ -30,8 +30,13 @@ func (p Pos) String() string {
 
 // File is one parsed source file.
 type File struct {
-	Path  string
-	Decls []Decl // in source order
+	Path string
+	// Header holds the file's own comment: the comment paragraphs above the
+	// first declaration that a blank line separates from it (a title, a
+	// licence), in order. The comment lines directly above the first
+	// declaration are its Doc. Only a file with declarations has a header.
+	Header []Doc
+	Decls  []Decl // in source order
 	// Trailing holds comment lines after the last declaration.
 	Trailing []string
 }

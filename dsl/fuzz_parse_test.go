@@ -31,6 +31,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("test \"t\" { tcp [::1]:1 -> a flags syn expect allow }"))
 	f.Add([]byte("policy p { select !a ingress deny to x in (y) , 1.2.3.4 except (5.6.7.8) }"))
 	f.Add([]byte("import\"\"0")) // found by fuzzing: trailing tokens after an import
+	// A header: comment paragraphs a blank line separates from the first declaration.
+	f.Add([]byte("\n# title\n#\n\n\n# more\n \n# doc\nendpoint e addr 1.2.3.4 # eol\n# end\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		file, ds := Parse("fuzz.pol", src)
 		polCheckAgreement(t, src)

@@ -53,7 +53,12 @@ func Parse(path string, src []byte) (*File, Diagnostics) {
 	}
 
 	f.Decls = p.decls
-	// Comments go to the next anchor (declaration, rule, isolate line).
+	// The comments above the first declaration, up to the last blank line
+	// before it, are the file's header; the others go to the next anchor
+	// (declaration, rule, isolate line).
+	if len(p.anchors) > 0 {
+		f.Header, comments = polSplitHeader(comments, code[0])
+	}
 	a := 0
 	for _, c := range comments {
 		for a < len(p.anchors) && p.anchors[a].offset < c.Pos.Offset {
@@ -67,6 +72,28 @@ func Parse(path string, src []byte) (*File, Diagnostics) {
 		}
 	}
 	return f, ds
+}
+
+// polSplitHeader takes the file's header from comments: the comment lines
+// before the first code token first, up to the last blank line between them
+// and first, in paragraphs as blank lines separate them. It returns the
+// header and the comments left.
+func polSplitHeader(comments []lexer.Token, first lexer.Token) ([]Doc, []lexer.Token) {
+	var header []Doc
+	var para Doc
+	end := 0 // comments[:end] are the header
+	for i := 0; i < len(comments) && comments[i].Pos.Offset < first.Pos.Offset; i++ {
+		para = append(para, polCommentText(comments[i].Value))
+		next := first.Pos.Line
+		if i+1 < len(comments) && comments[i+1].Pos.Offset < first.Pos.Offset {
+			next = comments[i+1].Pos.Line
+		}
+		if next > comments[i].Pos.Line+1 {
+			header = append(header, para)
+			para, end = nil, i+1
+		}
+	}
+	return header, comments[end:]
 }
 
 // commentText strips the '#', one space after it and trailing blanks.

@@ -14,10 +14,18 @@ const polTestLineMax = 100
 // of different kinds and around policies, documented declarations and
 // multi-line tests; one rule per line, indented two spaces, inside policies;
 // canonical spacing; keys and values quoted only where a bare word cannot
-// hold them; comments put back above what they document. Parsing the output
-// gives the input's AST (positions aside), and formatting is idempotent.
+// hold them; comments put back above what they document, and the file's
+// header first, each of its paragraphs followed by one blank line. Parsing
+// the output gives the input's AST (positions aside), and formatting is
+// idempotent.
 func Format(f *File) []byte {
 	var b strings.Builder
+	for _, para := range f.Header {
+		if len(para) > 0 {
+			polWriteDoc(&b, "", para)
+			b.WriteByte('\n')
+		}
+	}
 	var prev Decl
 	prevTall := false
 	for _, d := range f.Decls {

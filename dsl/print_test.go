@@ -2,10 +2,12 @@ package dsl
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // polCheckFormat checks that Format keeps the meaning of src and is
@@ -114,6 +116,22 @@ policy p {
 }
 `,
 	}, {
+		name: "header kept apart by one blank line",
+		in:   "# title\n\n\n\n# web's doc\nendpoint web addr 10.0.0.1\n",
+		want: "# title\n\n# web's doc\nendpoint web addr 10.0.0.1\n",
+	}, {
+		name: "header without doc",
+		in:   "\n\n# title\n#\n# more\n  \t\nendpoint web addr 10.0.0.1\n",
+		want: "# title\n#\n# more\n\nendpoint web addr 10.0.0.1\n",
+	}, {
+		name: "header paragraphs",
+		in:   "# licence\n\n\n# title\n\n# doc\npolicy p { select {} }\n",
+		want: "# licence\n\n# title\n\n# doc\npolicy p {\n  select {}\n}\n",
+	}, {
+		name: "no blank line, no header",
+		in:   "# doc\nendpoint web addr 10.0.0.1\n\n# b's doc\n\nendpoint b addr 10.0.0.2\n",
+		want: "# doc\nendpoint web addr 10.0.0.1\n\n# b's doc\nendpoint b addr 10.0.0.2\n",
+	}, {
 		name: "only comments",
 		in:   "# just\n#\n# comments\n",
 		want: "# just\n#\n# comments\n",
@@ -157,5 +175,67 @@ func TestFormatQuickstartReadable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("formatted quickstart lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestParseHeader checks which comments make the file's header: those a
+// blank line separates from the first declaration, in paragraphs.
+func TestParseHeader(t *testing.T) {
+	tests := []struct {
+		name, src string
+		header    []Doc
+		doc       Doc
+		trailing  []string
+	}{
+		{"none", "endpoint a addr 1.2.3.4\n", nil, nil, nil},
+		{"doc only", "# doc\n# more\nendpoint a addr 1.2.3.4\n", nil, Doc{"doc", "more"}, nil},
+		{"header only", "# title\n\nendpoint a addr 1.2.3.4\n", []Doc{{"title"}}, nil, nil},
+		{"header and doc", "# title\n#\n\n\n# doc\nendpoint a addr 1.2.3.4 # eol\n", []Doc{{"title", ""}}, Doc{"doc"}, []string{"eol"}},
+		{"paragraphs", "# a\n\n# b\n# c\n\n# doc\nendpoint a addr 1.2.3.4\n", []Doc{{"a"}, {"b", "c"}}, Doc{"doc"}, nil},
+		{"comments alone", "# a\n\n# b\n", nil, nil, []string{"a", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := polMustParse(t, tt.src)
+			var doc Doc
+			if len(f.Decls) > 0 {
+				doc = polDeclDoc(f.Decls[0])
+			}
+			if diff := cmp.Diff(tt.header, f.Header, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("header (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.doc, doc, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("first declaration's doc (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.trailing, f.Trailing, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("trailing (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// polCanonicalFiles are the testdata files written in canonical form, so
+// that `polc fmt` reproduces them byte for byte: the examples users read
+// first. The other testdata files are parser and compiler inputs, aligned
+// by hand or deliberately odd, and are only required to round-trip.
+var polCanonicalFiles = []string{
+	"../testdata/quickstart.pol",
+}
+
+func TestFormatCanonicalFiles(t *testing.T) {
+	for _, path := range polCanonicalFiles {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, ds := Parse(path, src)
+			if len(ds) > 0 {
+				t.Fatalf("%s", ds.Format(func(string) []byte { return src }))
+			}
+			if diff := cmp.Diff(string(src), string(Format(f))); diff != "" {
+				t.Errorf("%s is not in canonical form; 'polc fmt -w %s' rewrites it (-file +formatted):\n%s", path, path, diff)
+			}
+		})
 	}
 }

@@ -340,6 +340,27 @@ func yamlDocLines(comments ...string) Doc {
 	return d
 }
 
+// yamlParagraphs is yamlDocLines for a comment that blank lines divide
+// into paragraphs: one Doc per paragraph.
+func yamlParagraphs(c string) []Doc {
+	var out []Doc
+	var para Doc
+	for _, l := range strings.Split(c, "\n") {
+		if strings.TrimSpace(l) == "" {
+			if len(para) > 0 {
+				out = append(out, para)
+			}
+			para = nil
+			continue
+		}
+		para = append(para, yamlDocLines(l)...)
+	}
+	if len(para) > 0 {
+		out = append(out, para)
+	}
+	return out
+}
+
 func (r *yamlReader) document(f *File, doc *yaml.Node, last bool) {
 	if !r.checkAliases(doc) {
 		return
@@ -364,7 +385,7 @@ func (r *yamlReader) document(f *File, doc *yaml.Node, last bool) {
 	if !r.expect(top, yaml.MappingNode, "a map of sections ("+yamlJoinOr(yamlSections)+")") {
 		return
 	}
-	lead := yamlDocLines(doc.HeadComment)
+	head := doc.HeadComment
 	for _, fl := range r.fields(top, "at the top level", yamlSections) {
 		n := len(f.Decls)
 		switch fl.key.Value {
@@ -384,15 +405,24 @@ func (r *yamlReader) document(f *File, doc *yaml.Node, last bool) {
 			r.list(fl.val, "a list of tests", func(it *yaml.Node) { r.test(f, it) })
 		}
 		// Comments above a section key, or above the whole document, belong
-		// to the first declaration that follows.
+		// to the first declaration that follows; but those above the whole
+		// document (yaml.v3 keeps apart those a blank line separates from
+		// the first key) are the file's header when that declaration is the
+		// file's first, as in the policy language.
 		if len(f.Decls) > n {
+			var lead Doc
+			if n == 0 {
+				f.Header = yamlParagraphs(head)
+			} else {
+				lead = yamlDocLines(head)
+			}
+			head = ""
 			if _, isPrefilter := f.Decls[n].(*Prefilter); !isPrefilter {
 				lead = append(lead, yamlDocLines(fl.key.HeadComment)...)
 			}
 			if len(lead) > 0 {
 				d := yamlDeclDoc(f.Decls[n])
 				*d = append(lead, (*d)...)
-				lead = nil
 			}
 		}
 	}
@@ -1507,12 +1537,24 @@ func FormatYAML(f *File) []byte {
 			}
 		}
 	}
+	var header []string
+	for _, para := range f.Header {
+		if len(para) > 0 {
+			header = append(header, yamlComment(para))
+		}
+	}
 	var b bytes.Buffer
-	if len(f.Trailing) > 0 && len(docs) == 0 {
-		b.WriteString(yamlComment(f.Trailing))
-		b.WriteByte('\n')
+	if len(docs) == 0 {
+		// Comments alone; the header only comes with declarations.
+		if c := yamlComment(append(slices.Concat(f.Header...), f.Trailing...)); c != "" {
+			b.WriteString(c)
+			b.WriteByte('\n')
+		}
 		return b.Bytes()
 	}
+	// yaml.v3 prints a document's head comment with a blank line after it,
+	// and reads it back apart from the first key's.
+	docs[0].HeadComment = strings.Join(header, "\n\n")
 	if len(f.Trailing) > 0 {
 		docs[len(docs)-1].FootComment = yamlComment(f.Trailing)
 	}

@@ -338,9 +338,13 @@ prefilter: [1.2.3.0/24]
 		f.Decls[2].(*Policy).Rules[0].Doc,
 		f.Decls[3].(*Prefilter).Doc,
 	}
-	want := []Doc{{"header", "about endpoints"}, {"b's doc", "  indented"}, {"why"}, {"prefilter doc"}}
+	want := []Doc{{"about endpoints"}, {"b's doc", "  indented"}, {"why"}, {"prefilter doc"}}
 	if diff := cmp.Diff(want, docs); diff != "" {
 		t.Errorf("docs (-want +got):\n%s", diff)
+	}
+	// A blank line separates the file's header from the first key's comment.
+	if diff := cmp.Diff([]Doc{{"header"}}, f.Header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(Doc{"closed both ways"}, f.Decls[2].(*Policy).IsolateDoc); diff != "" {
 		t.Errorf("isolate doc (-want +got):\n%s", diff)
@@ -348,7 +352,10 @@ prefilter: [1.2.3.0/24]
 	if diff := cmp.Diff([]string{"the end"}, f.Trailing); diff != "" {
 		t.Errorf("trailing (-want +got):\n%s", diff)
 	}
-	yamlCheckRoundTrip(t, "comments", f)
+	out := yamlCheckRoundTrip(t, "comments", f)
+	if !strings.HasPrefix(string(out), "# header\n\n# about endpoints\nendpoints:\n") {
+		t.Errorf("FormatYAML does not keep the header apart by a blank line:\n%s", out)
+	}
 }
 
 // yamlCheckRoundTrip formats f, reads it back, and checks the AST is unchanged
@@ -365,6 +372,9 @@ func yamlCheckRoundTrip(t *testing.T, name string, f *File) []byte {
 	}
 	if diff := cmp.Diff(f.Trailing, g.Trailing, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("%s: trailing comments changed (-before +after):\n%s", name, diff)
+	}
+	if diff := cmp.Diff(f.Header, g.Header, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("%s: header changed (-before +after):\n%s", name, diff)
 	}
 	if again := FormatYAML(g); string(again) != string(out) {
 		t.Errorf("%s: FormatYAML is not idempotent:\n%s", name, cmp.Diff(string(out), string(again)))

@@ -22,6 +22,9 @@ line. It exits 1 if there is any error; warnings alone exit 0.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
+			if err := checkInputs(args...); err != nil {
+				return err
+			}
 			_, srcs, diags := in.load(args)
 			return reportDiagnostics(c, &out, srcs, diags)
 		},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/polc-dev/polc/golden"
 )
 
@@ -76,10 +77,80 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 }
 
-func TestCheckMissingFile(t *testing.T) {
-	code, _, stderr := runPolc(t, "check", filepath.Join(t.TempDir(), "nope.pol"))
-	if code != exitFailure || !strings.Contains(stderr, "no such file or directory") {
-		t.Errorf("exit %d, stderr %q", code, stderr)
+// TestMissingInputFile checks that every command that reads policy files
+// treats a file named on the command line that cannot be read alike: exit
+// 2 (usage or environment, as the root help says), nothing on stdout (not
+// even with -o json), and "polc: FILE: REASON" on stderr.
+func TestMissingInputFile(t *testing.T) {
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "missing.pol")
+	missingYAML := filepath.Join(tmp, "missing.yaml")
+	const flow = "tcp 10.0.1.10 -> 10.0.2.10:8080"
+	cases := []struct {
+		name string
+		args []string
+		file string // the file stderr must name; missing if empty
+	}{
+		{"check", []string{"check", missing}, ""},
+		{"check json", []string{"check", "-o", "json", missing}, ""},
+		{"check k8s", []string{"check", "--k8s", missingYAML}, missingYAML},
+		{"check second file", []string{"check", quickstartPol, missing}, ""},
+		{"fmt", []string{"fmt", missing}, ""},
+		{"fmt second file", []string{"fmt", quickstartPol, missing}, ""},
+		{"fmt write", []string{"fmt", "-w", missing}, ""},
+		{"fmt to yaml", []string{"fmt", "--to", "yaml", missing}, ""},
+		{"fmt yaml", []string{"fmt", missingYAML}, missingYAML},
+		{"ir", []string{"ir", missing}, ""},
+		{"ir json", []string{"ir", "-o", "json", missing}, ""},
+		{"ir k8s", []string{"ir", "--k8s", missingYAML}, missingYAML},
+		{"build", []string{"build", missing, "-o", filepath.Join(tmp, "bundle")}, ""},
+		{"build tar", []string{"build", missing, "--tar", filepath.Join(tmp, "bundle.tar")}, ""},
+		{"build k8s", []string{"build", "--k8s", missingYAML, "-o", filepath.Join(tmp, "bundle")}, missingYAML},
+		{"test", []string{"test", missing}, ""},
+		{"test reference json", []string{"test", "--reference", "-o", "json", missing}, ""},
+		{"test k8s", []string{"test", "--k8s", missingYAML}, missingYAML},
+		{"test cases", []string{"test", "--cases", missingYAML}, missingYAML},
+		{"explain", []string{"explain", missing, flow}, ""},
+		{"explain json", []string{"explain", "--reference", "-o", "json", missing, flow}, ""},
+		{"explain k8s", []string{"explain", "--k8s", missingYAML, flow}, missingYAML},
+		{"directory", []string{"check", tmp}, tmp},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := tc.file
+			if file == "" {
+				file = missing
+			}
+			code, stdout, stderr := runPolc(t, tc.args...)
+			if code != exitUsage {
+				t.Errorf("polc %s: exit %d, want %d", strings.Join(tc.args, " "), code, exitUsage)
+			}
+			if stdout != "" {
+				t.Errorf("polc %s: stdout %q, want nothing", strings.Join(tc.args, " "), stdout)
+			}
+			reason := "no such file or directory"
+			if file == tmp {
+				reason = "is a directory"
+			}
+			if want := "polc: " + file + ": " + reason + "\n"; stderr != want {
+				t.Errorf("polc %s: stderr %q, want %q", strings.Join(tc.args, " "), stderr, want)
+			}
+		})
+	}
+	for _, out := range []string{"bundle", "bundle.tar"} {
+		if _, err := os.Stat(filepath.Join(tmp, out)); err == nil {
+			t.Errorf("build wrote %s despite a missing input", out)
+		}
+	}
+}
+
+// TestMissingImport checks the other side of TestMissingInputFile: a file
+// that an import names is the policy's error, at the import (exit 1).
+func TestMissingImport(t *testing.T) {
+	path := writePolicy(t, "imports.pol", `import "missing.pol"`+"\n")
+	code, _, stderr := runPolc(t, "check", path)
+	if code != exitFailure || !strings.Contains(stderr, path+`:1:8: cannot import "missing.pol"`) {
+		t.Errorf("exit %d, stderr %q; want 1 and a diagnostic at the import", code, stderr)
 	}
 }
 
@@ -162,6 +233,10 @@ func TestFmt(t *testing.T) {
 	}
 	if code != exitOK || stdout == "" || stderr != "" {
 		t.Fatalf("fmt quickstart: exit %d, stdout %.100q, stderr %q", code, stdout, stderr)
+	}
+	// The example is in canonical form: fmt reproduces it byte for byte.
+	if src, err := os.ReadFile("testdata/quickstart.pol"); err != nil || stdout != string(src) {
+		t.Errorf("fmt quickstart differs from the file (%v):\n%s", err, cmp.Diff(string(src), stdout))
 	}
 	// Formatting keeps the meaning: the formatted file has the same IR
 	// (but for positions and digests).

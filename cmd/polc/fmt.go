@@ -32,11 +32,15 @@ With -w the files are rewritten in place (only when they change). With
 			if write && to != "" {
 				return usageError("-w and --to cannot be used together")
 			}
+			// An unreadable file stops fmt before it prints or rewrites any.
+			if err := checkInputs(args...); err != nil {
+				return err
+			}
 			failed, printedYAML := false, false
 			for _, path := range args {
 				src, err := os.ReadFile(path)
 				if err != nil {
-					return usageError("%v", err)
+					return inputError(path, err)
 				}
 				isYAML := isYAMLPath(path)
 				var f *dsl.File
@@ -81,7 +85,7 @@ With -w the files are rewritten in place (only when they change). With
 				}
 				info, err := os.Stat(path)
 				if err != nil {
-					return usageError("%v", err)
+					return inputError(path, err)
 				}
 				if err := writeAtomic(path, info.Mode().Perm(), func(w io.Writer) error {
 					_, err := w.Write(formatted)

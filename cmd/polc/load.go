@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/compiler/ir"
@@ -20,6 +23,39 @@ func addInputFlags(c *cobra.Command, in *inputFlags) {
 		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, Namespace; multi-document YAML or v1 List)")
 }
 
+// checkInputs checks that every file named on the command line can be read,
+// before the command reads or writes anything. One that cannot is a usage
+// error, exit 2, as a wrong argument is; whereas a file that an import
+// names is the policy's business, a diagnostic at the import (exit 1).
+func checkInputs(paths ...string) error {
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err == nil {
+			var info fs.FileInfo
+			info, err = f.Stat()
+			f.Close()
+			if err == nil && info.IsDir() {
+				err = errors.New("is a directory")
+			}
+		}
+		if err != nil {
+			return inputError(p, err)
+		}
+	}
+	return nil
+}
+
+// inputError is the error for a file named on the command line that cannot
+// be read: "polc: FILE: REASON" (the OS's reason, without the system call),
+// exit 2. Every command that reads policy files says it so.
+func inputError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return usageError("%s: %v", path, err)
+}
+
 // load compiles the files named on the command line into the IR, from
 // polc sources (following imports) or from Kubernetes objects.
 func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
@@ -35,12 +71,16 @@ func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.D
 	return prog, srcs, append(diags, more...)
 }
 
-// compile loads the files and returns the program, after printing any
-// warnings to stderr; with errors it prints them and returns quietFailure.
+// compile checks and loads the files and returns the program, after
+// printing any warnings to stderr; with errors it prints them and returns
+// quietFailure (an unreadable FILE is a usage error; see checkInputs).
 // out is the command's -o flag (nil if it has none): with -o json the
 // errors go to stdout as check -o json prints them, so that stdout is
 // always JSON.
 func (in *inputFlags) compile(c *cobra.Command, out *outputFlag, paths []string) (*ir.Program, error) {
+	if err := checkInputs(paths...); err != nil {
+		return nil, err
+	}
 	prog, srcs, diags := in.load(paths)
 	return compiled(c, out, prog, srcs, diags)
 }

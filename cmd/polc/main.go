@@ -2,7 +2,8 @@
 // verdicts in the kernel, and loads them on hosts.
 //
 // Exit status: 0 success; 1 a policy or test failure (diagnostics, failing
-// tests, denied verdicts are not failures); 2 a usage or environment error.
+// tests, denied verdicts are not failures); 2 a usage or environment error,
+// such as a file named on the command line that cannot be read.
 package main
 
 import (
@@ -77,7 +78,8 @@ NetworkPolicy and CiliumNetworkPolicy objects) into a deterministic bundle of
 eBPF programs and precomputed map contents, proves the bundle's verdicts in
 the kernel with BPF_PROG_TEST_RUN, and loads bundles on hosts.
 
-Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error.`,
+Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error
+(a FILE that cannot be read is one).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

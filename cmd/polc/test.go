@@ -125,11 +125,18 @@ func (in *harnessInputs) addFlags(c *cobra.Command) {
 	c.Flags().StringVar(&in.cases, "cases", "", "add the tests of this reachability matrix file (implies --k8s)")
 }
 
-// load compiles the inputs, printing diagnostics to stderr; errors make
-// it return a quiet failure.
+// load checks and compiles the inputs, printing diagnostics to stderr;
+// errors make it return a quiet failure.
 func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) (*ir.Program, error) {
 	if len(args) == 0 && in.cases == "" {
 		return nil, usageError("%s needs at least one FILE", c.Name())
+	}
+	inputs := args
+	if in.cases != "" {
+		inputs = append([]string{in.cases}, args...)
+	}
+	if err := checkInputs(inputs...); err != nil {
+		return nil, err
 	}
 	var (
 		prog  *ir.Program
