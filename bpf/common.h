@@ -168,7 +168,7 @@ struct polc_tuple {
 	__u8 family;  /* POLC_FAMILY_* */
 	__u8 dir;     /* POLC_DIR_* of the hook that observed it */
 	__u8 pad;
-};
+} __attribute__((aligned(8))); /* addresses copy 8 bytes at a time */
 
 /*
  * Key of conntrack: a flow as one endpoint sees it, the endpoint's side
@@ -187,7 +187,7 @@ struct ct_key {
 	__u8 family;    /* POLC_FAMILY_* */
 	__u8 echo;      /* POLC_CT_ECHO_*: who sent the echo request, 0 otherwise */
 	__u8 pad;
-};
+} __attribute__((aligned(8)));
 #define POLC_CT_ECHO_LOCAL  1 /* the endpoint pings the remote */
 #define POLC_CT_ECHO_REMOTE 2 /* the remote pings the endpoint */
 
