@@ -110,13 +110,16 @@ func (l *loader) file(path string, imp *dsl.Import) {
 // parseByExt parses YAML files (.yaml, .yml) with dsl.ParseYAML and every
 // other file with dsl.Parse.
 func parseByExt(path string, src []byte) (*dsl.File, dsl.Diagnostics) {
-	if isYAML(path) {
+	if IsYAML(path) {
 		return dsl.ParseYAML(path, src)
 	}
 	return dsl.Parse(path, src)
 }
 
-func isYAML(path string) bool {
+// IsYAML reports whether path names a YAML file (.yaml or .yml, in any
+// case): the one place that decides which files the compiler, and polc
+// fmt, read as YAML rather than as the policy language.
+func IsYAML(path string) bool {
 	ext := strings.ToLower(filepath.Ext(path))
 	return ext == ".yaml" || ext == ".yml"
 }

@@ -144,6 +144,53 @@ func TestMissingInputFile(t *testing.T) {
 	}
 }
 
+// TestMissingBundle checks that every command that reads a bundle treats a
+// bundle path named on the command line that cannot be read as
+// TestMissingInputFile treats a policy file: exit 2, nothing on stdout,
+// "polc: PATH: REASON" on stderr. load and apply check the path before
+// they touch the host, so this needs neither root nor BPF. (A path that
+// exists but is not a bundle has its own message; see
+// TestInspectNotABundleFile.)
+func TestMissingBundle(t *testing.T) {
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "bundle")
+	missingTar := filepath.Join(tmp, "bundle.tar")
+	underFile := filepath.Join(quickstartPol, "bundle") // a path through a regular file
+	root := filepath.Join(tmp, "pins")
+	cases := []struct {
+		name   string
+		args   []string
+		path   string
+		reason string
+	}{
+		{"inspect", []string{"inspect", missing}, missing, "no such file or directory"},
+		{"inspect json", []string{"inspect", "-o", "json", missing}, missing, "no such file or directory"},
+		{"inspect tar", []string{"inspect", missingTar}, missingTar, "no such file or directory"},
+		{"inspect under a file", []string{"inspect", underFile}, underFile, "not a directory"},
+		{"load", []string{"load", "--root", root, "--name", "x", missing}, missing, "no such file or directory"},
+		{"load json", []string{"load", "--root", root, "--name", "x", "-o", "json", missingTar}, missingTar, "no such file or directory"},
+		{"apply", []string{"apply", "--root", root, "x", missing}, missing, "no such file or directory"},
+		{"apply json", []string{"apply", "--root", root, "-o", "json", "x", missingTar}, missingTar, "no such file or directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runPolc(t, tc.args...)
+			if code != exitUsage {
+				t.Errorf("polc %s: exit %d, want %d", strings.Join(tc.args, " "), code, exitUsage)
+			}
+			if stdout != "" {
+				t.Errorf("polc %s: stdout %q, want nothing", strings.Join(tc.args, " "), stdout)
+			}
+			if want := "polc: " + tc.path + ": " + tc.reason + "\n"; stderr != want {
+				t.Errorf("polc %s: stderr %q, want %q", strings.Join(tc.args, " "), stderr, want)
+			}
+		})
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Errorf("load or apply created %s despite a missing bundle", root)
+	}
+}
+
 // TestMissingImport checks the other side of TestMissingInputFile: a file
 // that an import names is the policy's error, at the import (exit 1).
 func TestMissingImport(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/dsl"
 	"github.com/spf13/cobra"
 )
@@ -42,7 +42,7 @@ With -w the files are rewritten in place (only when they change). With
 				if err != nil {
 					return inputError(path, err)
 				}
-				isYAML := isYAMLPath(path)
+				isYAML := compiler.IsYAML(path)
 				var f *dsl.File
 				var diags dsl.Diagnostics
 				if isYAML {
@@ -103,11 +103,6 @@ With -w the files are rewritten in place (only when they change). With
 	c.Flags().BoolVarP(&write, "write", "w", false, "rewrite files in place")
 	c.Flags().StringVar(&to, "to", "", "print in another syntax: pol or yaml")
 	return c
-}
-
-func isYAMLPath(path string) bool {
-	ext := strings.ToLower(filepath.Ext(path))
-	return ext == ".yaml" || ext == ".yml"
 }
 
 // writeAtomic replaces path with what write produces, through a temporary

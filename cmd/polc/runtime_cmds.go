@@ -93,9 +93,18 @@ func envHint(err error) string {
 }
 
 // readBundle reads and verifies a bundle before anything touches the kernel.
+// A path that cannot be read is an input error, as a policy file's is
+// ("polc: PATH: REASON", exit 2); one that holds no bundle says what a
+// bundle is (exit 2); a corrupt bundle is a failure (exit 1).
 func readBundle(path string) (*bundle.Bundle, error) {
-	if err := notATar(path); err != nil {
-		return nil, err
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, inputError(path, err)
+	}
+	if !st.IsDir() {
+		if err := notATar(path); err != nil {
+			return nil, err
+		}
 	}
 	b, err := bundle.Read(path)
 	if err != nil {
@@ -110,11 +119,12 @@ func readBundle(path string) (*bundle.Bundle, error) {
 // notATar refuses a regular file that is not a tar archive at all (a
 // policy file passed by mistake, say) as a usage error, rather than
 // calling it a corrupt bundle: bundles are directories (build -o) or tar
-// files (build --tar), and every tar header has "ustar" at offset 257.
+// files (build --tar), and every tar header has "ustar" at offset 257. A
+// file that cannot be opened is an input error.
 func notATar(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil // bundle.Read says what is wrong
+		return inputError(path, err)
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
