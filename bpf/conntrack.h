@@ -127,19 +127,34 @@ static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
 }
 
 /*
- * polc_ct_related: is this ICMP error about a live flow at this endpoint?
- * The quoted packet went the other way, through the endpoint's other hook,
- * so its key there names the flow whichever side opened it. A quoted echo
- * request or reply names its exchange (polc_ct_key); any other quoted ICMP
- * message belongs to no flow.
+ * polc_ct_related: is this ICMP error about a live flow? Errors travel back
+ * to the quoted packet's sender, so the quote's source must be the error's
+ * destination. The flow is then looked up as the sender's own hooks keep
+ * it (the quote observed at egress: laddr = the sender) and, at an egress
+ * hook, as the hook's own endpoint keeps it (the quote observed at ingress:
+ * laddr = its destination) — the usual case of an endpoint answering what
+ * it received, or a local router's view of a flow to one of its
+ * neighbours. So an error sent by a third party (a local endpoint that
+ * routes, say) passes its egress when the flow is live at either end, as
+ * in the reference. A quoted echo request or reply names its exchange by
+ * the key's echo field (polc_ct_key); any other quoted ICMP message
+ * belongs to no flow.
  */
 static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 {
+	const __u64 *q = (const __u64 *)st->inner.saddr, *d = (const __u64 *)st->tuple.daddr;
 	struct ct_key k;
 
 	if (st->inner_echo == POLC_ECHO_OTHER)
 		return 0;
-	polc_ct_key(&k, &st->inner, st->tuple.dir ^ 1, st->inner_echo);
+	if (q[0] != d[0] || q[1] != d[1])
+		return 0;
+	polc_ct_key(&k, &st->inner, POLC_DIR_EGRESS, st->inner_echo);
+	if (polc_ct_live(&k, now))
+		return 1;
+	if (st->tuple.dir != POLC_DIR_EGRESS)
+		return 0;
+	polc_ct_key(&k, &st->inner, POLC_DIR_INGRESS, st->inner_echo);
 	return polc_ct_live(&k, now);
 }
 

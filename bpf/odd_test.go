@@ -50,6 +50,21 @@ func TestRelatedICMP(t *testing.T) {
 		short := unreach(flow)
 		short.payload = short.payload[:10]
 		d.expect("short quote", in, short, actShot, RuleDefaultDenyID)
+		// errors go back to the quoted packet's sender: an error to A about
+		// B's live flow is not A's business
+		bflow := tcp(epB.get(v6), world.get(v6), 35000, 22, tcpSYN)
+		d.expect("B's flow", out, bflow, actOK, RuleDefaultAllowID)
+		d.expect("error to A about B's flow", in, unreach(bflow), actShot, RuleDefaultDenyID)
+		// a third party: C (egress isolated, a router on A's path, say)
+		// sends A an error about A's flow; it is related at C's egress as
+		// at A's ingress, since the flow is live at A
+		fromC := unreach(flow)
+		fromC.src = netip.MustParseAddr(epC.get(v6))
+		d.expect("third party's error, at its egress", out, fromC, actOK, RuleRelatedID)
+		d.expect("third party's error, at A's ingress", in, fromC, actOK, RuleRelatedID)
+		fromC = unreach(tcp(epA.get(v6), world.get(v6), 33002, 22, tcpSYN))
+		fromC.src = netip.MustParseAddr(epC.get(v6))
+		d.expect("third party's error about nothing", out, fromC, actShot, RuleDefaultDenyID)
 		if !v6 {
 			return
 		}
