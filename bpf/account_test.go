@@ -134,5 +134,9 @@ func TestVerifierVariants(t *testing.T) {
 	d := loadDatapath(t, map[string]uint32{ConstHasPrefixes4: 0, ConstHasIPv6: 0, ConstEventsAllow: 1}, nil)
 	setupWorld(d)
 	d.expect("no v4 prefixes: CIDR identity unknown → world", ProgEndpointIngress, tcp(net1.v4, epA.v4, 1, 8085, tcpSYN), actOK, 23)
-	d.expect("no IPv6: passes", ProgEndpointIngress, tcp(epB.v6, epA.v6, 1, 81, tcpSYN), actOK, RuleDefaultAllowID)
+	// without IPv6 endpoints every IPv6 address is the world's, so no
+	// endpoint's interface carries IPv6 for it
+	d.bind(idA)
+	d.expect("no IPv6: not the endpoint's address", ProgEndpointIngress, tcp(epB.v6, epA.v6, 1, 81, tcpSYN), actShot, RuleWrongDestinationID)
+	d.expect("no IPv6: not the endpoint's source", ProgEndpointEgress, tcp(epA.v6, epB.v6, 1, 81, tcpSYN), actShot, RuleSpoofedSourceID)
 }

@@ -12,8 +12,11 @@ import (
 )
 
 // BenchmarkDatapath measures ns/packet with BPF_PROG_TEST_RUN (b.N
-// repeats in the kernel) for the empty-program floor, a packet whose
-// subject is not local (parse + one ipcache lookup), an established flow,
+// repeats in the kernel) for the empty-program floor, the interface
+// binding's lookup alone (an empty program plus the inlined
+// iface_endpoints lookup: what binding costs every packet), a packet
+// delivered to an address not its endpoint's (parse, binding, one
+// ipcache lookup, a drop with its event), an established flow,
 // a new flow decided by an exact policy entry and a new flow decided by a
 // port range (and the exact one again with ConstPolicyHints), as the
 // policy grows. Each result is also reported as a ratio
@@ -34,6 +37,11 @@ func BenchmarkDatapath(b *testing.B) {
 	exact := tcp(epB.v4, epD.v4, 40001, 80, tcpSYN).bytes()
 	ranged := tcp(epB.v4, epA.v4, 40002, 9003, tcpSYN).bytes()
 	notLocal := tcp(world.v4, far.v4, 40003, 80, tcpSYN).bytes()
+	// frames meet the ingress program on the interface of their
+	// destination's endpoint (notLocal: some endpoint's)
+	bindIngress := func(d *datapath, frame []byte) {
+		d.setBinding(d.bindFor(ProgEndpointIngress, frame))
+	}
 
 	// The floor is measured next to each case (best of three short runs),
 	// so that the ratio survives neighbours loading the machine.
@@ -61,11 +69,20 @@ func BenchmarkDatapath(b *testing.B) {
 		b.ReportMetric(float64(per.Nanoseconds())/float64(floor.Nanoseconds()), "x-empty")
 	}
 	b.Run("empty", func(b *testing.B) { run(b, empty, est, actOK) })
+	bindOnly := loadDatapath(b, map[string]uint32{}, nil)
+	bindOnly.setBinding(idA)
+	lookup, err := bindingLookupProgram(bindOnly.coll.Maps[MapIfaceEndpoints])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lookup.Close()
+	b.Run("binding-lookup", func(b *testing.B) { run(b, lookup, est, actOK) })
 
 	for _, n := range []int{10, 1000, 10000, 100000} {
 		// established flows: the first packet creates the entry
 		dEst := loadBenchDatapath(b, n, map[string]uint32{ConstGeneration: 1})
 		in := dEst.coll.Programs[ProgEndpointIngress]
+		bindIngress(dEst, est)
 		if ret, _ := dEst.decideQuiet(in, est); ret != actOK {
 			b.Fatalf("established flow denied")
 		}
@@ -75,12 +92,52 @@ func BenchmarkDatapath(b *testing.B) {
 		inNew := dNew.coll.Programs[ProgEndpointIngress]
 		dHints := loadBenchDatapath(b, n, map[string]uint32{ConstGeneration: 1, ConstCTLifetimeTCP: 0, ConstPolicyHints: 1})
 		inHints := dHints.coll.Programs[ProgEndpointIngress]
-		b.Run(fmt.Sprintf("policy=%d/not-local", n), func(b *testing.B) { run(b, in, notLocal, actOK) })
-		b.Run(fmt.Sprintf("policy=%d/established", n), func(b *testing.B) { run(b, in, est, actOK) })
-		b.Run(fmt.Sprintf("policy=%d/new-exact", n), func(b *testing.B) { run(b, inNew, exact, actOK) })
-		b.Run(fmt.Sprintf("policy=%d/new-range", n), func(b *testing.B) { run(b, inNew, ranged, actOK) })
-		b.Run(fmt.Sprintf("policy=%d/new-exact-hints", n), func(b *testing.B) { run(b, inHints, exact, actOK) })
+		b.Run(fmt.Sprintf("policy=%d/wrong-destination", n), func(b *testing.B) {
+			bindIngress(dEst, notLocal)
+			run(b, in, notLocal, actShot)
+		})
+		b.Run(fmt.Sprintf("policy=%d/established", n), func(b *testing.B) {
+			bindIngress(dEst, est)
+			run(b, in, est, actOK)
+		})
+		b.Run(fmt.Sprintf("policy=%d/new-exact", n), func(b *testing.B) {
+			bindIngress(dNew, exact)
+			run(b, inNew, exact, actOK)
+		})
+		b.Run(fmt.Sprintf("policy=%d/new-range", n), func(b *testing.B) {
+			bindIngress(dNew, ranged)
+			run(b, inNew, ranged, actOK)
+		})
+		b.Run(fmt.Sprintf("policy=%d/new-exact-hints", n), func(b *testing.B) {
+			bindIngress(dHints, exact)
+			run(b, inHints, exact, actOK)
+		})
 	}
+}
+
+// bindingLookupProgram is a tc program that does what every packet pays
+// for its interface's binding: look skb->ifindex up in iface_endpoints (an
+// array: the verifier inlines the lookup) and test the value.
+func bindingLookupProgram(m *ebpf.Map) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.SchedCLS,
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 40, asm.Word), // __sk_buff.ifindex
+			asm.StoreMem(asm.RFP, -4, asm.R2, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.LoadMem(asm.R0, asm.R0, 0, asm.Word),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("ok"),
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		},
+		License: "Dual BSD/GPL",
+	})
 }
 
 func (d *datapath) decideQuiet(p *ebpf.Program, frame []byte) (uint32, error) {

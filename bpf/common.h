@@ -28,6 +28,10 @@ enum polc_rule {
 	POLC_RULE_NON_IP        = 6, /* no IP policy applies: non-IP, or IPv6 neighbour discovery */
 	POLC_RULE_FRAGMENT      = 7, /* non-first fragment of an unknown flow, selected subject */
 	POLC_RULE_PREFILTER     = 8, /* source in a prefilter prefix (XDP) */
+	POLC_RULE_SPOOFED_SOURCE = 9, /* sent by an endpoint from an address not its own */
+	POLC_RULE_WRONG_DEST    = 10, /* delivered to an endpoint, to an address not its own */
+	POLC_RULE_ETHERTYPE     = 11, /* neither ARP, IPv4 nor IPv6, or VLAN-tagged */
+	POLC_RULE_UNBOUND       = 12, /* interface bound to no endpoint of the bundle */
 	POLC_FIRST_RULE_ID      = 16,
 };
 
@@ -93,8 +97,8 @@ enum polc_rule {
  * turns off what a bundle does not need so the verifier prunes it.
  */
 volatile const __u32 cfg_generation = 0;      /* policy generation stamped into conntrack */
-volatile const __u32 cfg_has_ipv4 = 1;        /* 0: no IPv4 endpoint, IPv4 passes unlooked */
-volatile const __u32 cfg_has_ipv6 = 1;        /* 0: no IPv6 endpoint, IPv6 passes unlooked */
+volatile const __u32 cfg_has_ipv4 = 1;        /* 0: no IPv4 endpoint: every IPv4 address is the world's */
+volatile const __u32 cfg_has_ipv6 = 1;        /* 0: no IPv6 endpoint: every IPv6 address is the world's */
 volatile const __u32 cfg_has_prefixes4 = 1;   /* ipcache4_lpm has entries */
 volatile const __u32 cfg_has_prefixes6 = 1;   /* ipcache6_lpm has entries */
 volatile const __u32 cfg_has_ranges = 1;      /* policy_ranges has entries */
@@ -111,7 +115,18 @@ volatile const __u32 cfg_frag_lifetime = 30;       /* seconds, a first fragment'
 /* Value of ipcache4, ipcache6, ipcache4_lpm, ipcache6_lpm. */
 struct ipcache_value {
 	__u32 identity;
-	__u32 flags; /* POLC_IPC_* */
+	__u32 flags;    /* POLC_IPC_* */
+	__u32 endpoint; /* the local endpoint owning the address (its index, from 1); 0: none */
+};
+
+/*
+ * Value of iface_endpoints and iface_endpoints_big: the endpoint an
+ * interface serves (its index, as in ipcache_value.endpoint). The runtime
+ * writes it before it attaches the interface and deletes it after it
+ * detaches; 0 (an array slot never written) means unbound.
+ */
+struct iface_value {
+	__u32 endpoint;
 };
 
 /* Keys of the v4 LPM tries (ipcache4_lpm, prefilter4). */

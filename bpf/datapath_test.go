@@ -118,8 +118,9 @@ func TestPolicyDecisions(t *testing.T) {
 		{"C egress allowed port", out, func(v6 bool) testPacket { return tcp(epC.get(v6), world.get(v6), 1, 443, tcpSYN) }, actOK, 26},
 		{"C egress other port: default deny", out, func(v6 bool) testPacket { return tcp(epC.get(v6), world.get(v6), 1, 444, tcpSYN) }, actShot, uint32(RuleDefaultDenyID)},
 		{"C ingress open", in, func(v6 bool) testPacket { return tcp(world.get(v6), epC.get(v6), 1, 444, tcpSYN) }, actOK, uint32(RuleDefaultAllowID)},
-		{"non-local subject passes", in, func(v6 bool) testPacket { return tcp(world.get(v6), far.get(v6), 1, 444, tcpSYN) }, actOK, uint32(RuleDefaultAllowID)},
-		{"non-local subject passes egress", out, func(v6 bool) testPacket { return tcp(far.get(v6), epA.get(v6), 1, 444, tcpSYN) }, actOK, uint32(RuleDefaultAllowID)},
+		// on an endpoint's interface the endpoint's side is its own address
+		{"to a non-local address: wrong destination", in, func(v6 bool) testPacket { return tcp(world.get(v6), far.get(v6), 1, 444, tcpSYN) }, actShot, uint32(RuleWrongDestinationID)},
+		{"from a non-local address: spoofed", out, func(v6 bool) testPacket { return tcp(far.get(v6), epA.get(v6), 1, 444, tcpSYN) }, actShot, uint32(RuleSpoofedSourceID)},
 	}
 	for _, variant := range []string{"v4", "v6", "v4-hints", "v6-hints"} {
 		v6 := strings.HasPrefix(variant, "v6")
@@ -151,6 +152,11 @@ const (
 	RuleNonIPID        = 6
 	RuleFragmentID     = 7
 	RulePrefilterID    = 8
+
+	RuleSpoofedSourceID    = 9
+	RuleWrongDestinationID = 10
+	RuleEtherTypeID        = 11
+	RuleUnboundID          = 12
 )
 
 // TestPolicyHints: with ConstPolicyHints, a class the subject's flags do

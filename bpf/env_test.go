@@ -36,6 +36,27 @@ type datapath struct {
 	tb     testing.TB
 	coll   *ebpf.Collection
 	events *ringbuf.Reader
+	// bound, when not nil, is the endpoint run binds the test
+	// interface to; nil binds the endpoint that owns the hook's address
+	// (see bindFor).
+	bound *uint32
+}
+
+// testIfindex is the interface BPF_PROG_TEST_RUN runs tc programs on:
+// the loopback device of the calling thread's network namespace.
+const testIfindex uint32 = 1
+
+// otherEndpoint is the endpoint run binds when the hook's address is no
+// local endpoint's: an interface of some other endpoint.
+const otherEndpoint uint32 = 0xfff0
+
+// localEndpoint is the endpoint index tests give a local address: its
+// identity (tests give each endpoint an identity of its own).
+func localEndpoint(id, flags uint32) uint32 {
+	if flags&IPCacheLocal == 0 {
+		return 0
+	}
+	return id
 }
 
 // testConsts are the constants tests load with unless they say otherwise:
@@ -55,6 +76,12 @@ func loadDatapath(tb testing.TB, consts map[string]uint32, share map[string]*ebp
 // loadDatapathSized is loadDatapath with every hash, LRU and LPM map sized
 // to entries.
 func loadDatapathSized(tb testing.TB, consts map[string]uint32, share map[string]*ebpf.Map, entries uint32) *datapath {
+	tb.Helper()
+	return loadDatapathSpec(tb, consts, share, entries, nil)
+}
+
+// loadDatapathSpec is loadDatapathSized with a last edit of the spec.
+func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]*ebpf.Map, entries uint32, edit func(*ebpf.CollectionSpec)) *datapath {
 	tb.Helper()
 	requireBPF(tb)
 	spec, err := Spec()
@@ -77,6 +104,9 @@ func loadDatapathSized(tb testing.TB, consts map[string]uint32, share map[string
 		if err := vs.Set(v); err != nil {
 			tb.Fatalf("set %s: %v", name, err)
 		}
+	}
+	if edit != nil {
+		edit(spec)
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: share})
 	if err != nil {
@@ -119,9 +149,9 @@ func (d *datapath) host(addr string, id, flags uint32) {
 	a := netip.MustParseAddr(addr)
 	var err error
 	if a.Is4() {
-		err = d.coll.Maps[MapIPCache4].Put(a.As4(), IPCacheValue{id, flags})
+		err = d.coll.Maps[MapIPCache4].Put(a.As4(), IPCacheValue{id, flags, localEndpoint(id, flags)})
 	} else {
-		err = d.coll.Maps[MapIPCache6].Put(a.As16(), IPCacheValue{id, flags})
+		err = d.coll.Maps[MapIPCache6].Put(a.As16(), IPCacheValue{id, flags, localEndpoint(id, flags)})
 	}
 	if err != nil {
 		d.tb.Fatal(err)
@@ -134,9 +164,9 @@ func (d *datapath) prefix(p string, id, flags uint32) {
 	pf := netip.MustParsePrefix(p)
 	var err error
 	if pf.Addr().Is4() {
-		err = d.coll.Maps[MapIPCache4LPM].Put(LPMKey4{uint32(pf.Bits()), pf.Addr().As4()}, IPCacheValue{id, flags})
+		err = d.coll.Maps[MapIPCache4LPM].Put(LPMKey4{uint32(pf.Bits()), pf.Addr().As4()}, IPCacheValue{id, flags, localEndpoint(id, flags)})
 	} else {
-		err = d.coll.Maps[MapIPCache6LPM].Put(LPMKey6{uint32(pf.Bits()), pf.Addr().As16()}, IPCacheValue{id, flags})
+		err = d.coll.Maps[MapIPCache6LPM].Put(LPMKey6{uint32(pf.Bits()), pf.Addr().As16()}, IPCacheValue{id, flags, localEndpoint(id, flags)})
 	}
 	if err != nil {
 		d.tb.Fatal(err)
@@ -166,9 +196,80 @@ func (d *datapath) portRange(subject, remote uint32, proto, flags uint8, lo, hi 
 	}
 }
 
-// run sends the frame through a tc entry program and returns the action.
+// bind binds the test interface to endpoint ep for every later run
+// (0: unbound).
+func (d *datapath) bind(ep uint32) {
+	d.tb.Helper()
+	d.bound = &ep
+}
+
+// bindAuto undoes bind: run binds the hook's own endpoint again.
+func (d *datapath) bindAuto() { d.bound = nil }
+
+// bindFor is the endpoint the interface of prog serves when frame crosses
+// it as its endpoint sent or receives it: the owner of the frame's source
+// (egress) or destination (ingress) address in the ipcache, else
+// otherEndpoint (so that the frame meets the address check).
+func (d *datapath) bindFor(prog string, frame []byte) uint32 {
+	d.tb.Helper()
+	if d.bound != nil {
+		return *d.bound
+	}
+	var addr netip.Addr
+	if len(frame) >= 14 {
+		egress := prog == ProgEndpointEgress
+		switch binary.BigEndian.Uint16(frame[12:]) {
+		case 0x0800:
+			if len(frame) >= 34 {
+				off := 30
+				if egress {
+					off = 26
+				}
+				addr = netip.AddrFrom4([4]byte(frame[off : off+4]))
+			}
+		case 0x86dd:
+			if len(frame) >= 54 {
+				off := 38
+				if egress {
+					off = 22
+				}
+				addr = netip.AddrFrom16([16]byte(frame[off : off+16]))
+			}
+		}
+	}
+	if !addr.IsValid() {
+		return otherEndpoint
+	}
+	var v IPCacheValue
+	found := false
+	if addr.Is4() {
+		found = d.coll.Maps[MapIPCache4].Lookup(addr.As4(), &v) == nil ||
+			d.coll.Maps[MapIPCache4LPM].Lookup(LPMKey4{32, addr.As4()}, &v) == nil
+	} else {
+		found = d.coll.Maps[MapIPCache6].Lookup(addr.As16(), &v) == nil ||
+			d.coll.Maps[MapIPCache6LPM].Lookup(LPMKey6{128, addr.As16()}, &v) == nil
+	}
+	if !found || v.Endpoint == 0 {
+		return otherEndpoint
+	}
+	return v.Endpoint
+}
+
+// setBinding writes the test interface's binding.
+func (d *datapath) setBinding(ep uint32) {
+	d.tb.Helper()
+	if err := d.coll.Maps[MapIfaceEndpoints].Put(testIfindex, IfaceValue{Endpoint: ep}); err != nil {
+		d.tb.Fatal(err)
+	}
+}
+
+// run sends the frame through a tc entry program, on the test interface
+// bound as bindFor says, and returns the action.
 func (d *datapath) run(prog string, frame []byte) uint32 {
 	d.tb.Helper()
+	if prog == ProgEndpointEgress || prog == ProgEndpointIngress {
+		d.setBinding(d.bindFor(prog, frame))
+	}
 	ret, err := d.coll.Programs[prog].Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		d.tb.Fatalf("%s: %v", prog, err)

@@ -35,6 +35,8 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{MapPrefilter6, LPMKey6{}, uint32(0)},
 		{MapTailCalls, uint32(0), uint32(0)},
 		{MapScratch, uint32(0), PacketState{}},
+		{MapIfaceEndpoints, uint32(0), IfaceValue{}},
+		{MapIfaceEndpointsBig, uint32(0), IfaceValue{}},
 	}
 	seen := map[string]bool{MapEvents: true}
 	for _, m := range maps {
@@ -117,16 +119,20 @@ func TestReservedRulesMatchIR(t *testing.T) {
 		got[v.Name] = v.Value
 	}
 	want := map[string]ir.RuleID{
-		"POLC_RULE_NONE":          ir.RuleNone,
-		"POLC_RULE_DEFAULT_ALLOW": ir.RuleDefaultAllow,
-		"POLC_RULE_DEFAULT_DENY":  ir.RuleDefaultDeny,
-		"POLC_RULE_ESTABLISHED":   ir.RuleEstablished,
-		"POLC_RULE_RELATED":       ir.RuleRelated,
-		"POLC_RULE_MALFORMED":     ir.RuleMalformed,
-		"POLC_RULE_NON_IP":        ir.RuleNonIP,
-		"POLC_RULE_FRAGMENT":      ir.RuleFragment,
-		"POLC_RULE_PREFILTER":     ir.RulePrefilter,
-		"POLC_FIRST_RULE_ID":      ir.FirstRuleID,
+		"POLC_RULE_NONE":           ir.RuleNone,
+		"POLC_RULE_DEFAULT_ALLOW":  ir.RuleDefaultAllow,
+		"POLC_RULE_DEFAULT_DENY":   ir.RuleDefaultDeny,
+		"POLC_RULE_ESTABLISHED":    ir.RuleEstablished,
+		"POLC_RULE_RELATED":        ir.RuleRelated,
+		"POLC_RULE_MALFORMED":      ir.RuleMalformed,
+		"POLC_RULE_NON_IP":         ir.RuleNonIP,
+		"POLC_RULE_FRAGMENT":       ir.RuleFragment,
+		"POLC_RULE_PREFILTER":      ir.RulePrefilter,
+		"POLC_RULE_SPOOFED_SOURCE": ir.RuleSpoofedSource,
+		"POLC_RULE_WRONG_DEST":     ir.RuleWrongDestination,
+		"POLC_RULE_ETHERTYPE":      ir.RuleEtherType,
+		"POLC_RULE_UNBOUND":        ir.RuleUnbound,
+		"POLC_FIRST_RULE_ID":       ir.FirstRuleID,
 	}
 	for name, id := range want {
 		v, ok := got[name]
@@ -147,6 +153,8 @@ func TestReservedRulesMatchIR(t *testing.T) {
 		RuleEstablishedID: ir.RuleEstablished, RuleRelatedID: ir.RuleRelated,
 		RuleMalformedID: ir.RuleMalformed, RuleNonIPID: ir.RuleNonIP,
 		RuleFragmentID: ir.RuleFragment, RulePrefilterID: ir.RulePrefilter,
+		RuleSpoofedSourceID: ir.RuleSpoofedSource, RuleWrongDestinationID: ir.RuleWrongDestination,
+		RuleEtherTypeID: ir.RuleEtherType, RuleUnboundID: ir.RuleUnbound,
 	} {
 		if id != uint32(want) {
 			t.Errorf("test constant %d != ir %d", id, want)

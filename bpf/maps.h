@@ -104,6 +104,29 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } prefilter6 SEC(".maps");
 
+/*
+ * Interface → endpoint binding (struct iface_value), keyed by ifindex.
+ * Indices below POLC_IFACE_ARRAY_SIZE live in an array, whose lookup the
+ * verifier inlines (no helper call on the hot path); larger ones, which
+ * hosts reach after many interfaces have come and gone, in a hash. The
+ * runtime fills both; the bundle carries no entries.
+ */
+#define POLC_IFACE_ARRAY_SIZE 65536
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct iface_value);
+	__uint(max_entries, POLC_IFACE_ARRAY_SIZE);
+} iface_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct iface_value);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} iface_endpoints_big SEC(".maps");
+
 /* Tail-call slots; the compiler lays them out (cfg_slot_*). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);

@@ -169,7 +169,7 @@ func TestMalformedAndOdd(t *testing.T) {
 		rule  uint32
 	}{
 		{"arp passes", func() []byte { p := tcp(epB.v4, epA.v4, 1, 80, tcpSYN); p.etherType = 0x0806; return p.bytes() }(), actOK, RuleNonIPID},
-		{"ethernet only, non-IP", []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xcc}, actOK, RuleNonIPID},
+		{"ethernet only, non-IP", []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xcc}, actShot, RuleEtherTypeID},
 		{"ihl 4", mutate(tcp(epB.v4, epA.v4, 1, 80, tcpSYN), func(b []byte) { b[14] = 0x44 }), actShot, RuleMalformedID},
 		{"ip version 5", mutate(tcp(epB.v4, epA.v4, 1, 80, tcpSYN), func(b []byte) { b[14] = 0x55 }), actShot, RuleMalformedID},
 		{"total length beyond packet", mutate(tcp(epB.v4, epA.v4, 1, 80, tcpSYN), func(b []byte) { binary.BigEndian.PutUint16(b[16:], 100) }), actShot, RuleMalformedID},
@@ -452,11 +452,14 @@ func TestNeighbourDiscovery(t *testing.T) {
 	binary.BigEndian.PutUint16(bad[18:], 100)
 	d.expect2("payload length beyond the frame", in, bad, actShot, RuleMalformedID)
 
-	// with no IPv6 endpoint in the bundle, still non-ip
+	// with no IPv6 endpoint in the bundle, no global IPv6 source is an
+	// endpoint's own; link-local ND still passes
 	consts := testConsts()
 	consts[ConstHasIPv6] = 0
 	d6 := loadDatapath(t, consts, nil)
-	d6.expect("no ipv6 endpoints", out, nd(epC.v6, world.v6, 135), actOK, RuleNonIPID)
+	d6.bind(idC)
+	d6.expect("no ipv6 endpoints, global source", out, nd(epC.v6, world.v6, 135), actShot, RuleSpoofedSourceID)
+	d6.expect("no ipv6 endpoints, link-local source", out, nd("fe80::c", "ff02::1:ff00:1", 135), actOK, RuleNonIPID)
 }
 
 // TestForeignICMP: ICMP (protocol 1) in IPv6 and ICMPv6 (58) in IPv4 are

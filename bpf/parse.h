@@ -17,6 +17,7 @@
 #define POLC_ETH_HLEN 14
 #define POLC_ETH_P_IP 0x0800
 #define POLC_ETH_P_IPV6 0x86DD
+#define POLC_ETH_P_ARP 0x0806
 
 /* IPv6 extension headers walked, at most POLC_MAX_EXTHDRS of them. */
 #define POLC_NH_HOPOPTS 0
@@ -28,7 +29,8 @@
 
 enum polc_parse {
 	POLC_PARSE_OK = 0,
-	POLC_PARSE_NON_IP,
+	POLC_PARSE_ARP,
+	POLC_PARSE_NON_IP, /* any other ethertype (VLAN tags included), or a runt frame */
 	POLC_PARSE_MALFORMED,
 };
 
@@ -88,6 +90,28 @@ static __always_inline int polc_is_icmp_error(__u8 family, __u8 type)
 		return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
 	/* dest unreachable, packet too big, time exceeded, parameter problem */
 	return type >= 1 && type <= 4;
+}
+
+/* fe80::/10, IPv6 link-local unicast. */
+static __always_inline int polc_ip6_linklocal(const __u8 *a)
+{
+	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
+
+/* ::, the unspecified address (duplicate address detection sends from it). */
+static __always_inline int polc_ip6_unspecified(const __u8 *a)
+{
+	__u64 hi, lo;
+
+	__builtin_memcpy(&hi, a, 8);
+	__builtin_memcpy(&lo, a + 8, 8);
+	return !hi && !lo;
+}
+
+/* ff02::/16, IPv6 link-local scope multicast (all-nodes, solicited-node, ...). */
+static __always_inline int polc_ip6_ll_multicast(const __u8 *a)
+{
+	return a[0] == 0xff && a[1] == 0x02;
 }
 
 /*
@@ -414,6 +438,8 @@ static __always_inline int polc_parse(struct __sk_buff *skb, struct pkt_state *s
 		return polc_parse_ipv4(skb, st);
 	if (proto == bpf_htons(POLC_ETH_P_IPV6))
 		return polc_parse_ipv6(skb, st);
+	if (proto == bpf_htons(POLC_ETH_P_ARP))
+		return POLC_PARSE_ARP;
 	return POLC_PARSE_NON_IP;
 }
 

@@ -56,10 +56,42 @@ static __always_inline int polc_finish(struct __sk_buff *skb, struct pkt_state *
 	return polc_verdict(st, st->verdict, st->rule);
 }
 
+/*
+ * polc_bound_endpoint is the endpoint the packet's interface serves
+ * (iface_endpoints), 0 when the interface is bound to none.
+ */
+static __always_inline __u32 polc_bound_endpoint(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct iface_value *b = bpf_map_lookup_elem(&iface_endpoints, &ifindex);
+
+	/* an array slot exists for every index below its size */
+	if (!b)
+		b = bpf_map_lookup_elem(&iface_endpoints_big, &ifindex);
+	return b ? b->endpoint : 0;
+}
+
+/*
+ * polc_linklocal_ndp: neighbour discovery whose endpoint-side address is
+ * link-local in scope, so that it cannot be an endpoint's own address: at
+ * egress from fe80::/10 or :: (duplicate address detection), at ingress to
+ * fe80::/10 or ff02::/16 (solicited-node and all-nodes multicast). It
+ * passes the address check, then ND passes as it does for any address.
+ */
+static __always_inline int polc_linklocal_ndp(const struct pkt_state *st, __u8 dir)
+{
+	if (!polc_is_ndp(st))
+		return 0;
+	if (dir == POLC_DIR_EGRESS)
+		return polc_ip6_linklocal(st->tuple.saddr) || polc_ip6_unspecified(st->tuple.saddr);
+	return polc_ip6_linklocal(st->tuple.daddr) || polc_ip6_ll_multicast(st->tuple.daddr);
+}
+
 static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 {
 	struct pkt_state *st = polc_state();
 	struct ipcache_value ipc;
+	__u32 endpoint;
 	__u8 *subj, *other;
 	__u64 now;
 	int r;
@@ -71,29 +103,48 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	st->tuple.dir = dir;
 	st->pol_dir = dir;
 
+	/* an interface polc polices but that serves no endpoint passes nothing */
+	endpoint = polc_bound_endpoint(skb);
+	if (!endpoint)
+		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_UNBOUND);
+	/*
+	 * A VLAN tag the stack has already taken off (as it does before tc
+	 * ingress) is in the skb, not the data: the frame is tagged all the
+	 * same, and the stack may deliver it untagged (VLAN 0) past policy.
+	 */
+	if (skb->vlan_present)
+		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_ETHERTYPE);
+
 	r = polc_parse(skb, st);
-	/* ARP and every other non-IP ethertype pass */
-	if (r == POLC_PARSE_NON_IP)
+	/* ARP passes; every other non-IP ethertype (VLAN tags too) drops */
+	if (r == POLC_PARSE_ARP)
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
+	if (r == POLC_PARSE_NON_IP)
+		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_ETHERTYPE);
 	/* truncated or malformed headers drop, whoever the subject */
 	if (r != POLC_PARSE_OK)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_MALFORMED);
-	/* IPv6 neighbour discovery passes like ARP: no policy, no conntrack */
-	if (polc_is_ndp(st))
-		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
-	/* a family with no endpoint in the bundle has no subject */
-	if ((st->tuple.family == POLC_FAMILY_IPV4 && !cfg_has_ipv4) ||
-	    (st->tuple.family == POLC_FAMILY_IPV6 && !cfg_has_ipv6))
-		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
 
+	/*
+	 * The endpoint's side of the packet must be the bound endpoint's
+	 * address: its source when the endpoint sends, its destination when
+	 * it receives. So an endpoint cannot act as another (or as the world),
+	 * and a packet routed onto the wrong interface does not get in.
+	 */
 	subj = dir == POLC_DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
 	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
 	ipc = polc_ipcache(subj, st->tuple.family);
+	if (ipc.endpoint != endpoint) {
+		if (polc_linklocal_ndp(st, dir))
+			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
+		return polc_verdict(st, POLC_VERDICT_DENY,
+				    dir == POLC_DIR_EGRESS ? POLC_RULE_SPOOFED_SOURCE : POLC_RULE_WRONG_DEST);
+	}
+	/* IPv6 neighbour discovery passes like ARP: no policy, no conntrack */
+	if (polc_is_ndp(st))
+		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
-	/* not a local endpoint's address: nothing to police here */
-	if (!(ipc.flags & POLC_IPC_LOCAL))
-		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
 	now = bpf_ktime_get_coarse_ns();
 
 	/* a non-first fragment has no ports: follow its first fragment */

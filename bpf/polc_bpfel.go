@@ -20,6 +20,8 @@ const (
 	polcMapCounters             = "counters"
 	polcMapEvents               = "events"
 	polcMapFrags                = "frags"
+	polcMapIfaceEndpoints       = "iface_endpoints"
+	polcMapIfaceEndpointsBig    = "iface_endpoints_big"
 	polcMapIpcache4             = "ipcache4"
 	polcMapIpcache4Lpm          = "ipcache4_lpm"
 	polcMapIpcache6             = "ipcache6"
@@ -109,20 +111,22 @@ type polcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type polcMapSpecs struct {
-	Conntrack    *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Frags        *ebpf.MapSpec `ebpf:"frags"`
-	Ipcache4     *ebpf.MapSpec `ebpf:"ipcache4"`
-	Ipcache4Lpm  *ebpf.MapSpec `ebpf:"ipcache4_lpm"`
-	Ipcache6     *ebpf.MapSpec `ebpf:"ipcache6"`
-	Ipcache6Lpm  *ebpf.MapSpec `ebpf:"ipcache6_lpm"`
-	Policy       *ebpf.MapSpec `ebpf:"policy"`
-	PolicyRanges *ebpf.MapSpec `ebpf:"policy_ranges"`
-	Prefilter4   *ebpf.MapSpec `ebpf:"prefilter4"`
-	Prefilter6   *ebpf.MapSpec `ebpf:"prefilter6"`
-	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
-	Tailcalls    *ebpf.MapSpec `ebpf:"tailcalls"`
+	Conntrack         *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	Frags             *ebpf.MapSpec `ebpf:"frags"`
+	IfaceEndpoints    *ebpf.MapSpec `ebpf:"iface_endpoints"`
+	IfaceEndpointsBig *ebpf.MapSpec `ebpf:"iface_endpoints_big"`
+	Ipcache4          *ebpf.MapSpec `ebpf:"ipcache4"`
+	Ipcache4Lpm       *ebpf.MapSpec `ebpf:"ipcache4_lpm"`
+	Ipcache6          *ebpf.MapSpec `ebpf:"ipcache6"`
+	Ipcache6Lpm       *ebpf.MapSpec `ebpf:"ipcache6_lpm"`
+	Policy            *ebpf.MapSpec `ebpf:"policy"`
+	PolicyRanges      *ebpf.MapSpec `ebpf:"policy_ranges"`
+	Prefilter4        *ebpf.MapSpec `ebpf:"prefilter4"`
+	Prefilter6        *ebpf.MapSpec `ebpf:"prefilter6"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
+	Tailcalls         *ebpf.MapSpec `ebpf:"tailcalls"`
 }
 
 // polcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -168,20 +172,22 @@ func (o *polcObjects) Close() error {
 //
 // It can be passed to loadPolcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type polcMaps struct {
-	Conntrack    *ebpf.Map `ebpf:"conntrack"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Frags        *ebpf.Map `ebpf:"frags"`
-	Ipcache4     *ebpf.Map `ebpf:"ipcache4"`
-	Ipcache4Lpm  *ebpf.Map `ebpf:"ipcache4_lpm"`
-	Ipcache6     *ebpf.Map `ebpf:"ipcache6"`
-	Ipcache6Lpm  *ebpf.Map `ebpf:"ipcache6_lpm"`
-	Policy       *ebpf.Map `ebpf:"policy"`
-	PolicyRanges *ebpf.Map `ebpf:"policy_ranges"`
-	Prefilter4   *ebpf.Map `ebpf:"prefilter4"`
-	Prefilter6   *ebpf.Map `ebpf:"prefilter6"`
-	Scratch      *ebpf.Map `ebpf:"scratch"`
-	Tailcalls    *ebpf.Map `ebpf:"tailcalls"`
+	Conntrack         *ebpf.Map `ebpf:"conntrack"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	Events            *ebpf.Map `ebpf:"events"`
+	Frags             *ebpf.Map `ebpf:"frags"`
+	IfaceEndpoints    *ebpf.Map `ebpf:"iface_endpoints"`
+	IfaceEndpointsBig *ebpf.Map `ebpf:"iface_endpoints_big"`
+	Ipcache4          *ebpf.Map `ebpf:"ipcache4"`
+	Ipcache4Lpm       *ebpf.Map `ebpf:"ipcache4_lpm"`
+	Ipcache6          *ebpf.Map `ebpf:"ipcache6"`
+	Ipcache6Lpm       *ebpf.Map `ebpf:"ipcache6_lpm"`
+	Policy            *ebpf.Map `ebpf:"policy"`
+	PolicyRanges      *ebpf.Map `ebpf:"policy_ranges"`
+	Prefilter4        *ebpf.Map `ebpf:"prefilter4"`
+	Prefilter6        *ebpf.Map `ebpf:"prefilter6"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
+	Tailcalls         *ebpf.Map `ebpf:"tailcalls"`
 }
 
 func (m *polcMaps) Close() error {
@@ -190,6 +196,8 @@ func (m *polcMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Frags,
+		m.IfaceEndpoints,
+		m.IfaceEndpointsBig,
 		m.Ipcache4,
 		m.Ipcache4Lpm,
 		m.Ipcache6,

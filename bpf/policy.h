@@ -11,13 +11,16 @@
 /*
  * polc_ipcache resolves an address: the host hash first (the hot path),
  * then, only when the bundle has prefixes of that family, the LPM trie.
- * Unknown everywhere → world, no flags.
+ * Unknown everywhere → world, no flags, no endpoint.
  */
 static __always_inline struct ipcache_value polc_ipcache(const __u8 *addr, __u8 family)
 {
 	struct ipcache_value r = { .identity = POLC_IDENTITY_WORLD };
 	struct ipcache_value *v;
 
+	/* a family no endpoint has: every address is the world's */
+	if ((family == POLC_FAMILY_IPV4 && !cfg_has_ipv4) || (family == POLC_FAMILY_IPV6 && !cfg_has_ipv6))
+		return r;
 	if (family == POLC_FAMILY_IPV4) {
 		v = bpf_map_lookup_elem(&ipcache4, addr);
 		if (!v && cfg_has_prefixes4) {

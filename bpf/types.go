@@ -26,7 +26,23 @@ const (
 type IPCacheValue struct {
 	Identity uint32
 	Flags    uint32 // IPCache* bits
+	// Endpoint is the index of the local endpoint that owns the address
+	// (from 1, see bundle.Endpoint); 0 for addresses no endpoint owns.
+	// The datapath compares it with the interface's binding (IfaceValue).
+	Endpoint uint32
 }
+
+// IfaceValue binds an interface (maps iface_endpoints and
+// iface_endpoints_big, keyed by uint32 ifindex) to the endpoint it serves.
+// The runtime writes it; bundles carry no entries. Endpoint 0 is unbound.
+type IfaceValue struct {
+	Endpoint uint32
+}
+
+// IfaceArraySize is the number of ifindexes iface_endpoints (an array,
+// looked up without a helper call) holds; larger ifindexes go into
+// iface_endpoints_big.
+const IfaceArraySize = 65536
 
 // IPCacheValue flags. The isolation and range bits describe the endpoint as
 // a subject, copied onto each of its addresses so that one lookup answers
@@ -152,7 +168,11 @@ const (
 	MapPrefilter4   = "prefilter4"    // LPM_TRIE LPMKey4 → uint32 (reserved, write 1)
 	MapPrefilter6   = "prefilter6"    // LPM_TRIE LPMKey6 → uint32 (reserved, write 1)
 	MapTailCalls    = "tailcalls"     // PROG_ARRAY, slots from Const*Slot*
-	MapScratch      = "scratch"       // PERCPU_ARRAY, per-packet state between tail calls
+	// MapIfaceEndpoints and MapIfaceEndpointsBig bind interfaces to
+	// endpoints: ARRAY and HASH uint32 (ifindex) → IfaceValue.
+	MapIfaceEndpoints    = "iface_endpoints"
+	MapIfaceEndpointsBig = "iface_endpoints_big"
+	MapScratch           = "scratch" // PERCPU_ARRAY, per-packet state between tail calls
 )
 
 // Tail-call slots: how many MapTailCalls has, and where the programs go
@@ -170,8 +190,8 @@ const (
 // correctness.
 const (
 	ConstGeneration        = "cfg_generation"          // policy generation stamped into conntrack (default 0)
-	ConstHasIPv4           = "cfg_has_ipv4"            // 0: no IPv4 endpoint; IPv4 passes without lookups (default 1)
-	ConstHasIPv6           = "cfg_has_ipv6"            // 0: no IPv6 endpoint; IPv6 passes without lookups (default 1)
+	ConstHasIPv4           = "cfg_has_ipv4"            // 0: no IPv4 endpoint; every IPv4 address is the world's, unlooked (default 1)
+	ConstHasIPv6           = "cfg_has_ipv6"            // 0: no IPv6 endpoint; every IPv6 address is the world's, unlooked (default 1)
 	ConstHasPrefixes4      = "cfg_has_prefixes4"       // ipcache4_lpm is consulted on a hash miss (default 1)
 	ConstHasPrefixes6      = "cfg_has_prefixes6"       // ipcache6_lpm is consulted on a hash miss (default 1)
 	ConstHasRanges         = "cfg_has_ranges"          // policy_ranges is consulted for subjects with *Ranges (default 1)

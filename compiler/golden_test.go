@@ -41,12 +41,13 @@ func glob(t *testing.T, patterns ...string) []string {
 }
 
 // TestGoldenIR compiles every policy under testdata/ (top level, lang/,
-// yaml/) that has no errors and compares its IR text with
+// yaml/, spoofing/) that has no errors and compares its IR text with
 // golden/ir/<path under testdata, '/' as '_'>.txt. It also checks that two
 // loads give the same bytes.
 func TestGoldenIR(t *testing.T) {
 	t.Chdir(repoRoot())
-	files := glob(t, "testdata/*.pol", "testdata/lang/*.pol", "testdata/yaml/*.yaml", "testdata/yaml/*.yml")
+	files := glob(t, "testdata/*.pol", "testdata/lang/*.pol", "testdata/yaml/*.yaml", "testdata/yaml/*.yml",
+		"testdata/spoofing/*.pol", "testdata/spoofing/*.yaml")
 	if len(files) == 0 {
 		t.Fatal("no policies under testdata/")
 	}

@@ -27,6 +27,10 @@ import (
 //   - reply is the previous packet with addresses and ports swapped; an
 //     ICMP echo request (8, or 128 for ICMPv6) becomes an echo reply (0 or
 //     129). Other ICMP messages have no reply.
+//   - via NAME (ir.Packet.Via) sends the packet from that endpoint's
+//     interface, whatever its source address; without it the packet
+//     leaves from the interface of the endpoint that owns the source, if
+//     any. A reply has no via: the previous packet's destination sends it.
 
 // DefaultSourcePort is the source port of a test packet that names none:
 // an ephemeral port, the same on every packet so replies line up.
@@ -82,6 +86,17 @@ func resolveSteps(t *dsl.Test, s *symbols, addrs map[string][]netip.Prefix, ds *
 		default:
 			pkt, ok = resolvePacket(st.Packet, s, addrs, ds)
 		}
+		if st.Via != nil {
+			switch {
+			case st.Reply:
+				ds.Errorf(st.Via.Pos, `"via" does not apply to a reply: a reply is sent by the previous packet's destination; write the packet out to send it via another endpoint`)
+				ok = false
+			case !s.knownEndpoint(st.Via, ds):
+				ok = false
+			case ok:
+				pkt.Via = st.Via.Name
+			}
+		}
 		if ok && len(st.Flags) > 0 {
 			if pkt.Proto != ir.ProtoTCP {
 				ds.Errorf(st.Flags[0].Pos, "TCP flags on a %s packet", pkt.Proto)
@@ -119,9 +134,26 @@ func resolveSteps(t *dsl.Test, s *symbols, addrs map[string][]netip.Prefix, ds *
 	return steps
 }
 
-// reversePacket is the reply to p.
+// knownEndpoint reports whether a test names a declared endpoint, and
+// reports it at its position (with the closest name, if one is close)
+// when it does not.
+func (s *symbols) knownEndpoint(name *dsl.Ident, ds *dsl.Diagnostics) bool {
+	if _, found := s.endpointByName[name.Name]; found {
+		return true
+	}
+	names := make([]string, len(s.endpoints))
+	for i, e := range s.endpoints {
+		names[i] = e.Name.Name
+	}
+	ds.Errorf(name.Pos, "unknown endpoint %q%s", name.Name, dsl.DidYouMean(name.Name, names))
+	return false
+}
+
+// reversePacket is the reply to p: it leaves from the interface of p's
+// destination, so it has no Via.
 func reversePacket(p ir.Packet, pos dsl.Pos, ds *dsl.Diagnostics) (ir.Packet, bool) {
 	r := p
+	r.Via = ""
 	r.Src, r.Dst = p.Dst, p.Src
 	r.SPort, r.DPort = p.DPort, p.SPort
 	switch {
@@ -156,8 +188,7 @@ func resolvePacket(p *dsl.Packet, s *symbols, addrs map[string][]netip.Prefix, d
 	sides := []*side{{hp: p.Src}, {hp: p.Dst}}
 	for _, sd := range sides {
 		if sd.hp.IsName {
-			if _, found := s.endpointByName[sd.hp.Host.Text]; !found {
-				ds.Errorf(sd.hp.Host.Pos, "unknown endpoint %q", sd.hp.Host.Text)
+			if !s.knownEndpoint(&dsl.Ident{Pos: sd.hp.Host.Pos, Name: sd.hp.Host.Text}, ds) {
 				ok = false
 				continue
 			}

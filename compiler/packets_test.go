@@ -93,6 +93,8 @@ func TestStepsErrors(t *testing.T) {
 		test(13, "bad address", step(13, 1, packet(13, "udp", host(13, 1, "10.0.0.256", -1), host(13, 30, "v4", 53)), allow)),
 		test(14, "source port 0", step(14, 1, packet(14, "udp", host(14, 1, "web", 0), host(14, 30, "v4", 53)), allow)),
 		test(15, "no steps"),
+		test(16, "unknown via", &dsl.Step{Pos: at(16, 1), Packet: tcp(), Via: &dsl.Ident{Pos: at(16, 30), Name: "v5"}, Expect: allow}),
+		test(17, "via on a reply", step(17, 1, tcp(), nil), &dsl.Step{Pos: at(17, 40), Reply: true, Via: &dsl.Ident{Pos: at(17, 50), Name: "v4"}, Expect: allow}),
 	)
 	_, ds := Compile([]*dsl.File{f}, nil)
 	want := []string{
@@ -102,8 +104,37 @@ func TestStepsErrors(t *testing.T) {
 		`t.pol:13:1: invalid address "10.0.0.256": IPv4 field has value >255`,
 		`t.pol:14:11: port 0 is out of range 1..65535`,
 		`t.pol:15:6: test "no steps" has no steps`,
+		`t.pol:16:30: unknown endpoint "v5"; did you mean "v4"?`,
+		`t.pol:17:50: "via" does not apply to a reply: a reply is sent by the previous packet's destination; write the packet out to send it via another endpoint`,
 	}
 	if diff := cmp.Diff(want, diagStrings(ds)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+// TestStepsVia: via names the sending endpoint whatever the source
+// address (an endpoint's, another's or the world's), and a reply to such a
+// packet has none, since the previous packet's destination sends it.
+func TestStepsVia(t *testing.T) {
+	allow := expect(dsl.VerdictAllow)
+	via := func(p *dsl.Packet, name string) *dsl.Step {
+		return &dsl.Step{Pos: at(1, 1), Packet: p, Via: &dsl.Ident{Pos: at(1, 30), Name: name}}
+	}
+	got := stepsOf(t, test(1, "t",
+		via(packet(1, "tcp", host(1, 1, "web", -1), host(1, 2, "v4", 80)), "v4"),
+		replyStep(1, 2, nil),
+		via(packet(2, "udp", host(2, 1, "192.0.2.1", -1), host(2, 2, "v4", 53)), "web"),
+		via(packet(3, "icmpv6", host(3, 1, "fe80::1", -1), host(3, 2, "v6", -1)), "web"),
+		step(4, 1, packet(4, "tcp", host(4, 1, "web", -1), host(4, 2, "v4", 80)), allow),
+	))
+	want := []string{
+		"tcp 10.0.1.9:40000 -> 10.0.3.10:80 flags syn via v4",
+		"tcp 10.0.3.10:80 -> 10.0.1.9:40000 flags ack",
+		"udp 192.0.2.1:40000 -> 10.0.3.10:53 via web",
+		"icmpv6 fe80::1 -> fd00::20 type 128 code 0 via web",
+		"tcp 10.0.1.9:40000 -> 10.0.3.10:80 flags ack",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("packets (-want +got):\n%s", diff)
 	}
 }

@@ -281,7 +281,13 @@ type Step struct {
 	// Flags are TCP flags as written (syn, ack, fin, rst, psh, urg); for a
 	// TCP packet without flags the compiler picks SYN for a first packet
 	// and ACK for a reply.
-	Flags     []Text
+	Flags []Text
+	// Via names the endpoint whose interface the packet leaves from (`via
+	// evil`); nil means the interface of the endpoint that owns the
+	// source address. The compiler checks that the endpoint exists and
+	// rejects Via on a reply, which the previous packet's destination
+	// sends.
+	Via       *Ident
 	Expect    *Verdict
 	ExpectPos Pos
 }

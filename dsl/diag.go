@@ -36,6 +36,18 @@ func (d Diagnostic) String() string {
 	return d.Pos.String() + ": " + d.Msg
 }
 
+// DidYouMean returns `; did you mean "x"?` for the word of known closest
+// to w when it is within a few typos of it (at most one edit, or one per
+// three letters of the word), and "" otherwise. A diagnostic about an
+// unknown name ends with it; the YAML reader's unknown field names use the
+// same rule.
+func DidYouMean(w string, known []string) string {
+	if best := yamlClosest(w, known); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
+}
+
 // Diagnostics is a list of problems; it implements error so that a pass can
 // return all of them at once.
 type Diagnostics []Diagnostic

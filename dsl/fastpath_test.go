@@ -56,6 +56,8 @@ func TestFastPathMatchesParticiple(t *testing.T) {
 		"policy p { select a=b ingress allow from app=x on tcp/80-\n",
 		"policy p { ingress allow }\n",
 		"policy p { select a in () }\n",
+		"endpoint via labels(via=via) addr 10.0.0.1\npolicy via { select via=via ingress allow from via, via exists }\n",
+		"test \"t\" { tcp via -> via:1 via via expect deny }\n",
 	} {
 		parseBothWays(t, "near-miss.pol", []byte(src))
 	}

@@ -29,6 +29,7 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add([]byte("test \"t\" { tcp [::1]:1 -> a flags syn expect allow }"))
+	f.Add([]byte("test \"t\" { tcp a -> b:1 flags syn via via; reply via c expect deny }"))
 	f.Add([]byte("policy p { select !a ingress deny to x in (y) , 1.2.3.4 except (5.6.7.8) }"))
 	f.Add([]byte("import\"\"0")) // found by fuzzing: trailing tokens after an import
 	// A header: comment paragraphs a blank line separates from the first declaration.

@@ -15,7 +15,7 @@ import (
 // panic into a "YAML reader failed" diagnostic, which counts as a failure
 // here) and that every input it accepts survives FormatYAML unchanged.
 func FuzzParseYAML(f *testing.F) {
-	for _, pattern := range []string{"../testdata/yaml/*.yaml", "../testdata/bad/yaml/*.yaml"} {
+	for _, pattern := range []string{"../testdata/yaml/*.yaml", "../testdata/bad/yaml/*.yaml", "../testdata/spoofing/*.yaml"} {
 		files, _ := filepath.Glob(pattern)
 		for _, path := range files {
 			src, err := os.ReadFile(path)
@@ -30,6 +30,7 @@ func FuzzParseYAML(f *testing.F) {
 		"endpoints:\n  - name: x.web\n    labels: {k8s:io.kubernetes.pod.namespace: x, \"<<\": \"a b\", \"\": }\n    addrs: [10.0.0.1]\n",
 		"policies:\n  - name: cnp_x.name_1\n    select: ['\"k8s:io.kubernetes.pod.name\" in (a, \"b c\")', '!\"k8s:x\"']\n    ingress:\n      - action: allow\n        from: [x.ingress-http, {select: '{\"k8s:a\"=\"\\xff\", b!=\"\"}'}]\n",
 		"tests:\n  - name: t\n    steps: [{packet: \"tcp x.web -> cnp_x.name_1:80\", expect: allow}]\n",
+		"tests:\n  - name: t\n    steps: [{packet: \"udp 10.0.0.1 -> a:53\", via: x.evil}, {reply: true, via: 'true', expect: deny}]\n",
 	} {
 		f.Add([]byte(src))
 	}

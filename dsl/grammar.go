@@ -120,6 +120,9 @@ type gStep struct {
 	Reply  bool     `parser:"( @'reply'"`
 	Packet *gPacket `parser:"| @@ )"`
 	Flags  []*gFlag `parser:"( 'flags' @@ ( ',' @@ )* )?"`
+	// 'via' is not a keyword (see polStepVia): the literal matches the
+	// word by value.
+	Via    *gName   `parser:"( 'via' @@ )?"`
 	Expect *gExpect `parser:"@@?"`
 }
 

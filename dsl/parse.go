@@ -465,6 +465,10 @@ func (p *polParser) test(g *gTest) Decl {
 		for _, fl := range s.Flags {
 			st.Flags = append(st.Flags, Text{Pos: polPos(fl.Pos), Text: fl.Flag})
 		}
+		if s.Via != nil {
+			via := polIdent(s.Via)
+			st.Via = &via
+		}
 		if s.Expect != nil {
 			v := VerdictAllow
 			if s.Expect.Verdict == "deny" {
@@ -1015,7 +1019,7 @@ func (e *polExplainer) step() string {
 	default:
 		e.fail(polStepStart)
 	}
-	follow := `"flags", "expect", ";", another step or "}"`
+	follow := `"flags", "via", "expect", ";", another step or "}"`
 	if e.is("flags") {
 		e.next()
 		e.want(`a TCP flag (syn, ack, fin, rst, psh, urg) after "flags"`, polFlags...)
@@ -1023,7 +1027,12 @@ func (e *polExplainer) step() string {
 			e.next()
 			e.want(`a TCP flag (syn, ack, fin, rst, psh, urg) after ","`, polFlags...)
 		}
-		follow = `",", "expect", ";", another step or "}"`
+		follow = `",", "via", "expect", ";", another step or "}"`
+	}
+	if t := e.peek(); t.Type == tokWord && t.Value == polStepVia {
+		e.next()
+		e.name(`an endpoint name after "via"`)
+		follow = `"expect", ";", another step or "}"`
 	}
 	if e.is("expect") {
 		e.next()
@@ -1034,6 +1043,13 @@ func (e *polExplainer) step() string {
 }
 
 var polFlags = []string{"syn", "ack", "fin", "rst", "psh", "urg"}
+
+// polStepVia introduces the endpoint whose interface a test packet leaves
+// from (`tcp web -> api:80 via evil`). It is a contextual word, not a
+// keyword: it means something only after a step's packet and flags, where
+// no name can stand, so endpoints, cidrsets, policies and label keys
+// written before it existed may still be called via.
+const polStepVia = "via"
 
 func (e *polExplainer) host(what string) {
 	t := e.peek()

@@ -96,6 +96,24 @@ func TestParseDecls(t *testing.T) {
 				ICMPCode: &Int{Pos: polAt(1, 113), Value: 0},
 			}, Expect: polVP(VerdictAllow), ExpectPos: polAt(1, 115)},
 		}}},
+	}, {
+		name: "test with via",
+		src:  `test "t" { udp 10.0.0.9 -> api:53 via web; tcp web -> api:80 flags syn via evil expect deny }`,
+		want: []Decl{&Test{Pos: polAt(1, 1), Name: Text{Pos: polAt(1, 6), Text: "t"}, Steps: []*Step{
+			{Pos: polAt(1, 12), Packet: &Packet{
+				Pos:   polAt(1, 12),
+				Proto: Text{Pos: polAt(1, 12), Text: "udp"},
+				Src:   HostPort{Pos: polAt(1, 16), Host: Text{Pos: polAt(1, 16), Text: "10.0.0.9"}},
+				Dst:   HostPort{Pos: polAt(1, 28), Host: Text{Pos: polAt(1, 28), Text: "api"}, IsName: true, Port: &Int{Pos: polAt(1, 32), Value: 53}},
+			}, Via: &Ident{Pos: polAt(1, 39), Name: "web"}},
+			{Pos: polAt(1, 44), Packet: &Packet{
+				Pos:   polAt(1, 44),
+				Proto: Text{Pos: polAt(1, 44), Text: "tcp"},
+				Src:   HostPort{Pos: polAt(1, 48), Host: Text{Pos: polAt(1, 48), Text: "web"}, IsName: true},
+				Dst:   HostPort{Pos: polAt(1, 55), Host: Text{Pos: polAt(1, 55), Text: "api"}, IsName: true, Port: &Int{Pos: polAt(1, 59), Value: 80}},
+			}, Flags: []Text{{Pos: polAt(1, 68), Text: "syn"}}, Via: &Ident{Pos: polAt(1, 76), Name: "evil"},
+				Expect: polVP(VerdictDeny), ExpectPos: polAt(1, 81)},
+		}}},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,6 +222,28 @@ func TestParseLexing(t *testing.T) {
 			{Reply: true},
 			{Reply: true, Expect: polVP(VerdictAllow)},
 		}}},
+	}, {
+		// via means something only after a packet: elsewhere it is a name
+		// or a key like any other word.
+		name: "via is not reserved",
+		src: `endpoint via labels(via=via) addr 10.0.0.1
+cidrset via-x = 10.1.0.0/16
+policy via { select via=via ingress allow from via-x, via exists }
+test "via" { tcp via:1 -> via:2 via via; reply via via expect allow }`,
+		want: []Decl{
+			&Endpoint{Name: Ident{Name: "via"}, Labels: []Label{{Key: "via", Value: "via"}}, Addrs: []Text{{Text: "10.0.0.1"}}},
+			&CIDRSet{Name: Ident{Name: "via-x"}, Entries: []CIDR{{Prefix: Text{Text: "10.1.0.0/16"}}}},
+			&Policy{Name: Ident{Name: "via"}, Select: Selector{Reqs: []Requirement{{Key: "via", Op: OpEq, Values: []string{"via"}}}}, Rules: []*Rule{{
+				PeerWord: "from",
+				Peers: []Peer{{Kind: PeerSet, Set: Ident{Name: "via-x"}},
+					{Kind: PeerSelector, Selector: Selector{Reqs: []Requirement{{Key: "via", Op: OpExists}}}}},
+			}}},
+			&Test{Name: Text{Text: "via"}, Steps: []*Step{
+				{Packet: &Packet{Proto: Text{Text: "tcp"}, Src: HostPort{Host: Text{Text: "via"}, IsName: true, Port: &Int{Value: 1}},
+					Dst: HostPort{Host: Text{Text: "via"}, IsName: true, Port: &Int{Value: 2}}}, Via: &Ident{Name: "via"}},
+				{Reply: true, Via: &Ident{Name: "via"}, Expect: polVP(VerdictAllow)},
+			}},
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,7 +389,13 @@ func TestSyntaxErrorMessages(t *testing.T) {
 		{"policy p { select {} ingress allow on tcp/1-2-3 }", `t.pol:1:46: expected ",", another rule or "}", got "-"`},
 		{"policy p { select a b }", `t.pol:1:21: expected "=", "!=", "in", "notin" or "exists" after label key "a", got "b"`},
 		{"test \"t\" { tcp a -> b:1 expect allow; }", `t.pol:1:39: expected a packet ("tcp", "udp", "sctp", "icmp", "icmpv6") or "reply", got "}"`},
-		{"test \"t\" { tcp a -> b/24 expect allow }", `t.pol:1:22: expected "flags", "expect", ";", another step or "}", got "/"`},
+		{"test \"t\" { tcp a -> b/24 expect allow }", `t.pol:1:22: expected "flags", "via", "expect", ";", another step or "}", got "/"`},
+		{"test \"t\" { tcp a -> b:1 via expect allow }", `t.pol:1:29: expected an endpoint name after "via", got keyword "expect" (keywords cannot be names)`},
+		{"test \"t\" { tcp a -> b:1 via }", `t.pol:1:29: expected an endpoint name after "via", got "}"`},
+		{"test \"t\" { tcp a -> b:1 via 10.0.0.1 expect deny }", `t.pol:1:29: expected an endpoint name after "via", got "10.0.0.1"`},
+		{"test \"t\" { tcp a -> b:1 via c flags syn expect deny }", `t.pol:1:31: expected "expect", ";", another step or "}", got keyword "flags"`},
+		{"test \"t\" { tcp a -> b:1 flags syn, ack evil expect deny }", `t.pol:1:40: expected ",", "via", "expect", ";", another step or "}", got "evil"`},
+		{"test \"t\" { tcp a -> b:1 expect deny via c }", `t.pol:1:37: expected ";", another step or "}", got "via"`},
 		{"test \"t\" { tcp 10.0.0.0/8 -> b expect allow }", `t.pol:1:16: expected the source address or endpoint name, got prefix "10.0.0.0/8": a packet needs a single address`},
 		{"\x00", "t.pol:1:1: NUL byte"},
 	}

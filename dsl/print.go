@@ -348,6 +348,9 @@ func polStepText(s *Step) string {
 			b.WriteString(f.Text)
 		}
 	}
+	if s.Via != nil {
+		b.WriteString(" " + polStepVia + " " + s.Via.Name)
+	}
 	if s.Expect != nil {
 		b.WriteString(" expect " + s.Expect.String())
 	}

@@ -116,6 +116,15 @@ policy p {
 }
 `,
 	}, {
+		name: "via",
+		in:   `test "spoofed"{tcp web->api:8080 flags syn,ack via   evil expect deny;reply via evil;udp 192.0.2.1->api:53 via web expect deny}`,
+		want: `test "spoofed" {
+  tcp web -> api:8080 flags syn, ack via evil expect deny
+  reply via evil
+  udp 192.0.2.1 -> api:53 via web expect deny
+}
+`,
+	}, {
 		name: "header kept apart by one blank line",
 		in:   "# title\n\n\n\n# web's doc\nendpoint web addr 10.0.0.1\n",
 		want: "# title\n\n# web's doc\nendpoint web addr 10.0.0.1\n",

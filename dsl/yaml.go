@@ -253,8 +253,8 @@ func (r *yamlReader) fields(n *yaml.Node, ctx string, known []string) []yamlFiel
 // yamlSuggest returns "; did you mean "x"?" for the known word closest to w,
 // or the list of known words when none is close.
 func yamlSuggest(w string, known []string) string {
-	if best := yamlClosest(w, known); best != "" {
-		return fmt.Sprintf("; did you mean %q?", best)
+	if s := DidYouMean(w, known); s != "" {
+		return s
 	}
 	return " (want " + yamlJoinOr(known) + ")"
 }
@@ -1333,7 +1333,7 @@ func (r *yamlReader) step(n *yaml.Node) *Step {
 	}
 	s := &Step{Pos: r.pos(n)}
 	ok := true
-	for _, fl := range r.fields(n, "in step", []string{"packet", "reply", "flags", "expect"}) {
+	for _, fl := range r.fields(n, "in step", []string{"packet", "reply", "flags", "via", "expect"}) {
 		switch fl.key.Value {
 		case "packet":
 			packet, good := r.scalar(fl.val, "a packet such as \"tcp web -> api:8080\"")
@@ -1371,6 +1371,13 @@ func (r *yamlReader) step(n *yaml.Node) *Step {
 				}
 				s.Flags = append(s.Flags, t)
 			})
+		case "via":
+			via, good := r.ident(fl.val, "endpoint name")
+			if !good {
+				ok = false
+				continue
+			}
+			s.Via = &via
 		case "expect":
 			verdict, good := r.scalar(fl.val, "allow or deny")
 			switch {
@@ -1889,6 +1896,9 @@ func yamlStepNode(s *Step) *yaml.Node {
 			fl.Content = append(fl.Content, yamlStr(f.Text))
 		}
 		n.Content = append(n.Content, yamlStr("flags"), fl)
+	}
+	if s.Via != nil {
+		n.Content = append(n.Content, yamlStr("via"), yamlStr(s.Via.Name))
 	}
 	if s.Expect != nil {
 		n.Content = append(n.Content, yamlStr("expect"), yamlStr(s.Expect.String()))

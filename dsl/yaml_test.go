@@ -218,6 +218,24 @@ func TestYAMLConstructs(t *testing.T) {
 			}},
 		},
 	}, {
+		name: "via",
+		src: `tests:
+  - name: spoofed
+    steps:
+      - {packet: "tcp web -> api:8080", flags: [syn], via: evil, expect: deny}
+      - {reply: true, via: x.evil}
+      - {packet: "udp 192.0.2.1 -> api:53", via: "true", expect: deny}
+`,
+		want: []Decl{
+			&Test{Name: yamlText("spoofed"), Steps: []*Step{
+				{Packet: &Packet{Proto: yamlText("tcp"), Src: HostPort{Host: yamlText("web"), IsName: true}, Dst: HostPort{Host: yamlText("api"), IsName: true, Port: yamlNum(8080)}},
+					Flags: []Text{yamlText("syn")}, Via: &Ident{Name: "evil"}, Expect: yamlPtr(VerdictDeny)},
+				{Reply: true, Via: &Ident{Name: "x.evil"}},
+				{Packet: &Packet{Proto: yamlText("udp"), Src: HostPort{Host: yamlText("192.0.2.1")}, Dst: HostPort{Host: yamlText("api"), IsName: true, Port: yamlNum(53)}},
+					Via: &Ident{Name: "true"}, Expect: yamlPtr(VerdictDeny)},
+			}},
+		},
+	}, {
 		name: "sections keep their written order, documents too",
 		src:  "tests:\n  - {name: t, steps: [{reply: true, expect: allow}]}\nimports: [a.yaml]\n---\nprefilter: [1.2.3.0/24]\n---\n---\nimports: [b.yaml]\n",
 		want: []Decl{
@@ -566,7 +584,8 @@ func TestFormatYAMLOddText(t *testing.T) {
 // same AST, comments included, and so does every .pol file printed as YAML.
 func TestYAMLAndLanguageConvert(t *testing.T) {
 	yamls, _ := filepath.Glob("../testdata/yaml/*.yaml")
-	for _, path := range yamls {
+	spoofing, _ := filepath.Glob("../testdata/spoofing/*.yaml")
+	for _, path := range append(yamls, spoofing...) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			src, err := os.ReadFile(path)
 			if err != nil {
@@ -588,7 +607,8 @@ func TestYAMLAndLanguageConvert(t *testing.T) {
 	}
 	pols, _ := filepath.Glob("../testdata/*.pol")
 	more, _ := filepath.Glob("../testdata/lang/*.pol")
-	for _, path := range append(pols, more...) {
+	spoofingPols, _ := filepath.Glob("../testdata/spoofing/*.pol")
+	for _, path := range append(append(pols, more...), spoofingPols...) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			src, err := os.ReadFile(path)
 			if err != nil {

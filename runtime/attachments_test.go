@@ -24,7 +24,7 @@ func TestCrashDuringApplyNetlink(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "crashnl"
 	mustLoad(t, h, name, 1, tcActOK)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	expectReach(t, "netlink allow", a, b, true)
 	// The child forks from a thread in the host namespace, so it runs
 	// there (netlink filters are found by ifindex in their namespace).
@@ -60,7 +60,7 @@ func TestNetlinkAttachAfterFilterGone(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "nlgone"
 	mustLoad(t, h, name, 1, tcActShot)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	expectReach(t, "netlink deny", a, b, false)
 	if err := topo.Host.Do(func() error {
 		l, err := netlink.LinkByName(a.HostIf)
@@ -87,7 +87,7 @@ func TestNetlinkAttachAfterFilterGone(t *testing.T) {
 			t.Errorf("status reports %s on %s live, but its filter is gone", as.Hook, as.Iface)
 		}
 	}
-	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	if len(made) != 2 {
 		t.Errorf("attach again made %d attachments, want 2", len(made))
 	}
@@ -110,7 +110,7 @@ func TestAttachRenamedInterface(t *testing.T) {
 	ep := topo.Endpoints[0]
 	const name = "renamed"
 	mustLoad(t, h, name, 1, tcActOK)
-	attachIn(t, h, topo.Host, name, ep.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, ep.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	const newName = "polcren0"
 	if err := topo.Host.Do(func() error {
 		l, err := netlink.LinkByName(ep.HostIf)
@@ -127,9 +127,9 @@ func TestAttachRenamedInterface(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	attachIn(t, h, topo.Host, name, newName, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, newName, AttachOptions{TC: true, Endpoint: testEndpoint})
 	if err := topo.Host.Do(func() error {
-		_, err := h.Detach(name, ep.HostIf, AttachOptions{TC: true})
+		_, err := h.Detach(name, ep.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestNetlinkNamespaceGone(t *testing.T) {
 	t.Run("topology", func(t *testing.T) {
 		topo := netnstest.Routed(t, 1)
 		iface = topo.Endpoints[0].HostIf
-		made := attachIn(t, h, topo.Host, name, iface, AttachOptions{TC: true})
+		made := attachIn(t, h, topo.Host, name, iface, AttachOptions{TC: true, Endpoint: testEndpoint})
 		if !netnsAlive(made[0].Netns) {
 			t.Errorf("namespace %d of a live topology not found", made[0].Netns)
 		}
@@ -180,7 +180,7 @@ func TestNetlinkNamespaceGone(t *testing.T) {
 	if _, err := h.Apply(name, testBundle(2, tcActOK)); err != nil {
 		t.Errorf("apply with attachments in a deleted namespace: %v", err)
 	}
-	removed, err := h.Detach(name, iface, AttachOptions{TC: true})
+	removed, err := h.Detach(name, iface, AttachOptions{TC: true, Endpoint: testEndpoint})
 	if err != nil || len(removed) != 2 {
 		t.Errorf("detach from a deleted namespace: removed %d, %v", len(removed), err)
 	}
@@ -297,7 +297,7 @@ func TestUnloadNetlinkOtherNamespace(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "nlforeign"
 	mustLoad(t, h, name, 1, tcActOK)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	expectReach(t, "netlink allow", a, b, true)
 
 	ok, err := h.Unload(name) // from the test's own namespace

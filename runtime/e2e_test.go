@@ -28,6 +28,10 @@ import (
 // routed by a host namespace, with polc attached to the host side of each
 // endpoint's veth.
 
+// e2eEndpoints are the policies' endpoints, in the order of the
+// topology's endpoints (whose interfaces serve them).
+var e2eEndpoints = []string{"web", "api", "db"}
+
 // e2ePolicy is the base policy; extra is added inside web's policy.
 //
 //   - web is isolated both ways: it may reach api on tcp/8080, udp/5353 and
@@ -129,8 +133,8 @@ func newE2EWorldWith(t *testing.T, b *bundle.Bundle, udpServers bool) *e2eWorld 
 			t.Errorf("unload: %v", err)
 		}
 	})
-	for _, ep := range topo.Endpoints {
-		attachIn(t, h, topo.Host, w.name, ep.HostIf, AttachOptions{TC: true})
+	for i, ep := range topo.Endpoints {
+		attachIn(t, h, topo.Host, w.name, ep.HostIf, AttachOptions{TC: true, Endpoint: e2eEndpoints[i]})
 	}
 	return w
 }
@@ -468,8 +472,8 @@ policy api {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = h.Unload("nd") })
-	for _, ep := range topo.Endpoints {
-		attachIn(t, h, topo.Host, "nd", ep.HostIf, AttachOptions{TC: true})
+	for i, ep := range topo.Endpoints {
+		attachIn(t, h, topo.Host, "nd", ep.HostIf, AttachOptions{TC: true, Endpoint: e2eEndpoints[i]})
 	}
 	if err := netnstest.TCPEcho(web.NS, api.V6, 8080, 2*time.Second); err != nil {
 		t.Errorf("tcp6 web → api:8080 with neighbor discovery: %v", err)

@@ -24,6 +24,11 @@ var (
 	// ErrOtherNetns: the operation must run in another network namespace
 	// (a netlink tc filter is found by ifindex only in its own).
 	ErrOtherNetns = errors.New("run polc in the attachment's network namespace")
+	// ErrBinding: an interface cannot be bound to the endpoint asked for
+	// (none given, the bundle has no such endpoint, the interface serves
+	// another, or its ifindex is taken), or apply's bundle lacks an
+	// endpoint an interface serves.
+	ErrBinding = errors.New("interface binding")
 )
 
 // IsEnvironment reports whether err comes from what the host lacks

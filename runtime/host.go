@@ -259,6 +259,12 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 			}
 		}
 	}
+	if _, err := loadedBindingMaps(l); err != nil {
+		return fail(err)
+	}
+	if err := pinEndpoints(filepath.Join(p.gen(gen), endpointsPin), b.Endpoints); err != nil {
+		return fail(err)
+	}
 	h.crash(CrashLoadAfterStage)
 	st = &State{
 		Name: name, Generation: gen, BundleDigest: digest,
@@ -313,10 +319,24 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	}
 	p := h.pins(name)
 	hooks := hooksOf(b)
+	bindings := map[int]uint32{} // ifindex → the endpoint's index in b
 	for _, a := range st.Attachments {
 		if hooks[a.Hook] == "" {
 			return nil, fmt.Errorf("the new bundle has no program for %s, attached to %s: detach it first", a.Hook, a.Iface)
 		}
+		if !a.isTC() {
+			continue
+		}
+		if a.Endpoint == "" {
+			return nil, fmt.Errorf("%w: %s on %s was attached without an endpoint (by an older polc): detach it, then attach it with --iface %s=ENDPOINT",
+				ErrBinding, a.Hook, a.Iface, a.Iface)
+		}
+		e := b.EndpointNamed(a.Endpoint)
+		if e == nil {
+			return nil, fmt.Errorf("%w: the new bundle has no endpoint %q, which %s serves: detach %s first (polc detach %s --iface %s), or keep the endpoint",
+				ErrBinding, a.Endpoint, a.Iface, a.Iface, name, a.Iface)
+		}
+		bindings[a.Ifindex] = e.Index
 	}
 	reuse := map[string]*ebpf.Map{}
 	defer func() {
@@ -347,6 +367,21 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 		return nil, err
 	}
 	defer l.Close()
+	// The new generation's bindings, before any interface runs its programs.
+	bm, err := loadedBindingMaps(l)
+	if err == nil {
+		err = pinEndpoints(filepath.Join(stage, endpointsPin), b.Endpoints)
+	}
+	for ifindex, idx := range bindings {
+		if err != nil {
+			break
+		}
+		err = bm.set(ifindex, idx)
+	}
+	if err != nil {
+		_ = os.RemoveAll(stage)
+		return nil, err
+	}
 	h.crash(CrashApplyAfterStage)
 
 	// 2. Switch.
@@ -451,12 +486,15 @@ func (h *Host) Unload(name string) (bool, error) {
 type AttachOptions struct {
 	TC  bool // both tc hooks (the endpoint's ingress and egress)
 	XDP bool // the XDP prefilter
+	// Endpoint is the endpoint of the bundle the interface serves; the tc
+	// hooks need it (see binding.go).
+	Endpoint string
 }
 
 // Attach attaches name's programs to the interface iface of the calling
 // thread's network namespace and pins the links. Hooks already attached
 // there are left alone. It returns the attachments it made.
-func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, error) {
+func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, retErr error) {
 	lk, st, err := h.begin(name)
 	if err != nil {
 		return nil, err
@@ -481,6 +519,19 @@ func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, err
 		return nil, err
 	}
 	ns := currentNetns()
+	if what.TC {
+		unbind, err := h.bind(p, st, ns, ifc, what.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		// A failure before both hooks are attached unbinds again (unless
+		// another attachment shares the binding).
+		defer func() {
+			if retErr != nil {
+				unbind()
+			}
+		}()
+	}
 	var made []Attachment
 	for _, hook := range hooks {
 		progName := st.Hooks[hook]
@@ -501,6 +552,9 @@ func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, err
 		a := Attachment{
 			Iface: iface, Ifindex: ifc.Index, Netns: ns, Hook: hook,
 			Link: fmt.Sprintf("%s/%d-%d-%s", linksDir, ns, ifc.Index, hookPinName(hook)),
+		}
+		if a.isTC() {
+			a.Endpoint = what.Endpoint
 		}
 		// A netlink filter is recorded before it is installed (see attach):
 		// nothing else would find it after a kill.
@@ -627,7 +681,85 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 			return removed, err
 		}
 	}
+	// Unbind after the programs are gone from the interface, unless
+	// another attachment (the same ifindex in another namespace) still
+	// serves the endpoint.
+	for _, a := range removed {
+		if a.isTC() && !boundElsewhere(st, a.Ifindex) {
+			if err := h.unbind(p, st.Generation, a.Ifindex); err != nil {
+				h.notice("%v (harmless: nothing of %s runs on %s any more)", err, name, a.Iface)
+			}
+		}
+	}
 	return removed, nil
+}
+
+// bind checks that ifc may serve endpoint in st's bundle and writes the
+// binding. It returns the function that undoes what it wrote.
+func (h *Host) bind(p pins, st *State, ns uint64, ifc *net.Interface, endpoint string) (func(), error) {
+	if endpoint == "" {
+		return nil, fmt.Errorf("%w: attaching %s needs the endpoint it serves: --iface %s=ENDPOINT (polc inspect BUNDLE lists the endpoints)",
+			ErrBinding, ifc.Name, ifc.Name)
+	}
+	idx, err := endpointIndex(p, st.Generation, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if idx == 0 {
+		return nil, fmt.Errorf("%w: bundle %s has no endpoint %q (polc inspect BUNDLE lists the endpoints)", ErrBinding, st.Name, endpoint)
+	}
+	shared := false
+	for i := range st.Attachments {
+		a := &st.Attachments[i]
+		if !a.isTC() || a.Ifindex != ifc.Index {
+			continue
+		}
+		if _, live, err := linkState(p, a); err != nil || !live {
+			continue // gone: reconcile drops its record
+		}
+		switch {
+		case a.Endpoint == endpoint:
+			shared = true
+		case a.Netns == ns:
+			return nil, fmt.Errorf("%w: %s already serves endpoint %q: detach it first to bind it to %q", ErrBinding, ifc.Name, a.Endpoint, endpoint)
+		default:
+			return nil, fmt.Errorf("%w: ifindex %d is %s in network namespace %d, which serves endpoint %q; the datapath tells interfaces apart by ifindex, so one bundle's interfaces with the same ifindex must serve the same endpoint",
+				ErrBinding, ifc.Index, a.Iface, a.Netns, a.Endpoint)
+		}
+	}
+	bm, err := openBindingMaps(p, st.Generation)
+	if err != nil {
+		return nil, err
+	}
+	defer bm.Close()
+	if err := bm.set(ifc.Index, idx); err != nil {
+		return nil, err
+	}
+	return func() {
+		if !shared && !boundElsewhere(st, ifc.Index) {
+			_ = h.unbind(p, st.Generation, ifc.Index)
+		}
+	}, nil
+}
+
+func (h *Host) unbind(p pins, gen uint32, ifindex int) error {
+	bm, err := openBindingMaps(p, gen)
+	if err != nil {
+		return err
+	}
+	defer bm.Close()
+	return bm.set(ifindex, 0)
+}
+
+// boundElsewhere reports whether a tc attachment st still lists uses the
+// binding of ifindex.
+func boundElsewhere(st *State, ifindex int) bool {
+	for i := range st.Attachments {
+		if st.Attachments[i].isTC() && st.Attachments[i].Ifindex == ifindex {
+			return true
+		}
+	}
+	return false
 }
 
 // foreignFilters refuses, with ErrOtherNetns, to go on while one of st's

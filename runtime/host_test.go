@@ -163,12 +163,12 @@ func TestLoadAttachApplyUnload(t *testing.T) {
 	}
 	expectReach(t, "loaded, not attached", a, b, true)
 
-	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	if len(made) != 2 || made[0].Mode != ModeTCX {
 		t.Fatalf("attach: %+v", made)
 	}
 	attachIn(t, h, topo.Host, name, b.HostIf, AttachOptions{XDP: true})
-	if again := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true}); len(again) != 0 {
+	if again := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint}); len(again) != 0 {
 		t.Fatalf("second attach made %+v", again)
 	}
 	expectReach(t, "deny attached", a, b, false)
@@ -202,7 +202,7 @@ func TestLoadAttachApplyUnload(t *testing.T) {
 	mustApply(t, h, name, 3, tcActShot)
 	expectReach(t, "deny applied", a, b, false)
 	if err := topo.Host.Do(func() error {
-		_, err := h.Detach(name, a.HostIf, AttachOptions{TC: true})
+		_, err := h.Detach(name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func TestLoadAttachApplyUnload(t *testing.T) {
 	expectReach(t, "detached", a, b, true)
 
 	mustApply(t, h, name, 4, tcActShot)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	expectReach(t, "re-attached", a, b, false)
 
 	if ok, err := h.Unload(name); err != nil || !ok {
@@ -238,8 +238,8 @@ func TestApplyUnderTraffic(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "churn"
 	mustLoad(t, h, name, 1, tcActOK)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
-	attachIn(t, h, topo.Host, name, b.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+	attachIn(t, h, topo.Host, name, b.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 
 	var conns []net.Conn
 	for _, ip := range []net.IP{b.V4, b.V6} {
@@ -336,7 +336,7 @@ func TestHelperProcess(t *testing.T) {
 		_, err = h.Unload(name)
 	case "attach":
 		h.TCMode = TCMode(os.Getenv(helperTCModeEnv))
-		_, err = h.Attach(name, os.Getenv(helperIfaceEnv), AttachOptions{TC: true})
+		_, err = h.Attach(name, os.Getenv(helperIfaceEnv), AttachOptions{TC: true, Endpoint: testEndpoint})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -380,8 +380,8 @@ func TestCrashDuringApply(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "crash"
 	mustLoad(t, h, name, 1, tcActOK)
-	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
-	attachIn(t, h, topo.Host, name, b.HostIf, AttachOptions{TC: true})
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+	attachIn(t, h, topo.Host, name, b.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	// Keep one connection open throughout: it must survive every crash.
 	conn, err := netnstest.DialTCP(a.NS, b.V4, 8080, trafficTimeout)
 	if err != nil {
@@ -482,7 +482,7 @@ func TestNetlinkTC(t *testing.T) {
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
 	const name = "netlink"
 	mustLoad(t, h, name, 1, tcActShot)
-	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true})
+	made := attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	if len(made) != 2 || made[0].Mode != ModeTC {
 		t.Fatalf("attach: %+v", made)
 	}
@@ -533,7 +533,7 @@ func TestInterfaceGone(t *testing.T) {
 	mustLoad(t, h, name, 1, tcActOK)
 	t.Run("topology", func(t *testing.T) {
 		topo := netnstest.Routed(t, 1)
-		attachIn(t, h, topo.Host, name, topo.Endpoints[0].HostIf, AttachOptions{TC: true})
+		attachIn(t, h, topo.Host, name, topo.Endpoints[0].HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
 	}) // the namespaces are deleted; the kernel removes their veths soon after
 	var live []string
 	for range 50 {

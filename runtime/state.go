@@ -23,6 +23,7 @@ import (
 //	shared/MAP         maps that survive apply (conntrack, frags, events)
 //	gen-G/maps/MAP     generation G's other maps
 //	gen-G/progs/PROG   generation G's programs
+//	gen-G/endpoints    generation G's endpoint names → indices (binding.go)
 //	links/NETNS-IFINDEX-HOOK pinned tcx and XDP links (they keep enforcement alive)
 //
 // bpffs refuses names with dots, so none of these (nor bundle names) has one.
@@ -81,6 +82,10 @@ type Attachment struct {
 	Hook    string `json:"hook"`
 	Mode    string `json:"mode"`
 	Link    string `json:"link,omitempty"` // pin, relative to the bundle's directory
+	// Endpoint is the endpoint of the bundle the interface serves (tc
+	// hooks; see binding.go). It outlives apply: the new bundle must have
+	// an endpoint of that name.
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$`)

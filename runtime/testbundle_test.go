@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 
+	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/runtime/netnstest"
 )
@@ -18,7 +19,9 @@ import (
 // The test datapath: a stand-in for bpf/ built with the asm package, so
 // that loading, pinning, attaching and apply are tested without clang.
 //
-//	tc_entry   (both tc hooks) tail-calls slot 0 of "tailcalls"; an empty
+//	tc_entry   (both tc hooks) drops a packet on an interface that
+//	           iface_endpoints binds to no endpoint, like the real
+//	           datapath; else tail-calls slot 0 of "tailcalls"; an empty
 //	           slot drops, so a prog array left unfilled shows as loss.
 //	tc_policy  (slot 0) counts the packet in the shared "conntrack" map,
 //	           drops unless genmark[0] equals the mark compiled into the
@@ -29,6 +32,10 @@ const (
 	tcActOK   = 0
 	tcActShot = 2
 )
+
+// testEndpoint is the one endpoint of a test bundle; tests bind every
+// interface they attach to it.
+const testEndpoint = "ep"
 
 // testBundle returns a bundle whose tc verdict is verdict (tcActOK or
 // tcActShot) and whose programs and genmark carry mark.
@@ -51,8 +58,9 @@ func testBundle(mark, verdict uint32) *bundle.Bundle {
 			},
 			TailCalls: bundle.TailCalls{Map: "tailcalls", Size: 4, Slots: []bundle.Slot{{Index: 0, Program: "tc_policy"}}},
 		},
-		Object: []byte(fmt.Sprintf("asm:%d", mark)),
-		Maps:   []bundle.Map{arr("genmark", rec(0, mark)), arr("verdict", rec(0, verdict))},
+		Object:    []byte(fmt.Sprintf("asm:%d", mark)),
+		Maps:      []bundle.Map{arr("genmark", rec(0, mark)), arr("verdict", rec(0, verdict))},
+		Endpoints: []bundle.Endpoint{{Index: 1, Name: testEndpoint, Addrs: []string{}}},
 	}
 	b.Manifest.Maps = []bundle.MapSpec{b.Maps[0].MapSpec, b.Maps[1].MapSpec}
 	return b
@@ -98,17 +106,30 @@ func testSpec(b *bundle.Bundle) (*ebpf.CollectionSpec, error) {
 	}
 	spec := &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
-			"conntrack": array(8),
-			"genmark":   array(4),
-			"verdict":   array(4),
-			"tailcalls": {Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 4},
+			"conntrack":              array(8),
+			"genmark":                array(4),
+			"verdict":                array(4),
+			"tailcalls":              {Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 4},
+			bpf.MapIfaceEndpoints:    {Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: bpf.IfaceArraySize},
+			bpf.MapIfaceEndpointsBig: {Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 64},
 		},
 		Programs: map[string]*ebpf.ProgramSpec{
 			"tc_entry": {Type: ebpf.SchedCLS, License: "GPL", Instructions: asm.Instructions{
+				asm.Mov.Reg(asm.R6, asm.R1),
+				asm.LoadMem(asm.R2, asm.R1, 40, asm.Word), // __sk_buff.ifindex
+				asm.StoreMem(asm.RFP, -4, asm.R2, asm.Word),
+				asm.LoadMapPtr(asm.R1, 0).WithReference(bpf.MapIfaceEndpoints),
+				asm.Mov.Reg(asm.R2, asm.RFP),
+				asm.Add.Imm(asm.R2, -4),
+				asm.FnMapLookupElem.Call(),
+				asm.JEq.Imm(asm.R0, 0, "unbound"),
+				asm.LoadMem(asm.R0, asm.R0, 0, asm.Word),
+				asm.JEq.Imm(asm.R0, 0, "unbound"),
+				asm.Mov.Reg(asm.R1, asm.R6),
 				asm.LoadMapPtr(asm.R2, 0).WithReference("tailcalls"),
 				asm.Mov.Imm(asm.R3, 0),
 				asm.FnTailCall.Call(),
-				asm.Mov.Imm(asm.R0, tcActShot),
+				asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("unbound"),
 				asm.Return(),
 			}},
 			"tc_policy": {Type: ebpf.SchedCLS, License: "GPL", Instructions: policy},

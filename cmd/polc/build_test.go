@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/polc-dev/polc/compiler/bundle"
 )
 
 const quickstartPol = "../../testdata/quickstart.pol"
@@ -53,7 +55,7 @@ func TestInspect(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("inspect: exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"bundle format 1", "tail calls", "identities (", "{app=web,tier=frontend}",
+	for _, want := range []string{"bundle format 2", "tail calls", "identities (", "{app=web,tier=frontend}", "endpoints (3)", "endpoint 3 web",
 		"198.51.100.128/25", "policy (", "tcp    5432", "rules (", "testdata/quickstart.pol:11:3"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("inspect output lacks %q", want)
@@ -67,7 +69,7 @@ func TestInspect(t *testing.T) {
 		Manifest struct{ Format int }
 		Policy   []struct{ Rule uint32 }
 	}
-	if code != exitOK || json.Unmarshal([]byte(js), &decoded) != nil || decoded.Manifest.Format != 1 || len(decoded.Policy) == 0 {
+	if code != exitOK || json.Unmarshal([]byte(js), &decoded) != nil || decoded.Manifest.Format != bundle.FormatVersion || len(decoded.Policy) == 0 {
 		t.Errorf("inspect -o json: exit %d, %+v", code, decoded)
 	}
 }

@@ -109,7 +109,7 @@ func explainInKernel(prog *ir.Program, cs harness.Case) (*harness.KernelResult, 
 		return nil, ids, "not run: " + err.Error()
 	}
 	defer k.Close()
-	kr, err := k.Run(cs.Frame, cs.Ref.Src, cs.Ref.Dst, cs.Ref.FromUplink)
+	kr, err := k.RunRef(cs.Frame, cs.Ref)
 	if err != nil {
 		return nil, ids, "not run: " + err.Error()
 	}
@@ -149,6 +149,8 @@ func pointReason(p eval.PointDecision) string {
 		return fmt.Sprintf(" (no policy selects %s for %s)", p.Subject.Name, p.Dir)
 	case ir.RuleDefaultDeny:
 		return fmt.Sprintf(" (policies select %s for %s and no rule allows this)", p.Subject.Name, p.Dir)
+	case ir.RuleSpoofedSource:
+		return fmt.Sprintf(" (%s's interface may send only from %s's addresses)", p.Subject.Name, p.Subject.Name)
 	}
 	return ""
 }

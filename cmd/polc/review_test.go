@@ -89,7 +89,11 @@ func TestAttachUnknownInterface(t *testing.T) {
 	}
 	t.Cleanup(func() { runPolc(t, "unload", "--root", root, "revattach") })
 	for _, flag := range []string{"--iface", "--xdp"} {
-		code, stdout, stderr := runPolc(t, "attach", "--root", root, "revattach", flag, "polc-nope0")
+		iface := "polc-nope0"
+		if flag == "--iface" {
+			iface += "=a"
+		}
+		code, stdout, stderr := runPolc(t, "attach", "--root", root, "revattach", flag, iface)
 		if code != exitUsage || stdout != "" || !strings.Contains(stderr, `interface "polc-nope0"`) {
 			t.Errorf("attach %s polc-nope0: exit %d, stdout %q, stderr %q; want exit 2", flag, code, stdout, stderr)
 		}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -76,7 +75,8 @@ func runtimeError(err error) error {
 	switch {
 	case runtime.IsEnvironment(err):
 		return usageError("%v", envHint(err))
-	case errors.Is(err, runtime.ErrNotLoaded), errors.Is(err, runtime.ErrAlreadyLoaded), errors.Is(err, runtime.ErrInvalidName):
+	case errors.Is(err, runtime.ErrNotLoaded), errors.Is(err, runtime.ErrAlreadyLoaded), errors.Is(err, runtime.ErrInvalidName),
+		errors.Is(err, runtime.ErrBinding):
 		return usageError("%v", err)
 	}
 	return failure("%v", err)
@@ -228,9 +228,18 @@ type attachFlags struct {
 	tc, xdp []string
 }
 
-func (f *attachFlags) add(c *cobra.Command) {
-	c.Flags().StringSliceVar(&f.tc, "iface", nil, "endpoint interface (host side of its veth): both tc hooks (repeatable)")
+func (f *attachFlags) add(c *cobra.Command, ifaceHelp string) {
+	c.Flags().StringSliceVar(&f.tc, "iface", nil, ifaceHelp)
 	c.Flags().StringSliceVar(&f.xdp, "xdp", nil, "uplink interface: the XDP prefilter (repeatable)")
+}
+
+// ifaceNames are the interfaces the flags name, endpoint bindings left out.
+func (f *attachFlags) ifaceNames() []string {
+	var names []string
+	for _, s := range ifaceSelections(*f) {
+		names = append(names, s.iface)
+	}
+	return names
 }
 
 func newAttachCmd() *cobra.Command {
@@ -239,22 +248,34 @@ func newAttachCmd() *cobra.Command {
 	var out outputFlag
 	var mode string
 	c := &cobra.Command{
-		Use:   "attach NAME (--iface IF | --xdp IF)...",
+		Use:   "attach NAME (--iface IF=ENDPOINT | --xdp IF)...",
 		Short: "Attach a loaded bundle to interfaces",
 		Long: `attach attaches the programs of the bundle loaded under NAME: with --iface,
 to both tc hooks of an endpoint's host-side veth (tcx links where the
 kernel has them, else a netlink clsact filter, and polc says so); with
 --xdp, the prefilter to an uplink. Links are pinned, so enforcement
-outlives polc. Attaching what is already attached does nothing.`,
+outlives polc. Attaching what is already attached does nothing.
+
+--iface binds the interface to the endpoint of the bundle it serves,
+IF=ENDPOINT (e.g. --iface veth-web=web). From then on the endpoint can
+send only from its own addresses (anything else is dropped as
+spoofed-source) and receives only what is addressed to it
+(wrong-destination); on that interface only ARP and IPv6 neighbour
+discovery pass unpoliced, every other non-IP or VLAN-tagged frame is
+dropped (docs/datapath.md). apply keeps the bindings: the new bundle must
+have every bound endpoint.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
 			}
 			if len(af.tc)+len(af.xdp) == 0 {
-				return usageError("attach needs --iface or --xdp")
+				return usageError("attach needs --iface IF=ENDPOINT or --xdp IF")
 			}
-			if err := checkIfaces(slices.Concat(af.tc, af.xdp)); err != nil {
+			if err := af.checkBindings(); err != nil {
+				return err
+			}
+			if err := checkIfaces(af.ifaceNames()); err != nil {
 				return err
 			}
 			h := hf.existingHost(c)
@@ -275,7 +296,7 @@ outlives polc. Attaching what is already attached does nothing.`,
 			return printAttachments(c.OutOrStdout(), &out, "attached", made)
 		},
 	}
-	af.add(c)
+	af.add(c, "endpoint interface (host side of its veth) and the endpoint it serves, IF=ENDPOINT: both tc hooks (repeatable)")
 	c.Flags().StringVar(&mode, "tc-mode", "", "force tcx or netlink for tc hooks (default: tcx where the kernel has it)")
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
@@ -287,15 +308,38 @@ type ifaceSelection struct {
 	what  runtime.AttachOptions
 }
 
+// ifaceSelections turns the flags into what to attach or detach: --iface
+// IF=ENDPOINT (the interface name ends at the first '='), --xdp IF.
 func ifaceSelections(af attachFlags) []ifaceSelection {
 	var sels []ifaceSelection
 	for _, i := range af.tc {
-		sels = append(sels, ifaceSelection{i, runtime.AttachOptions{TC: true}})
+		iface, ep, _ := strings.Cut(i, "=")
+		sels = append(sels, ifaceSelection{iface, runtime.AttachOptions{TC: true, Endpoint: ep}})
 	}
 	for _, i := range af.xdp {
 		sels = append(sels, ifaceSelection{i, runtime.AttachOptions{XDP: true}})
 	}
 	return sels
+}
+
+// checkBindings refuses, before anything is attached, an --iface without
+// its endpoint and an --xdp with one.
+func (f *attachFlags) checkBindings() error {
+	for _, i := range f.tc {
+		iface, ep, ok := strings.Cut(i, "=")
+		if !ok || ep == "" || iface == "" {
+			if iface == "" {
+				iface = "IF"
+			}
+			return usageError("--iface %s: name the endpoint the interface serves, --iface %s=ENDPOINT (polc inspect BUNDLE lists the endpoints)", i, iface)
+		}
+	}
+	for _, i := range f.xdp {
+		if strings.Contains(i, "=") {
+			return usageError("--xdp %s: the prefilter runs on an uplink, which serves no endpoint: --xdp IF", i)
+		}
+	}
+	return nil
 }
 
 func printAttachments(w io.Writer, out *outputFlag, verb string, as []runtime.Attachment) error {
@@ -309,9 +353,28 @@ func printAttachments(w io.Writer, out *outputFlag, verb string, as []runtime.At
 		fmt.Fprintf(w, "nothing %s (already so)\n", verb)
 	}
 	for _, a := range as {
-		fmt.Fprintf(w, "%s %s on %s (%s)\n", verb, a.Hook, a.Iface, a.Mode)
+		fmt.Fprintf(w, "%s %s on %s%s (%s)\n", verb, a.Hook, a.Iface, endpointText(a), a.Mode)
 	}
 	return nil
+}
+
+// endpointText is " as endpoint E" for a bound attachment.
+func endpointText(a runtime.Attachment) string {
+	if a.Endpoint == "" {
+		return ""
+	}
+	return " as endpoint " + a.Endpoint
+}
+
+// endpointOf is the status column of an attachment's binding.
+func endpointOf(a runtime.Attachment) string {
+	switch {
+	case a.Endpoint != "":
+		return "endpoint " + a.Endpoint
+	case a.Hook == bundle.HookUplinkXDP:
+		return "uplink"
+	}
+	return "unbound"
 }
 
 func newDetachCmd() *cobra.Command {
@@ -319,10 +382,11 @@ func newDetachCmd() *cobra.Command {
 	var af attachFlags
 	var out outputFlag
 	c := &cobra.Command{
-		Use:   "detach NAME (--iface IF | --xdp IF)...",
+		Use:   "detach NAME (--iface IF[=ENDPOINT] | --xdp IF)...",
 		Short: "Detach a loaded bundle from interfaces",
-		Long: `detach removes what attach attached to the interfaces given; the bundle
-stays loaded. Detaching what is not attached does nothing.`,
+		Long: `detach removes what attach attached to the interfaces given, then the
+interface's binding to its endpoint; the bundle stays loaded. Detaching
+what is not attached does nothing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -343,7 +407,7 @@ stays loaded. Detaching what is not attached does nothing.`,
 			return printAttachments(c.OutOrStdout(), &out, "detached", removed)
 		},
 	}
-	af.add(c)
+	af.add(c, "endpoint interface: both tc hooks (repeatable; IF=ENDPOINT is accepted too)")
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c
@@ -438,7 +502,7 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 			if !a.Live {
 				state = "interface gone"
 			}
-			fmt.Fprintf(tw, "  attached\t%s\t%s\t%s\t%s\n", a.Iface, a.Hook, a.Mode, state)
+			fmt.Fprintf(tw, "  attached\t%s\t%s\t%s\t%s\t%s\n", a.Iface, endpointOf(a.Attachment), a.Hook, a.Mode, state)
 		}
 		for _, m := range s.Maps {
 			fill := "-"

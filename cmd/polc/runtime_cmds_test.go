@@ -33,7 +33,7 @@ func TestRuntimeCommandsUsage(t *testing.T) {
 		{[]string{"load", "--root", root, "testdata/none"}, exitUsage, ""},               // no --name
 		{[]string{"load", "--root", root, "--name", "x", "/nonexistent"}, exitUsage, ""}, // no bundle
 		{[]string{"attach", "--root", root, "x"}, exitUsage, ""},                         // no interface
-		{[]string{"attach", "--root", root, "x", "--iface", "lo"}, exitUsage, ""},        // not loaded
+		{[]string{"attach", "--root", root, "x", "--iface", "lo=a"}, exitUsage, ""},      // not loaded
 		{[]string{"status", "--root", root, "x"}, exitUsage, ""},                         // not loaded
 		{[]string{"unload", "--root", root, "x"}, exitOK, "x: not loaded\n"},
 		{[]string{"unload", "--root", root, "bad.name"}, exitUsage, ""}, // bpffs refuses dots
@@ -54,6 +54,7 @@ func TestRuntimeCommandsLifecycle(t *testing.T) {
 	root := cliRoot(t)
 	dir := filepath.Join(t.TempDir(), "bundle")
 	policy := writePolicy(t, "p.pol", `endpoint a labels(app=a) addr 10.201.1.2
+endpoint a2 labels(app=a) addr 10.201.1.3
 policy a {
   select app=a
   ingress allow from 10.201.1.1 on tcp/80
@@ -85,15 +86,35 @@ policy a {
 	var attachOut string
 	if err := host.Do(func() error {
 		var code int
-		code, attachOut, stderr = runPolc(t, "attach", "--root", root, "clitest", "--iface", "pe0")
+		// without a binding, with an endpoint the bundle lacks, and with
+		// one on an uplink: usage errors that name what to write
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--iface", "pe0"}, "--iface pe0=ENDPOINT"},
+			{[]string{"--iface", "pe0="}, "--iface pe0=ENDPOINT"},
+			{[]string{"--iface", "pe0=b"}, `no endpoint "b"`},
+			{[]string{"--xdp", "pe0=a"}, "serves no endpoint"},
+		} {
+			code, stdout, stderr := runPolc(t, append([]string{"attach", "--root", root, "clitest"}, c.args...)...)
+			if code != exitUsage || stdout != "" || !strings.Contains(stderr, c.want) {
+				t.Errorf("attach %v: exit %d, stdout %q, stderr %q; want exit 2 saying %q", c.args, code, stdout, stderr, c.want)
+			}
+		}
+		code, attachOut, stderr = runPolc(t, "attach", "--root", root, "clitest", "--iface", "pe0=a")
 		if code != exitOK {
 			return fmt.Errorf("attach: exit %d: %s", code, stderr)
+		}
+		// the same interface as another endpoint: refused
+		if code, _, stderr := runPolc(t, "attach", "--root", root, "clitest", "--iface", "pe0=a2"); code != exitUsage || !strings.Contains(stderr, `already serves endpoint "a"`) {
+			return fmt.Errorf("attach as another endpoint: exit %d: %s", code, stderr)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Count(attachOut, "attached") != 2 {
+	if strings.Count(attachOut, "attached") != 2 || !strings.Contains(attachOut, "on pe0 as endpoint a") {
 		t.Errorf("attach printed %q", attachOut)
 	}
 
@@ -102,8 +123,11 @@ policy a {
 	if code != exitOK || json.Unmarshal([]byte(stdout), &sts) != nil || len(sts) != 1 {
 		t.Fatalf("status: exit %d, %q, %q", code, stdout, stderr)
 	}
-	if s := sts[0]; s.Name != "clitest" || s.Generation != 1 || len(s.Attachments) != 2 || !s.Attachments[0].Live {
+	if s := sts[0]; s.Name != "clitest" || s.Generation != 1 || len(s.Attachments) != 2 || !s.Attachments[0].Live || s.Attachments[0].Endpoint != "a" {
 		t.Errorf("status: %+v", s)
+	}
+	if code, stdout, _ := runPolc(t, "status", "--root", root, "clitest"); code != exitOK || !strings.Contains(stdout, "endpoint a") {
+		t.Errorf("status does not show the binding: exit %d, %q", code, stdout)
 	}
 	if code, stdout, _ := runPolc(t, "unload", "--root", root, "clitest"); code != exitOK || stdout != "clitest: unloaded\n" {
 		t.Errorf("unload: exit %d, %q", code, stdout)

@@ -7,13 +7,16 @@ import (
 )
 
 // FormatVersion is the bundle format this package writes and reads.
-const FormatVersion = 1
+// Format 2 added endpoints.json and the endpoint field of ipcache values
+// (the interface binding).
+const FormatVersion = 2
 
 // File names inside a bundle.
 const (
 	ManifestFile   = "manifest.json"
 	ObjectFile     = "polc.bpf.o"
 	IdentitiesFile = "identities.json"
+	EndpointsFile  = "endpoints.json"
 	RulesFile      = "rules.json"
 	MapDir         = "maps"
 )
@@ -30,6 +33,7 @@ type Bundle struct {
 	Object     []byte
 	Maps       []Map // in Manifest.Maps order after Seal
 	Identities []Identity
+	Endpoints  []Endpoint
 	Rules      []Rule
 }
 
@@ -47,6 +51,7 @@ type Manifest struct {
 	Constants    []Constant `json:"constants"`
 	Maps         []MapSpec  `json:"maps"`
 	Identities   FileRef    `json:"identities"`
+	Endpoints    FileRef    `json:"endpoints"`
 	Rules        FileRef    `json:"rules"`
 }
 
@@ -198,6 +203,26 @@ const (
 	IdentityCIDR     = "cidr"
 	IdentityWorld    = "world"
 )
+
+// Endpoint is one entry of endpoints.json: a local endpoint and the index
+// by which the datapath knows it (the endpoint field of ipcache values).
+// The runtime binds an interface to an endpoint by writing its index into
+// the interface map (docs/runtime.md). Indices run from 1, in name order.
+type Endpoint struct {
+	Index uint32   `json:"index"`
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs"`
+}
+
+// EndpointNamed returns the endpoint called name, or nil.
+func (b *Bundle) EndpointNamed(name string) *Endpoint {
+	for i := range b.Endpoints {
+		if b.Endpoints[i].Name == name {
+			return &b.Endpoints[i]
+		}
+	}
+	return nil
+}
 
 // Rule is one entry of rules.json: what a rule id stands for.
 type Rule struct {

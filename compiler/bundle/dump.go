@@ -16,6 +16,7 @@ import (
 type Decoded struct {
 	Manifest     Manifest       `json:"manifest"`
 	Identities   []Identity     `json:"identities"`
+	Endpoints    []Endpoint     `json:"endpoints"`
 	IPCache      []IPCacheRow   `json:"ipcache"`
 	Policy       []PolicyRow    `json:"policy"`
 	PolicyRanges []PolicyRow    `json:"policy_ranges"`
@@ -29,6 +30,7 @@ type IPCacheRow struct {
 	Prefix   string   `json:"prefix"`
 	Identity uint32   `json:"identity"`
 	Flags    []string `json:"flags,omitempty"`
+	Endpoint uint32   `json:"endpoint,omitempty"` // index in endpoints.json; 0: none
 }
 
 // PolicyRow is one policy or policy_ranges entry.
@@ -55,7 +57,10 @@ type PrefilterRow struct {
 // Decode decodes every map of the bundle, with rows in a readable order
 // (numeric, not the records' byte order).
 func (b *Bundle) Decode() *Decoded {
-	d := &Decoded{Manifest: b.Manifest, Identities: b.Identities, Rules: b.Rules}
+	d := &Decoded{Manifest: b.Manifest, Identities: b.Identities, Endpoints: b.Endpoints, Rules: b.Rules}
+	if d.Endpoints == nil {
+		d.Endpoints = []Endpoint{}
+	}
 	d.IPCache, d.Policy, d.PolicyRanges, d.Prefilter = []IPCacheRow{}, []PolicyRow{}, []PolicyRow{}, []PrefilterRow{}
 	for i := range b.Maps {
 		m := &b.Maps[i]
@@ -65,10 +70,10 @@ func (b *Bundle) Decode() *Decoded {
 			case MapIPCache4, MapIPCache6:
 				a := DecodeHostKey(k)
 				iv := DecodeIPCacheValue(v)
-				d.IPCache = append(d.IPCache, IPCacheRow{m.Name, a.String(), iv.Identity, ipcacheFlags(iv.Flags)})
+				d.IPCache = append(d.IPCache, IPCacheRow{m.Name, a.String(), iv.Identity, ipcacheFlags(iv.Flags), iv.Endpoint})
 			case MapIPCache4LPM, MapIPCache6LPM:
 				iv := DecodeIPCacheValue(v)
-				d.IPCache = append(d.IPCache, IPCacheRow{m.Name, DecodeLPMKey(k).String(), iv.Identity, ipcacheFlags(iv.Flags)})
+				d.IPCache = append(d.IPCache, IPCacheRow{m.Name, DecodeLPMKey(k).String(), iv.Identity, ipcacheFlags(iv.Flags), iv.Endpoint})
 			case MapPolicy:
 				pk := DecodePolicyKey(k)
 				r := policyRow(pk.Subject, pk.Remote, pk.Proto, pk.Flags, DecodePolicyValue(v))
@@ -275,9 +280,19 @@ func (b *Bundle) Text() string {
 		}
 		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\n", id.ID, id.Kind, identityText(id), eps)
 	}
+	section("endpoints (%d)", len(d.Endpoints))
+	epNames := map[uint32]string{}
+	for _, e := range d.Endpoints {
+		epNames[e.Index] = e.Name
+		fmt.Fprintf(w, "  %d\t%s\t%s\n", e.Index, e.Name, strings.Join(e.Addrs, ", "))
+	}
 	section("ipcache (%d)", len(d.IPCache))
 	for _, r := range d.IPCache {
-		fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\n", r.Map, r.Prefix, r.Identity, names[r.Identity], strings.Join(r.Flags, ","))
+		ep := ""
+		if r.Endpoint != 0 {
+			ep = fmt.Sprintf("endpoint %d %s", r.Endpoint, epNames[r.Endpoint])
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\t%s\n", r.Map, r.Prefix, r.Identity, names[r.Identity], strings.Join(r.Flags, ","), ep)
 	}
 	policyRows := func(rows []PolicyRow) {
 		for _, r := range rows {

@@ -50,7 +50,7 @@ func readDir(dir string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("%s: %w: manifest.json: %v", dir, ErrCorrupt, err)
 	}
 	files := map[string][]byte{ManifestFile: man}
-	names := []string{m.Object.File, m.Identities.File, m.Rules.File}
+	names := []string{m.Object.File, m.Identities.File, m.Endpoints.File, m.Rules.File}
 	for _, s := range m.Maps {
 		names = append(names, s.File)
 	}
@@ -138,6 +138,13 @@ func Decode(files map[string][]byte) (*Bundle, error) {
 	if err := json.Unmarshal(ids, &b.Identities); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, IdentitiesFile, err)
 	}
+	eps, err := get(m.Endpoints, "endpoints")
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(eps, &b.Endpoints); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, EndpointsFile, err)
+	}
 	rules, err := get(m.Rules, "rules")
 	if err != nil {
 		return nil, err
@@ -201,6 +208,16 @@ func (b *Bundle) Verify() error {
 			if bytes.Compare(prev, key) >= 0 {
 				return fmt.Errorf("%w: map %s: records %d and %d are not in strictly increasing key order", ErrCorrupt, mp.Name, j-1, j)
 			}
+		}
+	}
+	// Endpoints are numbered 1, 2, ... in name order: the runtime binds
+	// interfaces by these numbers and must find each name once.
+	for i, e := range b.Endpoints {
+		if e.Index != uint32(i)+1 {
+			return fmt.Errorf("%w: %s: endpoint %q has index %d, want %d", ErrCorrupt, EndpointsFile, e.Name, e.Index, i+1)
+		}
+		if i > 0 && b.Endpoints[i-1].Name >= e.Name {
+			return fmt.Errorf("%w: %s: endpoints %q and %q are not in strictly increasing name order", ErrCorrupt, EndpointsFile, b.Endpoints[i-1].Name, e.Name)
 		}
 	}
 	return nil

@@ -39,7 +39,7 @@ var (
 	addr6Fields = []Field{{"addr", 0, 16, "bytes"}}
 	lpm4Fields  = []Field{{"prefixlen", 0, 4, "u32"}, {"addr", 4, 4, "bytes"}}
 	lpm6Fields  = []Field{{"prefixlen", 0, 4, "u32"}, {"addr", 4, 16, "bytes"}}
-	ipcacheVal  = []Field{{"identity", 0, 4, "u32"}, {"flags", 4, 4, "u32"}}
+	ipcacheVal  = []Field{{"identity", 0, 4, "u32"}, {"flags", 4, 4, "u32"}, {"endpoint", 8, 4, "u32"}}
 	policyKey   = []Field{{"subject", 0, 4, "u32"}, {"remote", 4, 4, "u32"}, {"port", 8, 2, "u16"}, {"proto", 10, 1, "u8"}, {"flags", 11, 1, "u8"}}
 	policyVal   = []Field{{"verdict", 0, 1, "u8"}, {"pad", 1, 3, "bytes"}, {"rule", 4, 4, "u32"}}
 	rangeKey    = []Field{{"prefixlen", 0, 4, "u32"}, {"subject", 4, 4, "bytes"}, {"remote", 8, 4, "bytes"}, {"proto", 12, 1, "u8"}, {"flags", 13, 1, "u8"}, {"port", 14, 2, "bytes"}}
@@ -147,23 +147,22 @@ func sortRecords(data []byte, n, keySize int) []byte {
 		}
 		return out
 	}
-	if n-keySize > 8 {
-		panic("bundle: record values are at most 8 bytes")
+	if n-keySize > 16 {
+		panic("bundle: record values are at most 16 bytes")
 	}
 	// A rec carries the whole record, so that the sorted output is
 	// written sequentially with no gather from data.
 	type rec struct {
 		w [2]uint64 // key bytes 0..7 and 8..15, big endian
-		v uint64    // value bytes, as read little endian
+		v [16]byte  // value bytes
 	}
 	recs := make([]rec, count)
 	var kb [16]byte
-	var vb [8]byte
 	for i := range recs {
 		r := data[i*n : (i+1)*n]
 		copy(kb[:], r[:keySize])
-		copy(vb[:], r[keySize:])
-		recs[i] = rec{[2]uint64{binary.BigEndian.Uint64(kb[:8]), binary.BigEndian.Uint64(kb[8:])}, binary.LittleEndian.Uint64(vb[:])}
+		recs[i].w = [2]uint64{binary.BigEndian.Uint64(kb[:8]), binary.BigEndian.Uint64(kb[8:])}
+		copy(recs[i].v[:], r[keySize:])
 	}
 	tmp := make([]rec, count)
 	var counts [256]int
@@ -195,9 +194,8 @@ func sortRecords(data []byte, n, keySize int) []byte {
 		o := out[i*n : (i+1)*n]
 		binary.BigEndian.PutUint64(kb[:8], r.w[0])
 		binary.BigEndian.PutUint64(kb[8:], r.w[1])
-		binary.LittleEndian.PutUint64(vb[:], r.v)
 		copy(o, kb[:keySize])
-		copy(o[keySize:], vb[:])
+		copy(o[keySize:], r.v[:])
 	}
 	return out
 }
@@ -226,7 +224,8 @@ func appendLPMKey(b []byte, p netip.Prefix) []byte {
 
 func appendIPCacheValue(b []byte, v bpf.IPCacheValue) []byte {
 	b = le.AppendUint32(b, v.Identity)
-	return le.AppendUint32(b, v.Flags)
+	b = le.AppendUint32(b, v.Flags)
+	return le.AppendUint32(b, v.Endpoint)
 }
 
 // AppendPolicy appends a policy record.
@@ -256,7 +255,7 @@ func appendPolicyValue(b []byte, v bpf.PolicyValue) []byte {
 
 // DecodeIPCacheValue decodes an ipcache value.
 func DecodeIPCacheValue(b []byte) bpf.IPCacheValue {
-	return bpf.IPCacheValue{Identity: le.Uint32(b), Flags: le.Uint32(b[4:])}
+	return bpf.IPCacheValue{Identity: le.Uint32(b), Flags: le.Uint32(b[4:]), Endpoint: le.Uint32(b[8:])}
 }
 
 // DecodeHostKey decodes an ipcache4/ipcache6 key.

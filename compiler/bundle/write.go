@@ -37,6 +37,10 @@ func (b *Bundle) Files() ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
+	eps, err := marshalLines(b.Endpoints)
+	if err != nil {
+		return nil, err
+	}
 	rules := marshalRules(b.Rules)
 	m := &b.Manifest
 	m.Format = FormatVersion
@@ -44,6 +48,7 @@ func (b *Bundle) Files() ([]File, error) {
 	m.SourceDigest = SourceDigest(m.Sources)
 	m.Object = fileRef(ObjectFile, b.Object)
 	m.Identities = fileRef(IdentitiesFile, ids)
+	m.Endpoints = fileRef(EndpointsFile, eps)
 	m.Rules = fileRef(RulesFile, rules)
 	m.Maps = make([]MapSpec, 0, len(b.Maps)) // never reuse a caller's array
 	files := []File{{}, {ObjectFile, b.Object}}
@@ -58,7 +63,7 @@ func (b *Bundle) Files() ([]File, error) {
 		m.Maps = append(m.Maps, mp.MapSpec)
 		files = append(files, File{mp.File, mp.Data})
 	}
-	files = append(files, File{IdentitiesFile, ids}, File{RulesFile, rules})
+	files = append(files, File{IdentitiesFile, ids}, File{EndpointsFile, eps}, File{RulesFile, rules})
 	man, err := marshalJSON(m)
 	if err != nil {
 		return nil, err

@@ -5,9 +5,11 @@
 // programs and through this package, and any difference is a bug in one of
 // them. `polc explain` uses it to name the rule that decided a verdict.
 //
-// A packet from A to B is observed at two points, as in the datapath: A's
-// egress (when A's address is a local endpoint's) and then B's ingress (when
-// B's address is a local endpoint's). The packet passes when no point
+// A packet from A to B is observed at two points, as in the datapath: the
+// sender's egress (the endpoint whose interface it leaves, Packet.Via, or
+// else the endpoint A's address belongs to) and then B's ingress (when B's
+// address is a local endpoint's). A sender that does not own A is spoofing
+// it, and its egress denies the packet. The packet passes when no point
 // denies it. State (conntrack) lives in a *Conntrack the caller keeps across
 // the packets of a sequence. docs/testing.md describes every rule.
 package eval

@@ -14,10 +14,11 @@ type Result struct {
 	// Rule decided the verdict: the rule of the first point that denied
 	// the packet; when it passed, the rule of the first point decided by
 	// something other than default-allow, else ir.RuleDefaultAllow. Packets
-	// stopped before any point (prefilter, non-IP) carry the reason.
+	// decided before any point (unbound interface, prefilter, ethertype,
+	// ARP) carry the reason.
 	Rule ir.RuleID
 	// Points are the observation points in the order the packet meets them:
-	// the source's egress, then the destination's ingress. Both are
+	// the sender's egress, then the destination's ingress. Both are
 	// evaluated even when the first denies.
 	Points []PointDecision
 }
@@ -62,37 +63,58 @@ type point struct {
 // Eval decides one packet and updates ct (which may be nil for a stateless
 // evaluation). In order:
 //
-//  1. Non-IP passes (ir.RuleNonIP).
-//  2. From an uplink, a source inside the prefilter is dropped
-//     (ir.RulePrefilter).
-//  3. A malformed packet is dropped at every point (ir.RuleMalformed).
-//  4. An unfragmented ICMPv6 neighbour discovery message (types 133–137,
+//  1. A packet sent via an interface that is bound to no endpoint of the
+//     program (Via names none) is dropped (ir.RuleUnbound).
+//  2. From an uplink (FromUplink, and no Via), a source inside the
+//     prefilter is dropped (ir.RulePrefilter).
+//  3. A frame with a VLAN tag, IP or not, is dropped (ir.RuleEtherType),
+//     and so is a non-IP frame other than ARP; no points.
+//  4. ARP passes (ir.RuleNonIP); no points.
+//  5. A malformed packet is dropped at every point (ir.RuleMalformed).
+//  6. A packet sent via an endpoint that does not own its source address
+//     is dropped at that endpoint's egress point (ir.RuleSpoofedSource),
+//     unless it is neighbour discovery (as in 7) from fe80::/10 or ::,
+//     which any interface may send. It goes no further: the result has
+//     that one point, and no state changes.
+//  7. An unfragmented ICMPv6 neighbour discovery message (types 133–137,
 //     hop limit 255) passes at every point like non-IP (ir.RuleNonIP),
 //     without state.
-//  5. A non-first fragment takes, at each point, the decision its
+//  8. A non-first fragment takes, at each point, the decision its
 //     datagram's first fragment got there under the current generation
 //     (the datapath's frags records carry the generation too); unknown,
 //     or seen only under another generation, it is dropped
 //     (ir.RuleFragment) at points whose subject is isolated in that
 //     direction and passes elsewhere.
-//  6. An ICMP error about a tracked flow passes (ir.RuleRelated).
-//  7. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
+//  9. An ICMP error about a tracked flow passes (ir.RuleRelated).
+//  10. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
 //     if the flow was created under another generation, each point instead
 //     asks policy again about the flow's first packet, and a flow no longer
 //     allowed is forgotten.
-//  8. Otherwise policy decides at each point.
+//  11. Otherwise policy decides at each point.
 //
 // A packet that passes creates a flow (when it starts one), or refreshes or
-// (RST) ends its flow. A dropped packet creates nothing. A first fragment,
-// passed or dropped, is remembered for the rest of its datagram.
+// (RST) ends its flow. A dropped packet creates nothing, and a spoofed one
+// (6) changes nothing at all. A first fragment, passed or dropped (but not
+// spoofed), is remembered for the rest of its datagram.
 func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
+	via := -1
+	if pkt.Via != "" {
+		i, ok := e.byName[pkt.Via]
+		if !ok {
+			return Result{Verdict: dsl.VerdictDeny, Rule: ir.RuleUnbound}
+		}
+		via = i
+	}
+	if via < 0 && pkt.FromUplink && pkt.Src.IsValid() && e.Prefiltered(pkt.Src) {
+		return Result{Verdict: dsl.VerdictDeny, Rule: ir.RulePrefilter}
+	}
+	if pkt.badEtherType() {
+		return Result{Verdict: dsl.VerdictDeny, Rule: ir.RuleEtherType}
+	}
 	if pkt.NonIP {
 		return Result{Verdict: dsl.VerdictAllow, Rule: ir.RuleNonIP}
 	}
-	if pkt.FromUplink && pkt.Src.IsValid() && e.Prefiltered(pkt.Src) {
-		return Result{Verdict: dsl.VerdictDeny, Rule: ir.RulePrefilter}
-	}
-	pts := e.points(&pkt)
+	pts := e.points(&pkt, via)
 	res := Result{Points: make([]PointDecision, len(pts))}
 	for i, pt := range pts {
 		res.Points[i] = PointDecision{
@@ -102,16 +124,26 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			RemoteIs: e.Resolve(pt.remote),
 		}
 	}
-	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
-
-	switch {
-	case pkt.Malformed || !pkt.wellFormed():
+	if pkt.Malformed || !pkt.wellFormed() {
 		for i := range pts {
-			set(i, dsl.VerdictDeny, ir.RuleMalformed)
+			res.Points[i].Verdict, res.Points[i].Rule = dsl.VerdictDeny, ir.RuleMalformed
 		}
 		res.Verdict, res.Rule = dsl.VerdictDeny, ir.RuleMalformed
 		return res
+	}
 
+	// An endpoint that sends another's address (or one no endpoint owns)
+	// is stopped at its own egress: the packet gets no further, so no
+	// other point sees it, and it touches no state.
+	if via >= 0 && e.owner(pkt.Src) != via && !(pkt.neighbourDiscovery() && linkLocalOrUnspecified(pkt.Src)) {
+		res.Points = res.Points[:1] // points puts the Via endpoint's egress first
+		res.Points[0].Verdict, res.Points[0].Rule = dsl.VerdictDeny, ir.RuleSpoofedSource
+		res.Verdict, res.Rule = dsl.VerdictDeny, ir.RuleSpoofedSource
+		return res
+	}
+	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
+
+	switch {
 	case pkt.neighbourDiscovery():
 		// IPv6's ARP: no payload policy applies, and nothing is tracked.
 		for i := range pts {
@@ -202,11 +234,16 @@ func (f *fragState) decision(pt point) (fragPoint, bool) {
 	return fragPoint{}, false
 }
 
-// points lists where the packet is observed: the source's egress (unless
-// it arrived on an uplink), then the destination's ingress.
-func (e *Evaluator) points(pkt *Packet) []point {
+// points lists where the packet is observed: the sender's egress, then the
+// destination's ingress. The sender is the endpoint via (an index, or -1)
+// when the packet names the interface it left from, else the source's
+// owner unless the packet arrived on an uplink.
+func (e *Evaluator) points(pkt *Packet, via int) []point {
 	var pts []point
-	if pkt.Src.IsValid() && !pkt.FromUplink {
+	switch {
+	case via >= 0:
+		pts = append(pts, point{via, dsl.Egress, pkt.Dst})
+	case pkt.Src.IsValid() && !pkt.FromUplink:
 		if s := e.owner(pkt.Src); s >= 0 {
 			pts = append(pts, point{s, dsl.Egress, pkt.Dst})
 		}

@@ -17,6 +17,7 @@ type Evaluator struct {
 	gen  uint64
 
 	endpoints []*ir.Endpoint
+	byName    map[string]int                // endpoint name → index
 	subjects  []subject                     // by endpoint index
 	owners    prefixTable[int]              // endpoint address → endpoint index
 	cidrs     prefixTable[[][]netip.Prefix] // rule CIDR → the Except lists it is written with
@@ -39,12 +40,16 @@ func New(p *ir.Program) *Evaluator {
 	e := &Evaluator{
 		prog:      p,
 		endpoints: p.Endpoints,
+		byName:    make(map[string]int, len(p.Endpoints)),
 		subjects:  make([]subject, len(p.Endpoints)),
 		owners:    newPrefixTable[int](),
 		cidrs:     newPrefixTable[[][]netip.Prefix](),
 		prefilter: p.Prefilter,
 	}
 	for i, ep := range p.Endpoints {
+		if _, dup := e.byName[ep.Name]; !dup {
+			e.byName[ep.Name] = i
+		}
 		for _, a := range ep.Addrs {
 			// Ties (two endpoints with the same prefix) go to the first
 			// endpoint by name; the checker rejects them anyway.

@@ -10,14 +10,30 @@ import (
 // datapath parses, plus the odd cases (non-IP, malformed, fragments). The
 // address family is implied by Src and Dst.
 type Packet struct {
-	// NonIP marks a frame that is neither IPv4 nor IPv6; nothing else is read.
+	// NonIP marks a frame that is neither IPv4 nor IPv6; of the other
+	// fields only EtherType, VLAN, FromUplink and Via are read.
 	NonIP bool
+	// EtherType is the frame's Ethernet type, read only with NonIP: ARP
+	// (0x0806) passes, every other type is dropped (ir.RuleEtherType).
+	EtherType uint16
+	// VLAN marks a frame that carries an 802.1Q or 802.1ad tag, whatever
+	// it holds (IP or not): it is dropped (ir.RuleEtherType).
+	VLAN bool
 	// Malformed marks a truncated or otherwise bad IP or L4 header.
 	Malformed bool
 	// FromUplink says the packet arrived on an uplink (where the XDP
 	// prefilter runs) rather than from a local endpoint: the prefilter
-	// applies, and the source is not observed at an egress point.
+	// applies, and the source is not observed at an egress point. It is
+	// ignored when Via is set.
 	FromUplink bool
+	// Via names the endpoint whose interface sent the packet: its egress
+	// is the packet's first observation point, whoever owns Src, and the
+	// packet is spoofed there unless that endpoint owns Src (see Eval).
+	// "" means the interface of the endpoint that owns Src, or an uplink
+	// when no endpoint owns it (see FromUplink). A name that is no
+	// endpoint of the program is an interface bound to none
+	// (ir.RuleUnbound).
+	Via string
 
 	// Proto is the L4 protocol. ICMP (ir.ProtoICMP) counts as ICMP only in
 	// IPv4 and ICMPv6 only in IPv6; carried in the other family it is a
@@ -65,10 +81,13 @@ type Fragment struct {
 	More   bool   // more fragments follow
 }
 
-// FromIR converts a test step's packet. The ICMP id is zero; the hop limit
-// is DefaultHopLimit's (runtime/packet.SpecFromIR builds the same frame).
+// FromIR converts a test step's packet, Via included. The ICMP id is
+// zero; the hop limit is DefaultHopLimit's (runtime/packet.SpecFromIR
+// builds the same frame). FromUplink is left false: the caller knows where
+// the packet comes from.
 func FromIR(p ir.Packet) Packet {
 	return Packet{
+		Via:      p.Via,
 		Proto:    p.Proto,
 		Src:      p.Src,
 		Dst:      p.Dst,
@@ -124,6 +143,25 @@ func (p *Packet) neighbourDiscovery() bool {
 func (p *Packet) wellFormed() bool {
 	return p.Src.IsValid() && p.Dst.IsValid() && p.Src.Is4() == p.Dst.Is4()
 }
+
+// etherTypeARP is the Ethernet type of ARP, the only non-IP frame that
+// passes.
+const etherTypeARP uint16 = 0x0806
+
+// badEtherType reports whether the frame is dropped for what it carries:
+// a VLAN tag, or a payload that is neither IP nor ARP.
+func (p *Packet) badEtherType() bool {
+	return p.VLAN || (p.NonIP && p.EtherType != etherTypeARP)
+}
+
+// linkLocalOrUnspecified reports whether a is in fe80::/10 or is ::, the
+// sources neighbour discovery may use before (or instead of) an
+// endpoint's own addresses.
+func linkLocalOrUnspecified(a netip.Addr) bool {
+	return linkLocal6.Contains(a) || a == netip.IPv6Unspecified()
+}
+
+var linkLocal6 = netip.MustParsePrefix("fe80::/10")
 
 // ICMP message types the evaluator distinguishes.
 const (

@@ -313,6 +313,12 @@ func TestFromIR(t *testing.T) {
 	if p.HopLimit != 64 {
 		t.Errorf("FromIR hop limit %d, want 64", p.HopLimit)
 	}
+	if p.Via != "" || p.FromUplink {
+		t.Errorf("FromIR: Via %q, FromUplink %v", p.Via, p.FromUplink)
+	}
+	if p := FromIR(ir.Packet{Proto: ir.ProtoUDP, Src: netipAddr(webIP), Dst: netipAddr(apiIP), DPort: 53, Via: "evil"}); p.Via != "evil" {
+		t.Errorf("FromIR: Via %q, want evil", p.Via)
+	}
 	// neighbour discovery is sent with hop limit 255 (packet.SpecFromIR too)
 	for typ, hl := range map[uint8]uint8{132: 64, 133: 255, 137: 255, 138: 64} {
 		p := FromIR(ir.Packet{Proto: ir.ProtoICMPv6, Src: netipAddr(webIP6), Dst: netipAddr(apiIP6), ICMPType: typ})

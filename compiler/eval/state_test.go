@@ -343,7 +343,8 @@ func TestOddPackets(t *testing.T) {
 	b.p.Prefilter = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")}
 	e := b.eval()
 
-	check(t, "non-IP", e.Eval(nil, Packet{NonIP: true}), want{dsl.VerdictAllow, ir.RuleNonIP})
+	check(t, "ARP", e.Eval(nil, Packet{NonIP: true, EtherType: 0x0806}), want{dsl.VerdictAllow, ir.RuleNonIP})
+	check(t, "other non-IP", e.Eval(nil, Packet{NonIP: true}), want{dsl.VerdictDeny, ir.RuleEtherType})
 
 	mal := syn(webIP, 1, apiIP, 8080)
 	mal.Malformed = true

@@ -146,6 +146,21 @@ const (
 	RuleNonIP        RuleID = 6 // no IP policy applies (non-IP, or IPv6 neighbour discovery): passed
 	RuleFragment     RuleID = 7 // non-first fragment of an unknown flow to a selected subject: dropped
 	RulePrefilter    RuleID = 8 // source inside a prefilter prefix: dropped at XDP
+	// RuleSpoofedSource: a packet an endpoint sends whose source address
+	// is not one of that endpoint's (the interface's binding): dropped.
+	RuleSpoofedSource RuleID = 9
+	// RuleWrongDestination: a packet delivered to an endpoint's interface
+	// whose destination address is not one of that endpoint's: dropped.
+	RuleWrongDestination RuleID = 10
+	// RuleEtherType: a frame on an endpoint interface that is neither
+	// ARP, IPv4 nor IPv6, or carries a VLAN tag: dropped.
+	RuleEtherType RuleID = 11
+	// RuleUnbound: a packet on an interface that runs polc's programs but
+	// is bound to no endpoint of the bundle: dropped.
+	RuleUnbound RuleID = 12
+
+	// LastReservedRule is the highest reserved id in use.
+	LastReservedRule = RuleUnbound
 
 	// FirstRuleID is the id of the first rule of the policy; rules are
 	// numbered from it in source order.
@@ -173,6 +188,14 @@ func ReservedName(id RuleID) string {
 		return "fragment"
 	case RulePrefilter:
 		return "prefilter"
+	case RuleSpoofedSource:
+		return "spoofed-source"
+	case RuleWrongDestination:
+		return "wrong-destination"
+	case RuleEtherType:
+		return "ethertype"
+	case RuleUnbound:
+		return "unbound-interface"
 	}
 	if id < FirstRuleID {
 		return "reserved"
@@ -294,4 +317,10 @@ type Packet struct {
 	TCPFlags uint8
 	ICMPType uint8 // ICMP/ICMPv6
 	ICMPCode uint8
+	// Via names the endpoint whose interface the packet leaves from (a
+	// test's `via NAME`). "" means the interface of the endpoint that owns
+	// Src, or the outside (an uplink) when no endpoint owns it. A packet
+	// sent via an endpoint that does not own Src is spoofed
+	// (RuleSpoofedSource).
+	Via string
 }

@@ -259,7 +259,7 @@ func TCPFlagsString(f uint8) string {
 
 // String prints a packet as `tcp 10.0.1.10:40000 -> 10.0.2.10:8080 flags
 // syn`, `udp [fd00::1]:5000 -> [fd00::2]:53` or `icmp 10.0.0.1 -> 10.0.0.2
-// type 8 code 0`.
+// type 8 code 0`, followed by `via NAME` when Via is set.
 func (p Packet) String() string {
 	s := p.Proto.String() + " "
 	if p.Proto.HasPorts() {
@@ -272,6 +272,9 @@ func (p Packet) String() string {
 		s += " flags " + TCPFlagsString(p.TCPFlags)
 	case p.Proto.IsICMP():
 		s += " type " + strconv.Itoa(int(p.ICMPType)) + " code " + strconv.Itoa(int(p.ICMPCode))
+	}
+	if p.Via != "" {
+		s += " via " + p.Via
 	}
 	return s
 }

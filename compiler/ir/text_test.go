@@ -99,6 +99,8 @@ func TestStrings(t *testing.T) {
 		{TCPFlagsString(TCPSyn | TCPAck | TCPUrg), "syn,ack,urg"},
 		{TCPFlagsString(0), "-"},
 		{Packet{Proto: ProtoTCP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SPort: 1, DPort: 2, TCPFlags: TCPRst}.String(), "tcp 10.0.0.1:1 -> 10.0.0.2:2 flags rst"},
+		{Packet{Proto: ProtoTCP, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SPort: 1, DPort: 2, TCPFlags: TCPSyn, Via: "evil"}.String(), "tcp 10.0.0.1:1 -> 10.0.0.2:2 flags syn via evil"},
+		{Packet{Proto: ProtoICMPv6, Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("fd00::2"), ICMPType: 135, Via: "evil"}.String(), "icmpv6 fe80::1 -> fd00::2 type 135 code 0 via evil"},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

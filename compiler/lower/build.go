@@ -93,6 +93,7 @@ func Build(prog *ir.Program, object []byte, opts Options) (*bundle.Bundle, error
 	}
 	m.Programs, m.TailCalls, m.Constants = layout(f)
 	b.Identities = identities(space)
+	b.Endpoints = endpoints(prog)
 	b.Rules = rules(prog)
 	if err := b.Seal(); err != nil {
 		return nil, err
@@ -124,10 +125,26 @@ func identities(s *addrSpace) []bundle.Identity {
 	return out
 }
 
+// endpoints lists every local endpoint with its index for endpoints.json.
+func endpoints(prog *ir.Program) []bundle.Endpoint {
+	out := make([]bundle.Endpoint, len(prog.Endpoints))
+	for i, e := range prog.Endpoints {
+		out[i] = bundle.Endpoint{Index: EndpointIndex(i), Name: e.Name, Addrs: make([]string, len(e.Addrs))}
+		for j, a := range e.Addrs {
+			if a.IsSingleIP() {
+				out[i].Addrs[j] = a.Addr().String()
+			} else {
+				out[i].Addrs[j] = a.String()
+			}
+		}
+	}
+	return out
+}
+
 // rules lists the reserved rule ids and every rule for rules.json.
 func rules(prog *ir.Program) []bundle.Rule {
 	var out []bundle.Rule
-	for id := ir.RuleDefaultAllow; id <= ir.RulePrefilter; id++ {
+	for id := ir.RuleDefaultAllow; id <= ir.LastReservedRule; id++ {
 		out = append(out, bundle.Rule{ID: uint32(id), Name: ir.ReservedName(id)})
 	}
 	for _, r := range prog.Rules {

@@ -76,14 +76,14 @@ func TestBuildRejectsSharedAddress(t *testing.T) {
 
 func TestRulesFile(t *testing.T) {
 	b := mustBuild(t, quickstart())
-	if len(b.Rules) != 8+6 {
+	if len(b.Rules) != int(ir.LastReservedRule)+6 {
 		t.Fatalf("%d rules", len(b.Rules))
 	}
 	if r := b.Rules[1]; r.ID != 2 || r.Name != "default-deny" {
 		t.Errorf("rules[1] = %+v", r)
 	}
-	if r := b.Rules[8]; r.ID != 16 || r.File != "test.pol" || r.Line != 16 || r.Policy != "api-in" || r.Text == "" {
-		t.Errorf("rules[8] = %+v", r)
+	if r := b.Rules[ir.LastReservedRule]; r.ID != 16 || r.File != "test.pol" || r.Line != 16 || r.Policy != "api-in" || r.Text == "" {
+		t.Errorf("first rule = %+v", r)
 	}
 }
 

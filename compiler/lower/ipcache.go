@@ -14,26 +14,45 @@ type ipcacheEntry struct {
 	value  bpf.IPCacheValue
 }
 
-// ipcacheEntries lists the region nodes whose class differs from the one
-// the longest match would otherwise find (the containing node's, or world
-// at the top). The host hash is probed before the LPM trie, so a host
-// entry always wins over the prefixes around it, as the longest match
-// must; an except is emitted with the class of the next-outer region,
-// which lacks the excepted atom.
+// ipcacheEntries lists the region nodes whose class or owning endpoint
+// differs from what the longest match would otherwise find (the containing
+// node's, or world and no endpoint at the top). The host hash is probed
+// before the LPM trie, so a host entry always wins over the prefixes
+// around it, as the longest match must; an except is emitted with the
+// class of the next-outer region, which lacks the excepted atom.
 func ipcacheEntries(s *addrSpace) []ipcacheEntry {
 	var out []ipcacheEntry
 	for _, n := range s.nodes {
-		inherited := s.world
+		inherited, inheritedEP := s.world, uint32(0)
 		if n.parent != nil {
-			inherited = n.parent.class
+			inherited, inheritedEP = n.parent.class, nodeEndpoint(n.parent)
 		}
-		if n.class == inherited {
+		ep := nodeEndpoint(n)
+		if n.class == inherited && ep == inheritedEP {
 			continue
 		}
-		out = append(out, ipcacheEntry{n.prefix, bpf.IPCacheValue{Identity: n.class.id, Flags: classFlags(n.class)}})
+		out = append(out, ipcacheEntry{n.prefix, bpf.IPCacheValue{Identity: n.class.id, Flags: classFlags(n.class), Endpoint: ep}})
 	}
 	return out
 }
+
+// nodeEndpoint is the endpoint that owns a region's addresses, as an
+// ipcache value's Endpoint (its index in Program.Endpoints plus one): the
+// node's own, else that of the nearest endpoint prefix around it (a rule
+// CIDR inside an endpoint's prefix is still that endpoint's), else 0.
+func nodeEndpoint(n *regionNode) uint32 {
+	for p := n; p != nil; p = p.parent {
+		if p.owner >= 0 {
+			return EndpointIndex(p.owner)
+		}
+	}
+	return 0
+}
+
+// EndpointIndex is the number by which the datapath knows the endpoint
+// Program.Endpoints[i] (ipcache values, interface bindings): i+1, so that
+// 0 means none.
+func EndpointIndex(i int) uint32 { return uint32(i) + 1 }
 
 // classFlags describes an identity's addresses as subjects: local, and for
 // each direction isolated, with range entries, and the probe hints.

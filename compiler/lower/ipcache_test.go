@@ -3,6 +3,9 @@ package lower
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
 )
@@ -61,4 +64,47 @@ func TestIPCacheRangesFlag(t *testing.T) {
 	diffLines(t, "ipcache", ipcacheLines(mustBuild(t, prog)), []string{
 		"10.0.0.1 a local,ingress-isolated,egress-isolated,egress-ranges,ingress-hints=any,egress-hints=any",
 	})
+}
+
+// Every address carries the index of the endpoint that owns it (for the
+// interface binding), also where the class alone would not need an entry:
+// an endpoint inside another's prefix with the same labels, and a rule
+// prefix inside an endpoint's prefix.
+func TestIPCacheEndpoints(t *testing.T) {
+	prog := program(
+		[]*ir.Endpoint{
+			ep("a-net", "app=x", "10.1.0.0/24", "fd00::/120"),
+			ep("b-host", "app=x", "10.1.0.5", "fd00::5"),
+			ep("c", "app=c", "10.2.0.1"),
+		},
+		[]policySpec{{name: "p", subject: sel("app=c"), rules: []ruleSpec{
+			in(dsl.Allow, peers(peerCIDR("10.1.0.128/25"))),
+		}}},
+	)
+	b := mustBuild(t, prog)
+	got := map[string]uint32{}
+	for _, r := range b.Decode().IPCache {
+		got[r.Prefix] = r.Endpoint
+	}
+	want := map[string]uint32{
+		"10.1.0.0/24": 1, "fd00::/120": 1, "10.1.0.128/25": 1,
+		"10.1.0.5": 2, "fd00::5": 2,
+		"10.2.0.1": 3,
+	}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("%s: endpoint %d, want %d", p, got[p], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("ipcache has %d entries, want %d: %v", len(got), len(want), got)
+	}
+	wantEPs := []bundle.Endpoint{
+		{Index: 1, Name: "a-net", Addrs: []string{"10.1.0.0/24", "fd00::/120"}},
+		{Index: 2, Name: "b-host", Addrs: []string{"10.1.0.5", "fd00::5"}},
+		{Index: 3, Name: "c", Addrs: []string{"10.2.0.1"}},
+	}
+	if diff := cmp.Diff(wantEPs, b.Endpoints); diff != "" {
+		t.Errorf("endpoints (-want +got):\n%s", diff)
+	}
 }

@@ -98,7 +98,7 @@ func Polc(compile func(src []byte) (*bundle.Bundle, error)) Config {
 			_ = os.RemoveAll(root)
 		})
 		if err := r.Gen.Do(func() error {
-			_, err := h.Attach(name, IfName, polcrt.AttachOptions{TC: true})
+			_, err := h.Attach(name, IfName, polcrt.AttachOptions{TC: true, Endpoint: SinkEndpoint})
 			return err
 		}); err != nil {
 			return nil, fmt.Errorf("attach: %w", err)

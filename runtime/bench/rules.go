@@ -32,10 +32,13 @@ func prefixString(p netip.Prefix) string {
 	return p.String()
 }
 
+// SinkEndpoint is the endpoint the sink's interface serves in Policy.
+const SinkEndpoint = "sink"
+
 // Policy is the ruleset in polc's language: one rule per source.
 func (rs Ruleset) Policy() []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "endpoint sink labels(app=sink) addr %s\n\npolicy sink-in {\n  select app=sink\n", SinkAddr)
+	fmt.Fprintf(&b, "endpoint %s labels(app=sink) addr %s\n\npolicy sink-in {\n  select app=sink\n", SinkEndpoint, SinkAddr)
 	for _, p := range rs.Sources() {
 		fmt.Fprintf(&b, "  ingress allow from %s on udp/%d\n", prefixString(p), SinkPort)
 	}

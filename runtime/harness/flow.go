@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
 )
 
 // ParseFlow reads the packet `polc explain` asks about, written like a
@@ -19,11 +20,16 @@ import (
 //	icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0
 //	icmpv6 web -> api
 //	tcp web -> api:8080 flags ack
+//	tcp web -> api:8080 flags syn via evil
 //
 // As in tests: the source port defaults to 40000, tcp, udp and sctp need a
 // destination port, icmp without a type is an echo request, a TCP packet
 // without flags is a SYN, and an endpoint name stands for its first
-// address of the family both sides share (IPv4 first).
+// address of the family both sides share (IPv4 first). The options (type,
+// code, flags, via) follow the destination; `via NAME` names the endpoint
+// of prog whose interface sends the packet (ir.Packet.Via), whatever its
+// source address: without it, the packet leaves from the interface of the
+// endpoint that owns the source, if any.
 func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 	var p ir.Packet
 	words := strings.Fields(strings.ReplaceAll(s, "->", " -> "))
@@ -56,11 +62,27 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 		return bad("destination: %v", err)
 	}
 
-	// Options: type N, code N, flags F[,F...].
+	// Options: type N, code N, flags F[,F...], via NAME.
 	typ, code := -1, -1
 	flagsSet := false
 	for rest := words[4:]; len(rest) > 0; {
 		switch strings.ToLower(rest[0]) {
+		case "via":
+			if len(rest) < 2 {
+				return bad("via needs an endpoint name")
+			}
+			if p.Via != "" {
+				return bad("via given twice")
+			}
+			if flowEndpoint(prog, rest[1]) == nil {
+				names := make([]string, len(prog.Endpoints))
+				for i, e := range prog.Endpoints {
+					names[i] = e.Name
+				}
+				return bad("unknown endpoint %q after via%s", rest[1], dsl.DidYouMean(rest[1], names))
+			}
+			p.Via = rest[1]
+			rest = rest[2:]
 		case "type", "code":
 			if len(rest) < 2 {
 				return bad("%s needs a number", rest[0])
@@ -82,8 +104,14 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 			if p.Proto != ir.ProtoTCP {
 				return bad("TCP flags on a %s packet", p.Proto)
 			}
-			list := strings.Join(rest[1:], ",")
-			rest = nil
+			// The flags run to the next option: "syn, ack" is two
+			// words.
+			end := 1
+			for end < len(rest) && !flowOptions[strings.ToLower(rest[end])] {
+				end++
+			}
+			list := strings.Join(rest[1:end], ",")
+			rest = rest[end:]
 			for _, f := range strings.Split(list, ",") {
 				if f == "" {
 					continue
@@ -99,7 +127,7 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 				return bad("flags needs at least one flag")
 			}
 		default:
-			return bad("unexpected %q: want type, code or flags", rest[0])
+			return bad("unexpected %q: want type, code, flags or via", rest[0])
 		}
 	}
 	if code >= 0 && typ < 0 {
@@ -184,6 +212,9 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 	}
 	return p, nil
 }
+
+// flowOptions are the words that start an option after the destination.
+var flowOptions = map[string]bool{"type": true, "code": true, "flags": true, "via": true}
 
 var tcpFlags = map[string]uint8{
 	"fin": ir.TCPFin, "syn": ir.TCPSyn, "rst": ir.TCPRst,
@@ -291,6 +322,9 @@ func FormatPacket(p ir.Packet) string {
 			}
 		}
 		s += " flags " + strings.Join(fs, ",")
+	}
+	if p.Via != "" {
+		s += " via " + p.Via
 	}
 	return s
 }

@@ -26,6 +26,12 @@ func TestParseFlow(t *testing.T) {
 		{"icmpv6 web -> api", "icmpv6 [fd00::10] -> [fd00::20] type 128 code 0"},
 		{"icmpv6 [fd00::10] -> api type 1", "icmpv6 [fd00::10] -> [fd00::20] type 1 code 0"},
 		{"udp 192.0.2.7:1 -> db:53", "udp 192.0.2.7:1 -> 10.0.3.10:53"},
+		{"tcp web -> api:8080 via db", "tcp 10.0.1.10:40000 -> 10.0.2.10:8080 flags syn via db"},
+		{"tcp web -> api:8080 flags syn, ack via db", "tcp 10.0.1.10:40000 -> 10.0.2.10:8080 flags syn,ack via db"},
+		{"tcp web -> api:8080 via db flags ack", "tcp 10.0.1.10:40000 -> 10.0.2.10:8080 flags ack via db"},
+		{"udp 192.0.2.7 -> api:53 via web", "udp 192.0.2.7:40000 -> 10.0.2.10:53 via web"},
+		{"icmpv6 [fe80::1] -> api type 135 via db", "icmpv6 [fe80::1] -> [fd00::20] type 135 code 0 via db"},
+		{"icmp web -> api VIA api", "icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0 via api"},
 	}
 	for _, c := range good {
 		p, err := ParseFlow(prog, c.in)
@@ -58,6 +64,11 @@ func TestParseFlow(t *testing.T) {
 		{"icmp web -> api type 300", "want 0 to 255"},
 		{"tcp web -> db:80 extra", `unexpected "extra"`},
 		{"tcp db -> [fd00::1]:80", `endpoint "db" has no IPv6 address`},
+		{"tcp web -> api:80 via", "via needs an endpoint name"},
+		{"tcp web -> api:80 via evil", `unknown endpoint "evil" after via`},
+		{"tcp web -> api:80 via wbe", `unknown endpoint "wbe" after via; did you mean "web"?`},
+		{"tcp web -> api:80 via db via web", "via given twice"},
+		{"tcp web -> api:80 via db extra", `unexpected "extra": want type, code, flags or via`},
 	}
 	for _, c := range bad {
 		_, err := ParseFlow(prog, c.in)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/compiler/eval"
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
 	"github.com/polc-dev/polc/runtime"
@@ -42,7 +43,17 @@ type Kernel struct {
 	// The ipcache maps, looked up once: ipcache reads them for every
 	// packet. The LPM tries are nil when the bundle has no prefixes.
 	ipcache4, ipcache4LPM, ipcache6, ipcache6LPM *ebpf.Map
+	// ifaces binds the interface programs run on under
+	// BPF_PROG_TEST_RUN (testIfindex) to an endpoint before each run.
+	ifaces *ebpf.Map
+	// endpoints are the bundle's endpoint indices by name.
+	endpoints map[string]uint32
 }
+
+// testIfindex is the interface a tc program meets a packet on under
+// BPF_PROG_TEST_RUN: the loopback device of the calling thread's network
+// namespace. The harness binds it to the endpoint whose hook it runs.
+const testIfindex uint32 = 1
 
 // ErrPrivilege is returned (wrapped) by Open when the process may not
 // load BPF programs.
@@ -113,13 +124,18 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 	if k.egress == nil || k.ingress == nil {
 		return nil, fmt.Errorf("bundle: programs %s and %s are required", bpf.ProgEndpointEgress, bpf.ProgEndpointIngress)
 	}
-	for _, name := range []string{bpf.MapEvents, bpf.MapConntrack, bpf.MapFrags, bpf.MapIPCache4, bpf.MapIPCache6} {
+	for _, name := range []string{bpf.MapEvents, bpf.MapConntrack, bpf.MapFrags, bpf.MapIPCache4, bpf.MapIPCache6, bpf.MapIfaceEndpoints} {
 		if l.Maps[name] == nil {
 			return nil, fmt.Errorf("bundle: map %s is missing", name)
 		}
 	}
 	k.ipcache4, k.ipcache4LPM = l.Maps[bpf.MapIPCache4], l.Maps[bpf.MapIPCache4LPM]
 	k.ipcache6, k.ipcache6LPM = l.Maps[bpf.MapIPCache6], l.Maps[bpf.MapIPCache6LPM]
+	k.ifaces = l.Maps[bpf.MapIfaceEndpoints]
+	k.endpoints = make(map[string]uint32, len(b.Endpoints))
+	for _, e := range b.Endpoints {
+		k.endpoints[e.Name] = e.Index
+	}
 	k.events, err = ringbuf.NewReader(l.Maps[bpf.MapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("open events: %w", err)
@@ -181,8 +197,18 @@ func clearMap(m *ebpf.Map) error {
 // endpoint's address (so that the endpoint's hooks see its packets), the
 // way the datapath looks it up: the host hash, then the prefix trie.
 func (k *Kernel) Local(addr netip.Addr) (bool, error) {
+	ep, err := k.owner(addr)
+	return ep != 0, err
+}
+
+// owner is the index of the endpoint the kernel's ipcache says owns addr
+// (0: none).
+func (k *Kernel) owner(addr netip.Addr) (uint32, error) {
 	v, ok, err := k.ipcache(addr)
-	return ok && v.Flags&bpf.IPCacheLocal != 0, err
+	if !ok || v.Flags&bpf.IPCacheLocal == 0 {
+		return 0, err
+	}
+	return v.Endpoint, err
 }
 
 // Identity returns the identity the kernel's ipcache gives addr
@@ -262,9 +288,44 @@ type KernelResult struct {
 // two decisions can be compared with the evaluator's. src and dst are the
 // frame's addresses (invalid for non-IP frames: no hook is chosen by
 // address then, and the frame goes through the egress hook only, as if
-// sent by an endpoint).
+// sent by an endpoint). Each hook runs on an interface bound to its
+// endpoint, as attach binds them.
 func (k *Kernel) Run(frame []byte, src, dst netip.Addr, uplink bool) (KernelResult, error) {
+	return k.run(frame, src, dst, uplink, "")
+}
+
+// RunVia is Run for a frame that leaves from the interface of the
+// endpoint called via, whatever its source address: the egress hook runs
+// bound to via, so a source that is not via's is dropped there
+// (ir.RuleSpoofedSource), and the destination's ingress hook then does
+// not run, since the packet never gets that far. A name that is no
+// endpoint of the bundle is an interface bound to none. via "" is Run from
+// no uplink.
+func (k *Kernel) RunVia(frame []byte, src, dst netip.Addr, via string) (KernelResult, error) {
+	return k.run(frame, src, dst, false, via)
+}
+
+// RunRef runs a frame the way the evaluator's description of it says it
+// arrives: from an uplink, from an endpoint's interface (Via), or, for
+// non-IP frames, from the interface of an endpoint.
+func (k *Kernel) RunRef(frame []byte, ref eval.Packet) (KernelResult, error) {
+	src, dst := ref.Src, ref.Dst
+	if ref.NonIP {
+		src, dst = netip.Addr{}, netip.Addr{}
+	}
+	if ref.Via != "" {
+		return k.RunVia(frame, src, dst, ref.Via)
+	}
+	return k.Run(frame, src, dst, ref.FromUplink)
+}
+
+func (k *Kernel) run(frame []byte, src, dst netip.Addr, uplink bool, via string) (KernelResult, error) {
 	var res KernelResult
+	viaIndex := uint32(0)
+	if via != "" {
+		viaIndex = k.endpoints[via] // 0 for no endpoint: unbound
+		uplink = false
+	}
 	if uplink && k.xdp != nil {
 		ret, err := k.xdp.Run(&ebpf.RunOptions{Data: frame})
 		if err != nil {
@@ -279,35 +340,52 @@ func (k *Kernel) Run(frame []byte, src, dst netip.Addr, uplink bool) (KernelResu
 		}
 	}
 	type hook struct {
-		prog    *ebpf.Program
-		dir     dsl.Direction
-		subject netip.Addr
+		prog     *ebpf.Program
+		dir      dsl.Direction
+		subject  netip.Addr
+		endpoint uint32 // the interface's binding
 	}
 	var hooks []hook
 	if !src.IsValid() || !dst.IsValid() {
-		// Non-IP or unreadable addresses: the endpoint that sent it decides.
-		hooks = append(hooks, hook{k.egress, dsl.Egress, src})
+		// Non-IP or unreadable addresses: the endpoint that sent it
+		// decides (via, or any: these frames are judged before addresses).
+		ep := viaIndex
+		if via == "" {
+			ep = 1
+		}
+		hooks = append(hooks, hook{k.egress, dsl.Egress, src, ep})
 	} else {
-		if !uplink {
-			if loc, err := k.Local(src); err != nil {
+		switch {
+		case via != "":
+			hooks = append(hooks, hook{k.egress, dsl.Egress, src, viaIndex})
+		case !uplink:
+			if ep, err := k.owner(src); err != nil {
 				return res, err
-			} else if loc {
-				hooks = append(hooks, hook{k.egress, dsl.Egress, src})
+			} else if ep != 0 {
+				hooks = append(hooks, hook{k.egress, dsl.Egress, src, ep})
 			}
 		}
-		if loc, err := k.Local(dst); err != nil {
+		if ep, err := k.owner(dst); err != nil {
 			return res, err
-		} else if loc {
-			hooks = append(hooks, hook{k.ingress, dsl.Ingress, dst})
+		} else if ep != 0 {
+			hooks = append(hooks, hook{k.ingress, dsl.Ingress, dst, ep})
 		}
 	}
 	for _, h := range hooks {
+		if err := k.ifaces.Update(testIfindex, bpf.IfaceValue{Endpoint: h.endpoint}, ebpf.UpdateAny); err != nil {
+			return res, fmt.Errorf("bind the test interface: %w", err)
+		}
 		p, err := k.runHook(h.prog, h.dir, frame)
 		if err != nil {
 			return res, err
 		}
 		p.Subject = h.subject
 		res.Points = append(res.Points, p)
+		// A spoofed packet is dropped on its own interface: no other
+		// hook sees it (nor may it leave state there).
+		if p.Rule == ir.RuleSpoofedSource {
+			break
+		}
 	}
 	res.combine()
 	return res, nil

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 
 	"github.com/polc-dev/polc/compiler/eval"
@@ -111,11 +110,7 @@ func Decide(ev *eval.Evaluator, ct *eval.Conntrack, k *Kernel, c Case) (Outcome,
 	if k == nil {
 		return o, nil
 	}
-	src, dst := c.Ref.Src, c.Ref.Dst
-	if c.Ref.NonIP {
-		src, dst = netip.Addr{}, netip.Addr{}
-	}
-	kr, err := k.Run(c.Frame, src, dst, c.Ref.FromUplink)
+	kr, err := k.RunRef(c.Frame, c.Ref)
 	if err != nil {
 		return o, err
 	}

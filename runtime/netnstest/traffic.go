@@ -172,6 +172,27 @@ func ServeTCP(t testing.TB, ns *NS, port int) {
 // ServeUDP starts a UDP echo server in ns on [::]:port.
 func ServeUDP(t testing.TB, ns *NS, port int) {
 	t.Helper()
+	ServeUDPLog(t, ns, port)
+}
+
+// UDPLog is what a UDP echo server received.
+type UDPLog struct {
+	mu   sync.Mutex
+	seen map[string]bool // payloads
+}
+
+// Got reports whether the server received a datagram with this payload.
+func (l *UDPLog) Got(payload string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[payload]
+}
+
+// ServeUDPLog is ServeUDP that also records every payload it receives, so
+// a test can tell a datagram that was dropped from one whose echo was.
+func ServeUDPLog(t testing.TB, ns *NS, port int) *UDPLog {
+	t.Helper()
+	log := &UDPLog{seen: map[string]bool{}}
 	var pc net.PacketConn
 	if err := ns.Do(func() (err error) {
 		pc, err = net.ListenPacket("udp", net.JoinHostPort("::", strconv.Itoa(port)))
@@ -189,9 +210,13 @@ func ServeUDP(t testing.TB, ns *NS, port int) {
 			if err != nil {
 				return
 			}
+			log.mu.Lock()
+			log.seen[string(buf[:n])] = true
+			log.mu.Unlock()
 			_, _ = pc.WriteTo(buf[:n], from)
 		}
 	}()
+	return log
 }
 
 // DialTCP connects from ns to dst:port within timeout.

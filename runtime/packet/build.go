@@ -19,6 +19,11 @@ const (
 	EtherTypeIPv4 uint16 = 0x0800
 	EtherTypeARP  uint16 = 0x0806
 	EtherTypeIPv6 uint16 = 0x86dd
+	// VLAN tag protocol identifiers: 802.1Q, 802.1ad (QinQ) and the
+	// older 0x9100 some switches use for an outer tag.
+	EtherTypeVLAN   uint16 = 0x8100
+	EtherTypeQinQ   uint16 = 0x88a8
+	EtherTypeVLAN91 uint16 = 0x9100
 )
 
 // IPv6 extension header types (next-header values).
@@ -518,4 +523,9 @@ func fold(acc uint64) uint16 {
 		acc = acc&0xffff + acc>>16
 	}
 	return uint16(acc)
+}
+
+// IsVLAN reports whether an Ethernet type is a VLAN tag's.
+func IsVLAN(etherType uint16) bool {
+	return etherType == EtherTypeVLAN || etherType == EtherTypeQinQ || etherType == EtherTypeVLAN91
 }

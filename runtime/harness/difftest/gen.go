@@ -19,6 +19,7 @@ type world struct {
 	local, inside, outside [2][]netip.Addr
 	prefilter              [2][]netip.Addr // sources the prefilter drops
 	ports                  []uint16        // rule port boundaries: lo-1, lo, hi, hi+1
+	endpoints              []string        // endpoint names, for packets sent via an interface
 }
 
 // Label vocabulary: small, so that selectors often match.
@@ -190,6 +191,7 @@ func (g *gen) endpoints() {
 			add(a, a.String())
 		}
 		fmt.Fprintf(&g.b, "endpoint e%d", i)
+		g.w.endpoints = append(g.w.endpoints, fmt.Sprintf("e%d", i))
 		if len(labels) > 0 {
 			fmt.Fprintf(&g.b, " labels(%s)", strings.Join(labels, ", "))
 		}

@@ -14,16 +14,23 @@ type step struct {
 	spec     packet.Spec
 	uplink   bool // arrives from outside: the prefilter sees it, no egress hook
 	truncate int  // > 0: the frame is cut to this many bytes
-	what     string
+	// via is the endpoint whose interface sends the packet, whatever its
+	// source address ("": the source's own, or an uplink).
+	via  string
+	what string
 }
 
 // frame is the case of the step for the harness.
 func (s step) frame() harness.Case {
+	var c harness.Case
 	if s.truncate == 0 {
-		return harness.CaseFromSpec(s.spec, s.uplink)
+		c = harness.CaseFromSpec(s.spec, s.uplink)
+	} else {
+		f := packet.Truncate(packet.Build(s.spec), s.truncate)
+		c = harness.Case{Frame: f, Ref: harness.RefFromFrame(f, s.spec.Src, s.spec.Dst, s.uplink)}
 	}
-	f := packet.Truncate(packet.Build(s.spec), s.truncate)
-	return harness.Case{Frame: f, Ref: harness.RefFromFrame(f, s.spec.Src, s.spec.Dst, s.uplink)}
+	c.Ref.Via = s.via
+	return c
 }
 
 // pgen draws packets for one world.
@@ -168,6 +175,14 @@ func (p *pgen) sequence() []step {
 	s := p.first()
 	st := func(s packet.Spec, what string) step { return step{spec: s, uplink: !p.isLocal(s.Src), what: what} }
 	seq := []step{st(s, "first")}
+	// now and then the first packet leaves from some endpoint's interface,
+	// its own or another's (spoofed): what follows shows that a spoofed
+	// packet left no state
+	if len(p.w.endpoints) > 0 && p.chance(0.12) {
+		seq[0].via = p.w.endpoints[p.r.IntN(len(p.w.endpoints))]
+		seq[0].uplink = false
+		seq[0].what = "first via " + seq[0].via
+	}
 	switch k := p.r.IntN(10); {
 	case k < 2:
 		// a single packet
@@ -271,10 +286,26 @@ func (p *pgen) sequence() []step {
 				seq = []step{bad}
 			}
 		} else {
-			seq = []step{{spec: packet.Spec{EtherType: packet.EtherTypeARP}, what: "non-ip"}}
+			seq = []step{p.nonIP(s)}
 		}
 	}
 	return seq
+}
+
+// nonIP draws a frame that is not plain IP: ARP, another ethertype, or s
+// behind one or two VLAN tags.
+func (p *pgen) nonIP(s packet.Spec) step {
+	typ := []uint16{packet.EtherTypeARP, packet.EtherTypeARP, 0x88cc, 0x8847, packet.EtherTypeVLAN, packet.EtherTypeQinQ, packet.EtherTypeVLAN91}[p.r.IntN(7)]
+	nip := packet.Spec{EtherType: typ}
+	if packet.IsVLAN(typ) {
+		// the tag (VLAN 0: a priority tag), then the IP frame's type and packet
+		inner := packet.Build(s)[12:]
+		if typ == packet.EtherTypeQinQ {
+			inner = append([]byte{0x81, 0x00, 0, 0}, inner...)
+		}
+		nip.Payload = append([]byte{0, 0}, inner...)
+	}
+	return step{spec: nip, what: "non-ip"}
 }
 
 // l4Bytes is the L4 part of a packet (what follows its IP headers).

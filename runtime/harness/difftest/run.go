@@ -262,6 +262,9 @@ func describe(s step) string {
 	if s.uplink {
 		d += " (from an uplink)"
 	}
+	if s.via != "" {
+		d += " (via " + s.via + ")"
+	}
 	return d
 }
 
