@@ -329,3 +329,52 @@ func TestUnloadNetlinkOtherNamespace(t *testing.T) {
 	}
 	expectReach(t, "unloaded", a, b, true)
 }
+
+// TestStackedBundles: a second bundle on an interface that already runs
+// one is refused (with tcx the first one's verdict ends the chain, so the
+// second would show as attached and do nothing), naming the bundle there;
+// another interface takes it, and once the first is detached, so does
+// this one. Both tc modes.
+func TestStackedBundles(t *testing.T) {
+	for _, mode := range []TCMode{TCForceX, TCNetlink} {
+		t.Run(string(mode), func(t *testing.T) {
+			h := testHost(t)
+			h.TCMode = mode
+			topo := twoEndpoints(t)
+			a, b := topo.Endpoints[0], topo.Endpoints[1]
+			mustLoad(t, h, "first", 1, tcActOK)
+			mustLoad(t, h, "second", 2, tcActShot)
+			t.Cleanup(func() {
+				_ = topo.Host.Do(func() error {
+					_, _ = h.Unload("second")
+					_, _ = h.Unload("first")
+					return nil
+				})
+			})
+			attachIn(t, h, topo.Host, "first", a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+			err := topo.Host.Do(func() error {
+				_, err := h.Attach("second", a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+				return err
+			})
+			if !errors.Is(err, ErrStacked) || !strings.Contains(err.Error(), "bundle first") {
+				t.Fatalf("second bundle on %s: %v, want ErrStacked naming the first", a.HostIf, err)
+			}
+			st, err := h.Status("second")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(st[0].Attachments); n != 0 {
+				t.Errorf("the refused attach left %d attachments", n)
+			}
+			expectReach(t, "first bundle still in force", a, b, true)
+			attachIn(t, h, topo.Host, "second", b.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+			if err := topo.Host.Do(func() error {
+				_, err := h.Detach("first", a.HostIf, AttachOptions{TC: true})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			attachIn(t, h, topo.Host, "second", a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+		})
+	}
+}

@@ -29,6 +29,11 @@ var (
 	// another, or its ifindex is taken), or apply's bundle lacks an
 	// endpoint an interface serves.
 	ErrBinding = errors.New("interface binding")
+	// ErrStacked: the interface already runs another loaded bundle's
+	// programs on that hook; bundles do not combine on one interface.
+	ErrStacked = errors.New("interface runs another bundle")
+	// ErrDigest: the bundle is not the one the caller pinned (--digest).
+	ErrDigest = errors.New("bundle digest mismatch")
 )
 
 // IsEnvironment reports whether err comes from what the host lacks

@@ -545,6 +545,9 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 		if attached {
 			continue // already attached: idempotent
 		}
+		if err := h.refuseStacked(name, ns, ifc, hook); err != nil {
+			return made, err
+		}
 		prog, err := ebpf.LoadPinnedProgram(p.prog(st.Generation, progName), nil)
 		if err != nil {
 			return made, fmt.Errorf("open program %s: %w", progName, err)
@@ -692,6 +695,39 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 		}
 	}
 	return removed, nil
+}
+
+// refuseStacked fails with ErrStacked when another bundle loaded under
+// h.Root runs on ifc's hook: with tcx the first program's verdict ends
+// the chain, so a second bundle would show as attached and do nothing
+// (and two bindings of one interface could disagree).
+func (h *Host) refuseStacked(name string, ns uint64, ifc *net.Interface, hook string) error {
+	entries, err := os.ReadDir(h.Root)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == name {
+			continue
+		}
+		p := h.pins(e.Name())
+		st, err := readState(p)
+		if err != nil || st == nil {
+			continue // another name's trouble is its own recovery's
+		}
+		for i := range st.Attachments {
+			a := &st.Attachments[i]
+			if a.Netns != ns || a.Ifindex != ifc.Index || a.Hook != hook {
+				continue
+			}
+			if _, live, err := linkState(p, a); err != nil || !live {
+				continue
+			}
+			return fmt.Errorf("%w: %s already runs bundle %s on %s; two bundles on one interface do not combine (the first verdict ends the chain): detach it first (polc detach %s --iface %s)",
+				ErrStacked, ifc.Name, st.Name, hook, st.Name, ifc.Name)
+		}
+	}
+	return nil
 }
 
 // bind checks that ifc may serve endpoint in st's bundle and writes the

@@ -274,12 +274,6 @@ func sortedKeys[V any](m map[string]V) []string {
 // BundleDigest identifies a bundle: the SHA-256 of its manifest.json,
 // which holds the digests of every other file.
 func BundleDigest(b *bundle.Bundle) (string, error) {
-	cp := *b
-	cp.Manifest.Maps = slices.Clone(b.Manifest.Maps)
-	cp.Maps = slices.Clone(b.Maps)
-	files, err := cp.Files()
-	if err != nil {
-		return "", err
-	}
-	return bundle.Digest(files[0].Data), nil
+	d, err := b.RootDigest()
+	return strings.TrimPrefix(d, bundle.DigestPrefix), err
 }

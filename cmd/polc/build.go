@@ -26,7 +26,9 @@ input always gives the same bytes. Diagnostics go to stderr; with errors, or
 when the policy exceeds a map's capacity, nothing is written and the exit
 status is 1. -o DIR replaces a previous bundle in DIR whole, through a
 temporary directory beside it, so a failed write leaves DIR as it was; a
-non-empty DIR that holds no bundle is refused.`,
+non-empty DIR that holds no bundle is refused. On success it prints the
+bundle's root digest (sha256:HEX, over every file through manifest.json):
+pass it to load and apply as --digest so a host loads exactly this bundle.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if (dir == "") == (tarPath == "") {
@@ -48,12 +50,12 @@ non-empty DIR that holds no bundle is refused.`,
 				if err := writeBundleDir(dir, b); err != nil {
 					return usageError("write bundle: %v", err)
 				}
-				return nil
+				return printBuilt(c.OutOrStdout(), dir, b)
 			}
 			if err := writeAtomic(tarPath, 0o644, func(w io.Writer) error { return bundle.WriteTar(w, b) }); err != nil {
 				return usageError("write bundle: %v", err)
 			}
-			return nil
+			return printBuilt(c.OutOrStdout(), tarPath, b)
 		},
 	}
 	c.Flags().StringVarP(&dir, "output", "o", "", "write the bundle into this directory")
@@ -117,5 +119,15 @@ func writeBundleDir(dir string, b *bundle.Bundle) error {
 		_ = os.Rename(filepath.Join(old, "b"), dir)
 		return err
 	}
+	return nil
+}
+
+// printBuilt says where the bundle went and its root digest.
+func printBuilt(w io.Writer, where string, b *bundle.Bundle) error {
+	d, err := b.RootDigest()
+	if err != nil {
+		return failure("build: %v", err)
+	}
+	fmt.Fprintf(w, "%s: bundle %s\n", where, d)
 	return nil
 }

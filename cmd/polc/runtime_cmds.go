@@ -76,7 +76,7 @@ func runtimeError(err error) error {
 	case runtime.IsEnvironment(err):
 		return usageError("%v", envHint(err))
 	case errors.Is(err, runtime.ErrNotLoaded), errors.Is(err, runtime.ErrAlreadyLoaded), errors.Is(err, runtime.ErrInvalidName),
-		errors.Is(err, runtime.ErrBinding):
+		errors.Is(err, runtime.ErrBinding), errors.Is(err, runtime.ErrStacked):
 		return usageError("%v", err)
 	}
 	return failure("%v", err)
@@ -137,9 +137,42 @@ func notATar(path string) error {
 	return usageError("%s is not a bundle: a bundle is a directory (polc build -o DIR) or a tar file (polc build --tar FILE)", path)
 }
 
+// digestFlag is --digest of load and apply: the root digest the bundle
+// must have (build and inspect print it), so that a host loads exactly
+// what CI built.
+type digestFlag string
+
+func (f *digestFlag) add(c *cobra.Command) {
+	c.Flags().StringVar((*string)(f), "digest", "", "refuse the bundle unless its root digest is this one (sha256:HEX, as build and inspect print it)")
+}
+
+// verify fails (exit 1) when the flag is set and the bundle's root digest
+// is another: the bundle was edited, or is not the one meant.
+func (f digestFlag) verify(b *bundle.Bundle) error {
+	if f == "" {
+		return nil
+	}
+	want := strings.ToLower(strings.TrimSpace(string(f)))
+	if !strings.HasPrefix(want, bundle.DigestPrefix) {
+		want = bundle.DigestPrefix + want
+	}
+	if len(want) != len(bundle.DigestPrefix)+64 {
+		return usageError("--digest %q: want sha256: and 64 hex digits, as polc build and polc inspect print it", string(f))
+	}
+	got, err := b.RootDigest()
+	if err != nil {
+		return failure("bundle digest: %v", err)
+	}
+	if got != want {
+		return failure("%v: the bundle is %s, --digest wants %s (it was edited, or is another bundle); nothing loaded", runtime.ErrDigest, got, want)
+	}
+	return nil
+}
+
 func newLoadCmd() *cobra.Command {
 	var hf hostFlags
 	var out outputFlag
+	var digest digestFlag
 	var name string
 	c := &cobra.Command{
 		Use:   "load BUNDLE --name NAME",
@@ -149,7 +182,8 @@ maps, fills them, loads its programs, fills the tail-call array and pins
 everything under ROOT/NAME/ (docs/runtime.md). Nothing is attached: use
 attach. Loading the bundle already loaded under NAME does nothing; a
 different one is refused (use apply). An interrupted load leaves nothing
-behind once polc runs again.`,
+behind once polc runs again. --digest sha256:HEX refuses (exit 1) a bundle
+whose root digest is another, so a host loads exactly what CI built.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -162,6 +196,9 @@ behind once polc runs again.`,
 			if err != nil {
 				return err
 			}
+			if err := digest.verify(b); err != nil {
+				return err
+			}
 			res, err := hf.host(c).Load(name, b)
 			if err != nil {
 				return runtimeError(err)
@@ -170,6 +207,7 @@ behind once polc runs again.`,
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "name to load the bundle under")
+	digest.add(c)
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c
@@ -193,6 +231,7 @@ func printLoadResult(w io.Writer, out *outputFlag, verb string, res *runtime.Loa
 func newApplyCmd() *cobra.Command {
 	var hf hostFlags
 	var out outputFlag
+	var digest digestFlag
 	c := &cobra.Command{
 		Use:   "apply NAME BUNDLE",
 		Short: "Replace a loaded bundle atomically, keeping conntrack",
@@ -201,7 +240,8 @@ programs and maps (reusing the conntrack map), switches every attachment
 to the new programs with atomic link updates, then commits. Every packet
 sees the old policy or the new one, never a mix; established flows the new
 policy no longer allows stop at their next packet. A failure or a kill at
-any point leaves the old bundle in force (docs/runtime.md).`,
+any point leaves the old bundle in force (docs/runtime.md). --digest
+sha256:HEX refuses (exit 1) a bundle whose root digest is another.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -211,6 +251,9 @@ any point leaves the old bundle in force (docs/runtime.md).`,
 			if err != nil {
 				return err
 			}
+			if err := digest.verify(b); err != nil {
+				return err
+			}
 			res, err := hf.existingHost(c).Apply(args[0], b)
 			if err != nil {
 				return runtimeError(err)
@@ -218,6 +261,7 @@ any point leaves the old bundle in force (docs/runtime.md).`,
 			return printLoadResult(c.OutOrStdout(), &out, "applied", res)
 		},
 	}
+	digest.add(c)
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c

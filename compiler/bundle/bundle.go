@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 )
 
 // FormatVersion is the bundle format this package writes and reads.
@@ -203,6 +204,27 @@ const (
 	IdentityCIDR     = "cidr"
 	IdentityWorld    = "world"
 )
+
+// DigestPrefix starts every digest polc prints.
+const DigestPrefix = "sha256:"
+
+// RootDigest is the digest of the whole bundle, "sha256:HEX": the SHA-256
+// of its sealed manifest.json, which holds the digest and size of every
+// other file, the constants, the programs and their hooks and the tail-call
+// layout. Two bundles with the same root digest are the same bundle, byte
+// for byte; a bundle edited anywhere (a constant, a hook, a map together
+// with its digest in the manifest) has another one. build and inspect
+// print it; load and apply verify it with --digest.
+func (b *Bundle) RootDigest() (string, error) {
+	cp := *b
+	cp.Manifest.Maps = slices.Clone(b.Manifest.Maps)
+	cp.Maps = slices.Clone(b.Maps)
+	files, err := cp.Files()
+	if err != nil {
+		return "", err
+	}
+	return DigestPrefix + Digest(files[0].Data), nil
+}
 
 // Endpoint is one entry of endpoints.json: a local endpoint and the index
 // by which the datapath knows it (the endpoint field of ipcache values).

@@ -14,6 +14,8 @@ import (
 // Decoded is a bundle with every map record decoded: what `polc inspect -o
 // json` prints.
 type Decoded struct {
+	// Digest is the bundle's root digest (RootDigest), "sha256:HEX".
+	Digest       string         `json:"digest"`
 	Manifest     Manifest       `json:"manifest"`
 	Identities   []Identity     `json:"identities"`
 	Endpoints    []Endpoint     `json:"endpoints"`
@@ -58,6 +60,9 @@ type PrefilterRow struct {
 // (numeric, not the records' byte order).
 func (b *Bundle) Decode() *Decoded {
 	d := &Decoded{Manifest: b.Manifest, Identities: b.Identities, Endpoints: b.Endpoints, Rules: b.Rules}
+	if dg, err := b.RootDigest(); err == nil {
+		d.Digest = dg
+	}
 	if d.Endpoints == nil {
 		d.Endpoints = []Endpoint{}
 	}
@@ -238,7 +243,8 @@ func (b *Bundle) Text() string {
 		w.Flush()
 		fmt.Fprintf(&sb, "\n"+format+"\n", args...)
 	}
-	fmt.Fprintf(&sb, "bundle format %d, compiler %s, %s\n", m.Format, m.Compiler, m.ByteOrder)
+	fmt.Fprintf(&sb, "bundle %s\n", d.Digest)
+	fmt.Fprintf(&sb, "format %d, compiler %s, %s\n", m.Format, m.Compiler, m.ByteOrder)
 	fmt.Fprintf(&sb, "source digest %s\n", m.SourceDigest)
 	for _, s := range m.Sources {
 		fmt.Fprintf(&sb, "  %s  sha256 %s\n", s.Path, s.SHA256)
