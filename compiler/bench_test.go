@@ -146,7 +146,7 @@ func BenchmarkBuildFromSource(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				t0 := time.Now()
-				files, srcs, ds := load([]string{path})
+				files, srcs, ds := load([]string{path}, LoadOptions{})
 				if ds.HasErrors() {
 					b.Fatal(ds)
 				}

@@ -30,7 +30,12 @@ type Sources map[string][]byte
 // Syntax errors (and unreadable files or imports) stop the build after
 // loading: the semantic passes would only add confusing follow-up errors.
 func Load(paths []string) (*ir.Program, Sources, dsl.Diagnostics) {
-	files, srcs, diags := load(paths)
+	return LoadWith(paths, LoadOptions{})
+}
+
+// LoadWith is Load with options (where imports may reach).
+func LoadWith(paths []string, opts LoadOptions) (*ir.Program, Sources, dsl.Diagnostics) {
+	files, srcs, diags := load(paths, opts)
 	if diags.HasErrors() {
 		diags.Sort()
 		return nil, srcs, diags

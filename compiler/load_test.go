@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -62,7 +63,7 @@ func TestLoadOrderIsPostOrderAndReadsEachFileOnce(t *testing.T) {
 		"unrelated.pol":  "",
 		"lib/unused.pol": "",
 	})
-	files, srcs, ds := loadWith([]string{"main.pol", "other.pol", "unrelated.pol"}, fakeParse)
+	files, srcs, ds := loadWith([]string{"main.pol", "other.pol", "unrelated.pol"}, LoadOptions{}, fakeParse)
 	if len(ds) > 0 {
 		t.Fatalf("diagnostics: %v", ds)
 	}
@@ -85,7 +86,7 @@ func TestLoadImportCycle(t *testing.T) {
 		"a.pol": "import \"b.pol\"\n",
 		"b.pol": "\nimport \"a.pol\"\n",
 	})
-	files, _, ds := loadWith([]string{"a.pol"}, fakeParse)
+	files, _, ds := loadWith([]string{"a.pol"}, LoadOptions{}, fakeParse)
 	want := []string{"b.pol:2:8: import cycle: a.pol -> b.pol -> a.pol"}
 	if diff := cmp.Diff(want, diagStrings(ds)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
@@ -97,7 +98,7 @@ func TestLoadImportCycle(t *testing.T) {
 
 func TestLoadSelfImport(t *testing.T) {
 	writeTree(t, map[string]string{"a.pol": "import \"./a.pol\"\n"})
-	_, _, ds := loadWith([]string{"a.pol"}, fakeParse)
+	_, _, ds := loadWith([]string{"a.pol"}, LoadOptions{}, fakeParse)
 	want := []string{"a.pol:1:8: import cycle: a.pol -> a.pol"}
 	if diff := cmp.Diff(want, diagStrings(ds)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
@@ -106,7 +107,7 @@ func TestLoadSelfImport(t *testing.T) {
 
 func TestLoadMissingFiles(t *testing.T) {
 	writeTree(t, map[string]string{"a.pol": "import \"nope.pol\"\n"})
-	_, _, ds := loadWith([]string{"a.pol", "missing.pol"}, fakeParse)
+	_, _, ds := loadWith([]string{"a.pol", "missing.pol"}, LoadOptions{}, fakeParse)
 	ds.Sort()
 	want := []string{
 		"a.pol:1:8: cannot import \"nope.pol\": open nope.pol: no such file or directory",
@@ -122,8 +123,72 @@ func TestLoadMissingFiles(t *testing.T) {
 
 func TestLoadSameFileTwiceOnCommandLine(t *testing.T) {
 	writeTree(t, map[string]string{"a.pol": ""})
-	files, _, ds := loadWith([]string{"a.pol", "./a.pol"}, fakeParse)
+	files, _, ds := loadWith([]string{"a.pol", "./a.pol"}, LoadOptions{}, fakeParse)
 	if len(ds) > 0 || len(files) != 1 {
 		t.Errorf("got %d files, diagnostics %v; want one file", len(files), ds)
+	}
+}
+
+// Imports are confined: to policy files, regular files, inside the
+// directory tree of the command-line file (or an import root), so that a
+// policy cannot make polc read or echo any other file. The diagnostics
+// name the path and never show its contents.
+func TestLoadImportConfinement(t *testing.T) {
+	writeTree(t, map[string]string{
+		"repo/main.pol":       "",
+		"repo/sub/ok.pol":     "",
+		"repo/sub/inner.pol":  "import \"../sub/ok.pol\"\n",
+		"outside/secret.pol":  "SECRET",
+		"outside/shared.yaml": "",
+	})
+	if err := os.Symlink("../../outside/secret.pol", "repo/sub/link.pol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo("repo/fifo.pol", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", "repo/zero.pol"); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	abs := filepath.Join(wd, "outside", "secret.pol")
+	outside := "it is outside " + filepath.Join(wd, "repo") + ", the directory of the file on the command line; imports stay inside it unless --import-root names another directory"
+	cases := []struct {
+		name, imports string
+		opts          LoadOptions
+		want          []string
+	}{
+		{"inside, also through ..", "import \"sub/inner.pol\"\n", LoadOptions{}, []string{}},
+		{"dot-dot out", "import \"../outside/secret.pol\"\n", LoadOptions{},
+			[]string{`repo/main.pol:1:8: cannot import "../outside/secret.pol": ` + outside}},
+		{"absolute", "import \"" + abs + "\"\n", LoadOptions{},
+			[]string{`repo/main.pol:1:8: cannot import "` + abs + `": ` + outside}},
+		{"a symbolic link out", "import \"sub/link.pol\"\n", LoadOptions{},
+			[]string{`repo/main.pol:1:8: cannot import "sub/link.pol": ` + outside}},
+		{"not a policy file", "import \"/etc/shadow\"\n", LoadOptions{},
+			[]string{`repo/main.pol:1:8: cannot import "/etc/shadow": only policy files (.pol, .yaml, .yml) can be imported`}},
+		{"a FIFO", "import \"fifo.pol\"\n", LoadOptions{},
+			[]string{`repo/main.pol:1:8: cannot import "fifo.pol": not a regular file but a named pipe`}},
+		{"a device behind a link", "import \"zero.pol\"\n", LoadOptions{ImportRoots: []string{"/dev"}},
+			[]string{`repo/main.pol:1:8: cannot import "zero.pol": not a regular file but a device`}},
+		{"an import root", "import \"../outside/secret.pol\"\nimport \"../outside/shared.yaml\"\n", LoadOptions{ImportRoots: []string{"outside"}}, []string{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := os.WriteFile("repo/main.pol", []byte(c.imports), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, srcs, ds := loadWith([]string{"repo/main.pol"}, c.opts, fakeParse)
+			if diff := cmp.Diff(c.want, diagStrings(ds)); diff != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", diff)
+			}
+			if len(c.want) > 0 {
+				for p, src := range srcs {
+					if strings.Contains(string(src), "SECRET") {
+						t.Errorf("read %s, which the policy may not import", p)
+					}
+				}
+			}
+		})
 	}
 }

@@ -15,12 +15,15 @@ import (
 
 // inputFlags are the flags every command that reads policy has.
 type inputFlags struct {
-	k8s bool // read Kubernetes/Cilium objects instead of polc files
+	k8s         bool     // read Kubernetes/Cilium objects instead of polc files
+	importRoots []string // directories imports may reach besides the file's own tree
 }
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
 		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, Namespace; multi-document YAML or v1 List)")
+	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
+		"a directory whose policy files imports may name, besides the directory tree of each file on the command line (repeatable)")
 }
 
 // checkInputs checks that every file named on the command line can be read,
@@ -60,7 +63,7 @@ func inputError(path string, err error) error {
 // polc sources (following imports) or from Kubernetes objects.
 func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
 	if !in.k8s {
-		return compiler.Load(paths)
+		return compiler.LoadWith(paths, compiler.LoadOptions{ImportRoots: in.importRoots})
 	}
 	files, contents, diags := k8s.ReadPaths(paths)
 	srcs := compiler.Sources(contents)
