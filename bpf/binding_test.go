@@ -2,9 +2,14 @@ package bpf
 
 import (
 	"encoding/binary"
+	"net"
+	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/polc-dev/polc/runtime/netnstest"
 )
 
 // TestSpoofedSource: on the interface bound to an endpoint, a packet the
@@ -195,5 +200,67 @@ func TestBindingBeyondArray(t *testing.T) {
 	}
 	if ev := d.event(); ret != actShot || ev.Rule != RuleSpoofedSourceID {
 		t.Fatalf("bound to another endpoint in the hash: action %d rule %d, want drop spoofed-source", ret, ev.Rule)
+	}
+}
+
+// TestNeighbourDiscoveryToTheHost: unicast neighbour discovery from an
+// endpoint to a global address passes unpoliced only when that address is
+// the host's own (its gateway): the FIB says it is not forwarded. ND to an
+// address off the link would be routed on, a covert channel past egress
+// policy, so it meets policy (C is egress-isolated: default deny). The
+// program runs in a network namespace of the test's own, where the host
+// has fd00:abcd::1 and a default route.
+func TestNeighbourDiscoveryToTheHost(t *testing.T) {
+	d := loadDatapath(t, testConsts(), nil)
+	setupWorld(d)
+	ns := netnstest.New(t, "fib")
+	if err := ns.Do(func() error {
+		up := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink"}, PeerName: "uplink-peer"}
+		if err := netlink.LinkAdd(up); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(up); err != nil {
+			return err
+		}
+		_, all, _ := net.ParseCIDR("::/0")
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Dst: all})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, forwarding := range []string{"1", "0"} {
+		if err := ns.Do(func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte(forwarding), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if forwarding == "1" {
+			netnstest.AddAddr(t, ns, "lo", "fd00:abcd::1/128")
+		}
+		run := func(p testPacket) (uint32, uint32) {
+			var act, rule uint32
+			if err := ns.Do(func() error {
+				act, rule = d.decide(ProgEndpointEgress, p.bytes())
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return act, rule
+		}
+		for typ := uint8(135); typ <= 136; typ++ {
+			act, rule := run(nd(epC.v6, "fd00:abcd::1", typ))
+			// without forwarding the FIB answers "forwarding disabled"
+			// before it looks the address up: policy decides (C is
+			// egress-isolated)
+			wantAct, wantRule := uint32(actOK), uint32(RuleNonIPID)
+			if forwarding == "0" {
+				wantAct, wantRule = actShot, RuleDefaultDenyID
+			}
+			if act != wantAct || rule != wantRule {
+				t.Errorf("forwarding %s: type %d to the host's address: action %d rule %d, want %d rule %d", forwarding, typ, act, rule, wantAct, wantRule)
+			}
+			if act, rule := run(nd(epC.v6, world.v6, typ)); act != actShot || rule != RuleDefaultDenyID {
+				t.Errorf("forwarding %s: type %d off the link: action %d rule %d, want default deny", forwarding, typ, act, rule)
+			}
+		}
 	}
 }

@@ -395,9 +395,12 @@ func TestNeighbourDiscovery(t *testing.T) {
 	setupWorld(d)
 	// C is egress-isolated (tcp/443 only), A ingress-isolated (ICMPv6 echo only).
 	for typ := uint8(133); typ <= 137; typ++ {
-		d.expect(fmt.Sprintf("type %d from an egress-isolated endpoint", typ), out, nd(epC.v6, world.v6, typ), actOK, RuleNonIPID)
+		d.expect(fmt.Sprintf("type %d from an egress-isolated endpoint to fe80::", typ), out, nd(epC.v6, "fe80::1", typ), actOK, RuleNonIPID)
 		d.expect(fmt.Sprintf("type %d to an ingress-isolated endpoint", typ), in, nd(world.v6, epA.v6, typ), actOK, RuleNonIPID)
 		d.expect(fmt.Sprintf("type %d, link-local to multicast", typ), out, nd("fe80::3", "ff02::1:ff00:2", typ), actOK, RuleNonIPID)
+		// from a link-local source it stays on the link whatever the
+		// destination: the host never forwards such a packet
+		d.expect(fmt.Sprintf("type %d from fe80:: to a global address", typ), out, nd("fe80::3", world.v6, typ), actOK, RuleNonIPID)
 	}
 	ns := nd(epC.v6, "ff02::1:ff00:2", 135)
 	ns.payload = make([]byte, 16+8) // target address, source link-layer address option
@@ -409,7 +412,7 @@ func TestNeighbourDiscovery(t *testing.T) {
 	if n := len(d.ctEntries()); n != 0 {
 		t.Errorf("neighbour discovery created %d conntrack entries", n)
 	}
-	if got := d.counter(RuleNonIPID); got.Packets != 16 {
+	if got := d.counter(RuleNonIPID); got.Packets != 5*4+1 {
 		t.Errorf("non-ip counter: %+v", got)
 	}
 

@@ -71,6 +71,30 @@ static __always_inline __u32 polc_bound_endpoint(struct __sk_buff *skb)
 	return b ? b->endpoint : 0;
 }
 
+#define POLC_AF_INET6 10
+
+/*
+ * polc_ndp_stays_on_link: ND an endpoint sends passes unpoliced only if
+ * it cannot leave the link: to a link-local or link-scope multicast
+ * address, or to an address of the host itself (its gateway), which the
+ * FIB says is not forwarded. Anything else, ND-shaped or not, would be
+ * routed on (a covert channel past egress policy), so it meets policy.
+ * What the host sends an endpoint with hop limit 255 can only come from
+ * the host: a router would have lowered it.
+ */
+static __always_inline int polc_ndp_stays_on_link(struct __sk_buff *skb, const struct pkt_state *st, __u8 dir)
+{
+	struct bpf_fib_lookup fib = {};
+
+	if (dir == POLC_DIR_INGRESS || polc_ip6_linklocal(st->tuple.daddr) || polc_ip6_ll_multicast(st->tuple.daddr))
+		return 1;
+	fib.family = POLC_AF_INET6;
+	fib.ifindex = skb->ifindex;
+	__builtin_memcpy(fib.ipv6_src, st->tuple.saddr, 16);
+	__builtin_memcpy(fib.ipv6_dst, st->tuple.daddr, 16);
+	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
 /*
  * polc_linklocal_ndp: neighbour discovery whose endpoint-side address is
  * link-local in scope, so that it cannot be an endpoint's own address: at
@@ -135,13 +159,16 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
 	ipc = polc_ipcache(subj, st->tuple.family);
 	if (ipc.endpoint != endpoint) {
-		if (polc_linklocal_ndp(st, dir))
+		if (polc_linklocal_ndp(st, dir) && polc_ndp_stays_on_link(skb, st, dir))
 			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
 		return polc_verdict(st, POLC_VERDICT_DENY,
 				    dir == POLC_DIR_EGRESS ? POLC_RULE_SPOOFED_SOURCE : POLC_RULE_WRONG_DEST);
 	}
-	/* IPv6 neighbour discovery passes like ARP: no policy, no conntrack */
-	if (polc_is_ndp(st))
+	/*
+	 * IPv6 neighbour discovery that stays on the link passes like ARP: no
+	 * policy, no conntrack. Other ND meets policy as ICMPv6.
+	 */
+	if (polc_is_ndp(st) && polc_ndp_stays_on_link(skb, st, dir))
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;

@@ -464,3 +464,97 @@ endpoint api  labels(app=api)  addr %s, %s
 		t.Errorf("web → api after a refused apply: %v", err)
 	}
 }
+
+// TestE2ENeighborDiscoveryLeak: an egress-isolated endpoint may not use
+// neighbour discovery messages (hop limit 255, which pass unpoliced on the
+// link) to reach an address off its link: a message of type 135 with a
+// payload of its choosing, sent to api's global address, must not arrive.
+// Its real neighbour discovery (with its gateway, the host's address on
+// the veth) still works, so TCP to api does.
+func TestE2ENeighborDiscoveryLeak(t *testing.T) {
+	netnstest.RequireRoot(t)
+	h := testHost(t)
+	h.ParseObject = nil
+	topo := netnstest.Routed(t, 2)
+	web, api := topo.Endpoints[0], topo.Endpoints[1]
+	netnstest.ServeTCP(t, api.NS, 8080)
+	src := fmt.Sprintf(`endpoint web labels(app=web) addr %s
+endpoint api labels(app=api) addr %s
+policy web {
+  select app=web
+  egress allow to app=api on tcp/8080
+}
+`, web.V6, api.V6)
+	if _, err := h.Load("ndleak", compileBundle(t, src)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = h.Unload("ndleak") })
+	for i, ep := range []string{"web", "api"} {
+		attachIn(t, h, topo.Host, "ndleak", topo.Endpoints[i].HostIf, AttachOptions{TC: true, Endpoint: ep})
+	}
+	ev := watchEvents(t, h, "ndleak")
+
+	// api listens for any ICMPv6 carrying the marker
+	var rc net.PacketConn
+	if err := api.NS.Do(func() (err error) {
+		rc, err = net.ListenPacket("ip6:ipv6-icmp", "::")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got := make(chan struct{}, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := rc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:n]), "exfiltrated") {
+				got <- struct{}{}
+				return
+			}
+		}
+	}()
+	send := func() error {
+		return web.NS.Do(func() error {
+			c, err := net.ListenPacket("ip6:ipv6-icmp", web.V6.String())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			sc, err := c.(*net.IPConn).SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := sc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return serr
+			}
+			msg := append([]byte{135, 0, 0, 0, 0, 0, 0, 0}, api.V6.To16()...) // NS: reserved, target
+			msg = append(msg, []byte("exfiltrated data")...)
+			_, err = c.WriteTo(msg, &net.IPAddr{IP: api.V6})
+			return err
+		})
+	}
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+		t.Errorf("a neighbour solicitation from egress-isolated web reached api, off its link")
+	case <-time.After(500 * time.Millisecond):
+	}
+	if !waitFor(func() bool { return ev.count(ir.RuleDefaultDeny, 58, web.V6, api.V6) > 0 }) {
+		t.Errorf("web's solicitation to api was not dropped by web's egress policy")
+	}
+	if err := netnstest.TCPEcho(web.NS, api.V6, 8080, 2*time.Second); err != nil {
+		t.Errorf("tcp6 web → api:8080: %v", err)
+	}
+}

@@ -135,7 +135,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 	// An endpoint that sends another's address (or one no endpoint owns)
 	// is stopped at its own egress: the packet gets no further, so no
 	// other point sees it, and it touches no state.
-	if via >= 0 && e.owner(pkt.Src) != via && !(pkt.neighbourDiscovery() && linkLocalOrUnspecified(pkt.Src)) {
+	if via >= 0 && e.owner(pkt.Src) != via && !(pkt.ndExempt(dsl.Egress) && linkLocalOrUnspecified(pkt.Src)) {
 		res.Points = res.Points[:1] // points puts the Via endpoint's egress first
 		res.Points[0].Verdict, res.Points[0].Rule = dsl.VerdictDeny, ir.RuleSpoofedSource
 		res.Verdict, res.Rule = dsl.VerdictDeny, ir.RuleSpoofedSource
@@ -143,8 +143,12 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 	}
 	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
 
+	ndAll := pkt.neighbourDiscovery()
+	for _, pt := range pts {
+		ndAll = ndAll && pkt.ndExempt(pt.dir)
+	}
 	switch {
-	case pkt.neighbourDiscovery():
+	case ndAll:
 		// IPv6's ARP: no payload policy applies, and nothing is tracked.
 		for i := range pts {
 			set(i, dsl.VerdictAllow, ir.RuleNonIP)
@@ -194,6 +198,12 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 		}
 	default:
 		for i, pt := range pts {
+			if pkt.ndExempt(pt.dir) {
+				// ND that leaves the link is policed at the sender's
+				// egress only
+				set(i, dsl.VerdictAllow, ir.RuleNonIP)
+				continue
+			}
 			v, r := e.decide(pt.subject, pt.dir, pt.remote, &pkt)
 			set(i, v, r)
 		}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
 )
 
 // Packet describes a packet as the evaluator sees it: the fields the
@@ -136,6 +137,30 @@ func (p *Packet) neighbourDiscovery() bool {
 	return p.Proto == ir.ProtoICMPv6 && p.Src.Is6() && p.HopLimit == 255 &&
 		(p.Frag == nil || (p.Frag.Offset == 0 && !p.Frag.More)) &&
 		p.ICMPType >= icmp6RouterSolicit && p.ICMPType <= icmp6Redirect
+}
+
+// ndStaysOnLink reports whether neighbour discovery an endpoint sends
+// cannot leave the link, so that it may pass its egress unpoliced: the
+// kernel never forwards a packet with a link-local, multicast or loopback
+// source or destination. Any other destination could be forwarded (the
+// datapath asks the FIB, which passes the host's own addresses too; the
+// evaluator's host, like the harness's network namespace, has none but
+// loopback and routes every other address out), so such ND meets policy
+// like any ICMPv6: otherwise it would be a channel past egress policy.
+func (p *Packet) ndStaysOnLink() bool {
+	return unroutable(p.Src) || unroutable(p.Dst)
+}
+
+func unroutable(a netip.Addr) bool {
+	return a.Is6() && (a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsLoopback())
+}
+
+// ndExempt reports whether neighbour discovery passes at a point of
+// direction dir unpoliced: always into an endpoint (only the host itself
+// can send it there with hop limit 255), out of one when it stays on the
+// link.
+func (p *Packet) ndExempt(dir dsl.Direction) bool {
+	return p.neighbourDiscovery() && (dir == dsl.Ingress || p.ndStaysOnLink())
 }
 
 // wellFormed reports whether the addresses can be read: both valid and of

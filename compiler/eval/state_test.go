@@ -464,8 +464,12 @@ func TestFragments(t *testing.T) {
 }
 
 // TestNeighbourDiscovery: ICMPv6 133–137 with hop limit 255 pass like
-// non-IP at every point, before any policy and without state; everything
-// else about ICMPv6 (fragmented ND, ND with another hop limit) meets policy.
+// non-IP, before any policy and without state, at every ingress point and
+// at egress points when they stay on the link (link-local, multicast or
+// loopback source or destination); ND that an endpoint sends to a global
+// address meets its egress policy, as it could be forwarded off the link.
+// Everything else about ICMPv6 (fragmented ND, ND with another hop limit)
+// meets policy.
 func TestNeighbourDiscovery(t *testing.T) {
 	b := fixture()
 	// web: egress tcp/443 only; api: ingress tcp/8080 only; no ICMPv6 rule.
@@ -477,18 +481,27 @@ func TestNeighbourDiscovery(t *testing.T) {
 
 	ct := NewConntrack()
 	for typ := uint8(133); typ <= 137; typ++ {
-		p := ndPkt(webIP6, apiIP6, typ)
+		for _, dst := range []string{"fe80::2", "ff02::1:ff00:20", "ff05::2", "::1"} {
+			p := ndPkt(webIP6, dst, typ)
+			res := e.Eval(ct, p)
+			check(t, fmt.Sprintf("type %d to %s", typ, dst), res, nonIP)
+			checkPoints(t, fmt.Sprintf("type %d to %s", typ, dst), res, nonIP)
+		}
+		p := ndPkt("fe80::1", apiIP6, typ)
+		checkPoints(t, fmt.Sprintf("type %d from fe80:: to api", typ), e.Eval(ct, p), nonIP)
+		// to a global address: web's egress polices it, api's ingress not
+		p = ndPkt(webIP6, apiIP6, typ)
 		res := e.Eval(ct, p)
-		check(t, fmt.Sprintf("type %d", typ), res, nonIP)
-		checkPoints(t, fmt.Sprintf("type %d", typ), res, nonIP, nonIP)
+		check(t, fmt.Sprintf("type %d", typ), res, denyDefault)
+		checkPoints(t, fmt.Sprintf("type %d", typ), res, denyDefault, nonIP)
 		res = e.Eval(ct, reply(p))
 		check(t, fmt.Sprintf("type %d back", typ), res, nonIP)
-		checkPoints(t, fmt.Sprintf("type %d back", typ), res, nonIP, nonIP)
+		checkPoints(t, fmt.Sprintf("type %d back", typ), res, allowDefault, nonIP)
 	}
 	if ct.Len() != 0 {
 		t.Errorf("neighbour discovery created flows: %v", ct.Flows())
 	}
-	checkPoints(t, "to the world", e.Eval(ct, ndPkt(webIP6, world6, 135)), nonIP)
+	checkPoints(t, "to the world", e.Eval(ct, ndPkt(webIP6, world6, 135)), denyDefault)
 	check(t, "no local side", e.Eval(ct, ndPkt("fe80::1", "ff02::1", 134)), allowDefault)
 
 	// not neighbour discovery

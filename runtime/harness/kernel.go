@@ -48,6 +48,9 @@ type Kernel struct {
 	ifaces *ebpf.Map
 	// endpoints are the bundle's endpoint indices by name.
 	endpoints map[string]uint32
+	// host runs the programs, in a network namespace of the harness's
+	// own (netns.go).
+	host *hostThread
 }
 
 // testIfindex is the interface a tc program meets a packet on under
@@ -140,12 +143,26 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open events: %w", err)
 	}
+	if k.host, err = newHostThread(); err != nil {
+		k.events.Close()
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
+		}
+		return nil, err
+	}
 	return k, nil
 }
 
 // Close unloads everything Open loaded.
 func (k *Kernel) Close() error {
+	k.host.close()
 	return errors.Join(k.events.Close(), k.loaded.Close())
+}
+
+// runProg runs prog once on frame, on the harness's host thread.
+func (k *Kernel) runProg(prog *ebpf.Program, frame []byte) (ret uint32, err error) {
+	k.host.do(func() { ret, err = prog.Run(&ebpf.RunOptions{Data: frame}) })
+	return ret, err
 }
 
 // Reset empties the connection state (conntrack and fragment verdicts) and
@@ -327,7 +344,7 @@ func (k *Kernel) run(frame []byte, src, dst netip.Addr, uplink bool, via string)
 		uplink = false
 	}
 	if uplink && k.xdp != nil {
-		ret, err := k.xdp.Run(&ebpf.RunOptions{Data: frame})
+		ret, err := k.runProg(k.xdp, frame)
 		if err != nil {
 			return res, fmt.Errorf("run %s: %w", bpf.ProgPrefilter, err)
 		}
@@ -397,7 +414,7 @@ func (k *Kernel) runHook(prog *ebpf.Program, dir dsl.Direction, frame []byte) (K
 	if dir == dsl.Ingress {
 		name = bpf.ProgEndpointIngress
 	}
-	ret, err := prog.Run(&ebpf.RunOptions{Data: frame})
+	ret, err := k.runProg(prog, frame)
 	if err != nil {
 		return p, fmt.Errorf("run %s: %w", name, err)
 	}

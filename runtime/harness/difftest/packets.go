@@ -129,6 +129,13 @@ func (p *pgen) first() packet.Spec {
 	// neighbour discovery passes only as sent on a link (hop limit 255)
 	if s.Proto == ir.ProtoICMPv6 && s.ICMPType >= 133 && s.ICMPType <= 137 && p.chance(0.5) {
 		s.TTL = 255
+		// it passes unpoliced only where it cannot leave the link
+		switch {
+		case p.chance(0.2):
+			s.Dst = netip.MustParseAddr([]string{"ff02::1", "ff02::1:ff00:10", "fe80::1", "ff05::2"}[p.r.IntN(4)])
+		case p.chance(0.1):
+			s.Src = netip.MustParseAddr([]string{"fe80::10", "::"}[p.r.IntN(2)])
+		}
 	}
 	// header options the parser must walk
 	switch {
