@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/polc-dev/polc/golden"
@@ -324,4 +326,28 @@ func stripPositions(ir string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestBundleFIFO: a FIFO named as a bundle is refused at once (opening it
+// to look for a tar header would block until something writes to it).
+func TestBundleFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "bundle.tar")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var code int
+	var stderr string
+	go func() {
+		defer close(done)
+		code, _, stderr = runPolc(t, "inspect", fifo)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("inspect of a FIFO hangs")
+	}
+	if code != exitUsage || !strings.Contains(stderr, "not a named pipe") {
+		t.Errorf("inspect of a FIFO: exit %d, stderr %q; want exit 2", code, stderr)
+	}
 }

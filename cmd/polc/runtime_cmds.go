@@ -101,7 +101,8 @@ func readBundle(path string) (*bundle.Bundle, error) {
 	if err != nil {
 		return nil, inputError(path, err)
 	}
-	if !st.IsDir() {
+	// Only a regular file is opened here: opening a FIFO would block.
+	if st.Mode().IsRegular() {
 		if err := notATar(path); err != nil {
 			return nil, err
 		}

@@ -11,24 +11,43 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrCorrupt is wrapped by every error Read and Verify return for a bundle
 // whose files do not match its manifest.
 var ErrCorrupt = errors.New("corrupt bundle")
 
+// Limits on what Read reads, so that a hostile bundle (a sparse tar entry
+// of 64 GiB, a file that is a link to /dev/zero, a FIFO) cannot exhaust
+// memory or hang the reader. A policy of 4 million entries has map files
+// of about 100 MiB; the limits leave room above that.
+const (
+	// MaxManifestSize bounds manifest.json.
+	MaxManifestSize = 16 << 20
+	// MaxFileSize bounds any one file of a bundle.
+	MaxFileSize = 1 << 30
+	// MaxBundleSize bounds all files of a bundle together.
+	MaxBundleSize = 2 << 30
+)
+
 // Read reads and verifies the bundle at path: a bundle directory or a tar
-// file written by WriteTar.
+// file written by WriteTar (or by tar itself, ./ prefixes and all). Every
+// file must be a regular file, no larger than the manifest says (and the
+// limits above); the manifest is read first.
 func Read(p string) (*Bundle, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, err
 	}
 	var files map[string][]byte
-	if st.IsDir() {
+	switch {
+	case st.IsDir():
 		files, err = readDir(p)
-	} else {
+	case st.Mode().IsRegular():
 		files, err = readTar(p)
+	default:
+		return nil, fmt.Errorf("%s is not a bundle: a bundle is a directory or a tar file, not %s", p, fileKind(st.Mode()))
 	}
 	if err != nil {
 		return nil, err
@@ -41,30 +60,114 @@ func Read(p string) (*Bundle, error) {
 }
 
 func readDir(dir string) (map[string][]byte, error) {
-	man, err := os.ReadFile(filepath.Join(dir, ManifestFile))
-	if err != nil {
+	man, err := readRegular(filepath.Join(dir, ManifestFile), MaxManifestSize)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a bundle: %w", dir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", dir, ErrCorrupt, err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(man, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w: manifest.json: %v", dir, ErrCorrupt, err)
 	}
-	files := map[string][]byte{ManifestFile: man}
-	names := []string{m.Object.File, m.Identities.File, m.Endpoints.File, m.Rules.File}
-	for _, s := range m.Maps {
-		names = append(names, s.File)
+	sizes, err := m.fileSizes()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	for _, n := range names {
-		if !validName(n) {
-			return nil, fmt.Errorf("%s: %w: bad file name %q in manifest", dir, ErrCorrupt, n)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(n)))
+	files := map[string][]byte{ManifestFile: man}
+	for n, size := range sizes {
+		data, err := readRegular(filepath.Join(dir, filepath.FromSlash(n)), size)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w: %v", dir, ErrCorrupt, err)
 		}
 		files[n] = data
 	}
 	return files, nil
+}
+
+// fileSizes lists every file the manifest names with the size it gives
+// (the sizes checked against the limits), refusing names that leave the
+// bundle and totals beyond MaxBundleSize.
+func (m *Manifest) fileSizes() (map[string]int64, error) {
+	sizes := map[string]int64{}
+	add := func(name string, size int64) error {
+		if !validName(name) {
+			return fmt.Errorf("%w: bad file name %q in manifest", ErrCorrupt, name)
+		}
+		if size < 0 || size > MaxFileSize {
+			return fmt.Errorf("%w: %s: %d bytes, more than a bundle file may have (%d MiB)", ErrCorrupt, name, size, MaxFileSize>>20)
+		}
+		sizes[name] = size
+		return nil
+	}
+	for _, r := range []FileRef{m.Object, m.Identities, m.Endpoints, m.Rules} {
+		if err := add(r.File, int64(r.Size)); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range m.Maps {
+		rec := int64(s.KeySize) + int64(s.ValueSize)
+		if s.KeySize < 0 || s.ValueSize < 0 || s.Entries < 0 || rec > 1<<16 {
+			return nil, fmt.Errorf("%w: map %s: bad record layout in manifest", ErrCorrupt, s.Name)
+		}
+		if err := add(s.File, int64(s.Entries)*rec); err != nil {
+			return nil, err
+		}
+	}
+	var total int64
+	for _, s := range sizes {
+		total += s
+	}
+	if total > MaxBundleSize {
+		return nil, fmt.Errorf("%w: the manifest lists %d bytes of files, more than a bundle may have (%d MiB)", ErrCorrupt, total, MaxBundleSize>>20)
+	}
+	return sizes, nil
+}
+
+// readRegular reads a regular file (not a link, device or FIFO) of at most
+// max bytes: a larger one is an error, not truncated.
+func readRegular(p string, max int64) ([]byte, error) {
+	st, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file but %s", filepath.Base(p), fileKind(st.Mode()))
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s has %d bytes, more than the %d the manifest allows", filepath.Base(p), st.Size(), max)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s has more than the %d bytes the manifest allows", filepath.Base(p), max)
+	}
+	return data, nil
+}
+
+// fileKind names what a file that is not regular is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // validName accepts the relative, clean, slash-separated names a bundle
@@ -80,6 +183,7 @@ func readTar(p string) (map[string][]byte, error) {
 	}
 	defer f.Close()
 	files := map[string][]byte{}
+	var total int64
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
@@ -90,13 +194,27 @@ func readTar(p string) (map[string][]byte, error) {
 			return nil, fmt.Errorf("%s: %w: %v", p, ErrCorrupt, err)
 		}
 		if h.Typeflag != tar.TypeReg {
-			continue
+			continue // directories (tar -C dir .), links: not bundle files
 		}
-		data, err := io.ReadAll(tr)
+		name := path.Clean(h.Name) // ./manifest.json from tar -C dir -cf x.tar .
+		if _, dup := files[name]; dup {
+			return nil, fmt.Errorf("%s: %w: %s is in the archive twice", p, ErrCorrupt, name)
+		}
+		// h.Size is the logical size: a sparse entry of 64 GiB says so
+		// before any of it is read.
+		max := int64(MaxFileSize)
+		if name == ManifestFile {
+			max = MaxManifestSize
+		}
+		if h.Size > max || total+h.Size > MaxBundleSize {
+			return nil, fmt.Errorf("%s: %w: %s has %d bytes, more than a bundle file may have", p, ErrCorrupt, name, h.Size)
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, h.Size))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w: %v", p, ErrCorrupt, err)
 		}
-		files[h.Name] = data
+		total += int64(len(data))
+		files[name] = data
 	}
 	if _, ok := files[ManifestFile]; !ok {
 		return nil, fmt.Errorf("%s is not a bundle: no %s in the archive", p, ManifestFile)
