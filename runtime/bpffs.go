@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -50,9 +51,14 @@ func EnsureBPFFS(dir string) error {
 		if dir != BPFFSMount && !strings.HasPrefix(dir, BPFFSMount+"/") {
 			return fmt.Errorf("%w: %s is not on a bpf filesystem", ErrNoBPFFS, dir)
 		}
+		if err := privateMounts(""); err != nil {
+			return err
+		}
 		if err := mountBPFFS(); err != nil {
 			return err
 		}
+	} else if err := privateMounts(p); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -61,6 +67,43 @@ func EnsureBPFFS(dir string) error {
 		return err
 	}
 	return nil
+}
+
+// privateMounts refuses to pin where the host cannot see it: when polc
+// runs in a mount namespace other than the host's (as under 'ip netns
+// exec', which unshares the mounts and remounts /sys) and the bpf
+// filesystem at dir is not the one the host sees there (dir "": one would
+// have to be mounted), its pins would vanish with that namespace, and the
+// links with them. The host's mount namespace is init's, or, where init's
+// cannot be read (a sandbox), the parent process's. In the host's mount
+// namespace, or in one that shares the host's bpffs, it does nothing.
+func privateMounts(dir string) error {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return nil
+	}
+	ref := ""
+	for _, pid := range []string{"1", strconv.Itoa(os.Getppid())} {
+		if ns, err := os.Readlink("/proc/" + pid + "/ns/mnt"); err == nil {
+			if ns == self {
+				return nil
+			}
+			ref = pid
+			break
+		}
+	}
+	if ref == "" {
+		return nil // nothing to compare with
+	}
+	if dir != "" {
+		var here, there unix.Stat_t
+		if unix.Stat(dir, &here) == nil && unix.Stat("/proc/"+ref+"/root"+dir, &there) == nil && here.Dev == there.Dev {
+			return nil // the host's bpffs, shared into this namespace
+		}
+	}
+	return fmt.Errorf("%w: polc runs in a mount namespace of its own (as under 'ip netns exec', which remounts /sys), "+
+		"so a bpf filesystem here and every pin in it would vanish when polc exits; "+
+		"run it as 'nsenter --net=/run/netns/NS polc ...' instead, which keeps the host's mounts", ErrPrivateMounts)
 }
 
 func mountBPFFS() error {

@@ -32,6 +32,9 @@ var (
 	// ErrStacked: the interface already runs another loaded bundle's
 	// programs on that hook; bundles do not combine on one interface.
 	ErrStacked = errors.New("interface runs another bundle")
+	// ErrPrivateMounts: polc runs in a mount namespace of its own whose
+	// bpf filesystem the host does not see (ip netns exec).
+	ErrPrivateMounts = errors.New("private mount namespace")
 	// ErrDigest: the bundle is not the one the caller pinned (--digest).
 	ErrDigest = errors.New("bundle digest mismatch")
 )
@@ -43,5 +46,5 @@ var (
 func IsEnvironment(err error) bool {
 	return errors.Is(err, ErrNoBPFFS) || errors.Is(err, ErrPrivilege) ||
 		errors.Is(err, ErrLocked) || errors.Is(err, ebpf.ErrNotSupported) ||
-		errors.Is(err, os.ErrPermission) || errors.Is(err, ErrOtherNetns)
+		errors.Is(err, os.ErrPermission) || errors.Is(err, ErrOtherNetns) || errors.Is(err, ErrPrivateMounts)
 }

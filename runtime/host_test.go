@@ -560,3 +560,51 @@ func TestInterfaceGone(t *testing.T) {
 		t.Fatalf("unload: %v, %v", ok, err)
 	}
 }
+
+// TestPrivateMountNamespace: under 'ip netns exec', which gives polc a
+// mount namespace of its own with /sys remounted, a load would mount a
+// bpf filesystem that vanishes with the namespace, and report success:
+// it is refused instead (with the nsenter advice). A mount namespace that
+// still shares the host's bpffs ('unshare -m') loads as usual, and the
+// host sees it.
+func TestPrivateMountNamespace(t *testing.T) {
+	h := testHost(t)
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ip (iproute2) is needed: %v", err)
+		}
+		t.Skip("no ip binary")
+	}
+	ns := fmt.Sprintf("polct-%d-mnt", os.Getpid())
+	if out, err := exec.Command(ipPath, "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(ipPath, "netns", "del", ns).Run() })
+	helper := func(wrap ...string) ([]byte, error) {
+		args := append(wrap, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=load %s %s pm 1 0", helperEnv, h.Root, h.LockPath))
+		return cmd.CombinedOutput()
+	}
+	out, err := helper(ipPath, "netns", "exec", ns)
+	if err == nil || !strings.Contains(string(out), "private mount namespace") || !strings.Contains(string(out), "nsenter --net=") {
+		t.Errorf("load under ip netns exec: %v\n%s", err, out)
+	}
+	if st, err := h.Status("pm"); err == nil {
+		t.Errorf("the refused load is visible: %+v", st)
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return
+	}
+	if out, err := helper(unshare, "-m"); err != nil {
+		t.Fatalf("load under unshare -m: %v\n%s", err, out)
+	}
+	if _, err := h.Status("pm"); err != nil {
+		t.Errorf("a load in a mount namespace sharing the host's bpffs is not visible: %v", err)
+	}
+	if _, err := h.Unload("pm"); err != nil {
+		t.Fatal(err)
+	}
+}
