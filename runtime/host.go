@@ -72,7 +72,17 @@ func (h *Host) notice(format string, args ...any) {
 	}
 }
 
-func (h *Host) pins(name string) pins { return pins(filepath.Join(h.Root, name)) }
+func (h *Host) pins(name string) pins { return pins(filepath.Join(h.rootDir(), name)) }
+
+// rootDir is Root with symbolic links resolved, so that a root given as a
+// link is followed everywhere, and cleaning up an empty root removes the
+// directory, never the link (nor, through it, a root other bundles use).
+func (h *Host) rootDir() string {
+	if real, err := filepath.EvalSymlinks(h.Root); err == nil {
+		return real
+	}
+	return h.Root
+}
 
 // begin checks the environment and the name, takes the host lock and
 // recovers the name from an interrupted run. The caller must Unlock.
@@ -240,7 +250,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	p := h.pins(name)
 	fail := func(err error) (*LoadResult, error) {
 		_ = os.RemoveAll(p.dir())
-		_ = os.Remove(h.Root) // only if empty
+		_ = os.Remove(h.rootDir()) // only if empty
 		return nil, err
 	}
 	if err := os.MkdirAll(p.shared(), 0o700); err != nil {
@@ -448,7 +458,7 @@ func (h *Host) Unload(name string) (bool, error) {
 	}
 	defer lk.Unlock()
 	if st == nil {
-		_ = os.Remove(h.Root) // only if empty
+		_ = os.Remove(h.rootDir()) // only if empty
 		return false, nil
 	}
 	p := h.pins(name)
@@ -478,7 +488,7 @@ func (h *Host) Unload(name string) (bool, error) {
 	if err := os.RemoveAll(p.dir()); err != nil {
 		return false, err
 	}
-	_ = os.Remove(h.Root) // only if empty
+	_ = os.Remove(h.rootDir()) // only if empty
 	return true, nil
 }
 
@@ -702,7 +712,7 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 // the chain, so a second bundle would show as attached and do nothing
 // (and two bindings of one interface could disagree).
 func (h *Host) refuseStacked(name string, ns uint64, ifc *net.Interface, hook string) error {
-	entries, err := os.ReadDir(h.Root)
+	entries, err := os.ReadDir(h.rootDir())
 	if err != nil {
 		return err
 	}

@@ -608,3 +608,40 @@ func TestPrivateMountNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRootSymlink: a --root that is a symbolic link is followed
+// everywhere: unloading the last bundle removes the (empty) directory it
+// points to, never the link, and unloading one of two leaves the other
+// loaded and the link in place.
+func TestRootSymlink(t *testing.T) {
+	h := testHost(t)
+	real := h.Root
+	link := filepath.Join(t.TempDir(), "root-link")
+	if err := os.MkdirAll(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	h.Root = link
+	mustLoad(t, h, "one", 1, tcActOK)
+	mustLoad(t, h, "two", 2, tcActOK)
+	if _, err := h.Unload("one"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the root link is gone after unloading one of two bundles: %v", err)
+	}
+	if st, err := h.Status(""); err != nil || len(st) != 1 || st[0].Name != "two" {
+		t.Fatalf("status after unloading one: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "two", "state")); err != nil {
+		t.Errorf("two's pins are gone: %v", err)
+	}
+	if _, err := h.Unload("two"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("unloading the last bundle removed the root link: %v", err)
+	}
+}

@@ -62,7 +62,7 @@ func (h *Host) Status(name string) ([]Status, error) {
 	defer lk.Unlock()
 	names := []string{name}
 	if name == "" {
-		entries, err := os.ReadDir(h.Root)
+		entries, err := os.ReadDir(h.rootDir())
 		if err != nil {
 			return nil, err
 		}
