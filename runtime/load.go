@@ -66,68 +66,11 @@ func (l *Loaded) Close() error {
 // of it under opts.PinDir if set. On error nothing stays loaded and the
 // pins it made are removed.
 func Load(b *bundle.Bundle, opts LoadOptions) (_ *Loaded, err error) {
-	spec := opts.Spec
-	if spec == nil {
-		spec, err = ebpf.LoadCollectionSpecFromReader(bytes.NewReader(b.Object))
-		if err != nil {
-			return nil, fmt.Errorf("parse BPF object: %w", err)
-		}
-	} else {
-		spec = spec.Copy()
+	spec, err := prepare(b, opts)
+	if err != nil {
+		return nil, err
 	}
 	man := &b.Manifest
-
-	for i := range b.Maps {
-		ms := &b.Maps[i].MapSpec
-		s, ok := spec.Maps[ms.Name]
-		if !ok {
-			return nil, fmt.Errorf("map %s: the object has no such map", ms.Name)
-		}
-		if int(s.KeySize) != ms.KeySize || int(s.ValueSize) != ms.ValueSize {
-			return nil, fmt.Errorf("map %s: the bundle's records are %d+%d bytes, the object's map %d+%d",
-				ms.Name, ms.KeySize, ms.ValueSize, s.KeySize, s.ValueSize)
-		}
-		if ms.MaxEntries > 0 {
-			s.MaxEntries = ms.MaxEntries
-		}
-		s.Contents = nil
-	}
-	for _, c := range man.Constants {
-		if err := setConstant(spec, c.Name, c.Size, c.Value); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Generation != 0 {
-		if _, ok := spec.Variables[GenerationConstant]; ok {
-			if err := setConstant(spec, GenerationConstant, 4, uint64(opts.Generation)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// Load only the programs the manifest names (hooks and tail calls):
-	// each costs verifier time.
-	if want := manifestPrograms(man); len(want) > 0 {
-		for n := range spec.Programs {
-			if !want[n] {
-				delete(spec.Programs, n)
-			}
-		}
-		for n := range want {
-			if spec.Programs[n] == nil {
-				return nil, fmt.Errorf("program %s: the object has no such program", n)
-			}
-		}
-	}
-	if tc := man.TailCalls; tc.Map != "" {
-		s, ok := spec.Maps[tc.Map]
-		if !ok || s.Type != ebpf.ProgramArray {
-			return nil, fmt.Errorf("tail calls: the object has no program array %q", tc.Map)
-		}
-		if tc.Size > 0 {
-			s.MaxEntries = tc.Size
-		}
-		s.Contents = nil
-	}
 	reuse := map[string]*ebpf.Map{}
 	for n, m := range opts.ReuseMaps {
 		if _, ok := spec.Maps[n]; ok {
@@ -201,6 +144,98 @@ func Load(b *bundle.Bundle, opts LoadOptions) (_ *Loaded, err error) {
 		}
 	}
 	return l, nil
+}
+
+// Validate checks everything about b that Load checks before it touches
+// the kernel: that the object parses, has every map of the manifest with
+// the records' sizes, every constant with its size, every program the
+// manifest names, and a program array that holds every tail-call slot.
+// polc inspect runs it, so that a bundle inspect accepts is one load
+// accepts (the verifier aside).
+func Validate(b *bundle.Bundle) error {
+	_, err := prepare(b, LoadOptions{})
+	return err
+}
+
+// prepare is the part of Load that needs no kernel: the collection spec
+// set up from the manifest (sizes, constants, programs, tail-call array).
+func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err error) {
+	spec = opts.Spec
+	if spec == nil {
+		spec, err = ebpf.LoadCollectionSpecFromReader(bytes.NewReader(b.Object))
+		if err != nil {
+			return nil, fmt.Errorf("parse BPF object: %w", err)
+		}
+	} else {
+		spec = spec.Copy()
+	}
+	man := &b.Manifest
+	for _, s := range man.Programs {
+		for _, hk := range s.Hooks {
+			switch hk {
+			case bundle.HookEndpointEgress, bundle.HookEndpointIngress, bundle.HookUplinkXDP:
+			default:
+				return nil, fmt.Errorf("program %s: unknown hook %q", s.Name, hk)
+			}
+		}
+	}
+	for i := range b.Maps {
+		ms := &b.Maps[i].MapSpec
+		s, ok := spec.Maps[ms.Name]
+		if !ok {
+			return nil, fmt.Errorf("map %s: the object has no such map", ms.Name)
+		}
+		if int(s.KeySize) != ms.KeySize || int(s.ValueSize) != ms.ValueSize {
+			return nil, fmt.Errorf("map %s: the bundle's records are %d+%d bytes, the object's map %d+%d",
+				ms.Name, ms.KeySize, ms.ValueSize, s.KeySize, s.ValueSize)
+		}
+		if ms.MaxEntries > 0 {
+			s.MaxEntries = ms.MaxEntries
+		}
+		s.Contents = nil
+	}
+	for _, c := range man.Constants {
+		if err := setConstant(spec, c.Name, c.Size, c.Value); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Generation != 0 {
+		if _, ok := spec.Variables[GenerationConstant]; ok {
+			if err := setConstant(spec, GenerationConstant, 4, uint64(opts.Generation)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Load only the programs the manifest names (hooks and tail calls):
+	// each costs verifier time.
+	if want := manifestPrograms(man); len(want) > 0 {
+		for n := range spec.Programs {
+			if !want[n] {
+				delete(spec.Programs, n)
+			}
+		}
+		for n := range want {
+			if spec.Programs[n] == nil {
+				return nil, fmt.Errorf("program %s: the object has no such program", n)
+			}
+		}
+	}
+	if tc := man.TailCalls; tc.Map != "" {
+		s, ok := spec.Maps[tc.Map]
+		if !ok || s.Type != ebpf.ProgramArray {
+			return nil, fmt.Errorf("tail calls: the object has no program array %q", tc.Map)
+		}
+		if tc.Size > 0 {
+			s.MaxEntries = tc.Size
+		}
+		s.Contents = nil
+		for _, sl := range tc.Slots {
+			if sl.Index >= s.MaxEntries {
+				return nil, fmt.Errorf("tail calls: slot %d (%s) is beyond the program array's %d slots", sl.Index, sl.Program, s.MaxEntries)
+			}
+		}
+	}
+	return spec, nil
 }
 
 func manifestPrograms(m *bundle.Manifest) map[string]bool {

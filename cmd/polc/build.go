@@ -9,6 +9,7 @@ import (
 
 	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/compiler/lower"
 	"github.com/spf13/cobra"
 )
@@ -38,13 +39,9 @@ pass it to load and apply as --digest so a host loads exactly this bundle.`,
 			if err != nil {
 				return err
 			}
-			b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: version})
+			b, err := lowerProgram(prog)
 			if err != nil {
-				var ce *lower.CapacityError
-				if errors.As(err, &ce) {
-					return failure("%v", err)
-				}
-				return failure("build: %v", err)
+				return err
 			}
 			if dir != "" {
 				if err := writeBundleDir(dir, b); err != nil {
@@ -130,4 +127,23 @@ func printBuilt(w io.Writer, where string, b *bundle.Bundle) error {
 	}
 	fmt.Fprintf(w, "%s: bundle %s\n", where, d)
 	return nil
+}
+
+// buildLimits are the map limits build and check lower with; tests lower
+// them to reach a limit with a small policy.
+var buildLimits lower.Limits
+
+// lowerProgram lowers prog into a bundle, as build does and check does to
+// find what only the lowering can (a map beyond its limit), with the same
+// error (exit 1).
+func lowerProgram(prog *ir.Program) (*bundle.Bundle, error) {
+	b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: version, Limits: buildLimits})
+	if err != nil {
+		var ce *lower.CapacityError
+		if errors.As(err, &ce) {
+			return nil, failure("%v", err)
+		}
+		return nil, failure("build: %v", err)
+	}
+	return b, nil
 }

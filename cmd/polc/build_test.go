@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/compiler/lower"
 )
 
 const quickstartPol = "../../testdata/quickstart.pol"
@@ -99,5 +100,78 @@ func TestBuildUsage(t *testing.T) {
 		if code, _, stderr := runPolc(t, args...); code != exitUsage {
 			t.Errorf("polc %s: exit %d, want %d (%s)", strings.Join(args, " "), code, exitUsage, stderr)
 		}
+	}
+}
+
+// TestInspectChecksLikeLoad: a bundle whose manifest load would refuse
+// before the verifier (a constant its object lacks, a tail-call slot
+// beyond the program array, an unknown hook) is refused by inspect too.
+func TestInspectChecksLikeLoad(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bundle")
+	if code, _, stderr := runPolc(t, "build", quickstartPol, "-o", dir); code != exitOK {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	orig, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		edit func(m map[string]any)
+		want string
+	}{
+		{"unknown constant", func(m map[string]any) {
+			m["constants"] = append(m["constants"].([]any), map[string]any{"name": "cfg_nonexistent", "size": 4, "value": 1})
+		}, "constant cfg_nonexistent: the object has no such variable"},
+		{"tail-call slot 100", func(m map[string]any) {
+			m["tail_calls"].(map[string]any)["slots"].([]any)[0].(map[string]any)["index"] = 100
+		}, "slot 100 (tc_policy4) is beyond the program array's 8 slots"},
+		{"unknown hook", func(m map[string]any) {
+			m["programs"].([]any)[0].(map[string]any)["hooks"] = []any{"tc/somewhere"}
+		}, `unknown hook "tc/somewhere"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var m map[string]any
+			if err := json.Unmarshal(orig, &m); err != nil {
+				t.Fatal(err)
+			}
+			c.edit(m)
+			data, err := json.MarshalIndent(m, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runPolc(t, "inspect", dir)
+			if code != exitFailure || stdout != "" || !strings.Contains(stderr, c.want) {
+				t.Errorf("inspect: exit %d, stdout %d bytes, stderr %q; want exit 1 saying %q", code, len(stdout), stderr, c.want)
+			}
+		})
+	}
+}
+
+// TestCheckFindsCapacity: a policy that needs more entries in a map than
+// its limit fails check (exit 1, as a diagnostic, in JSON too) as it fails
+// build: check lowers the program like build.
+func TestCheckFindsCapacity(t *testing.T) {
+	old := buildLimits
+	buildLimits = lower.Limits{bundle.MapPrefilter4: 1}
+	t.Cleanup(func() { buildLimits = old })
+	p := writePolicy(t, "p.pol", "endpoint a labels(app=a) addr 10.0.0.1\nprefilter drop from 192.0.2.0/24, 198.51.100.0/24\n")
+	const want = "map prefilter4 needs 2 entries, more than its limit of 1"
+	code, _, stderr := runPolc(t, "check", p)
+	if code != exitFailure || !strings.Contains(stderr, want) {
+		t.Errorf("check: exit %d, stderr %q; want exit 1 saying %q", code, stderr, want)
+	}
+	code, stdout, _ := runPolc(t, "check", "-o", "json", p)
+	var js struct{ Diagnostics []jsonDiagnostic }
+	err := json.Unmarshal([]byte(stdout), &js)
+	if d := js.Diagnostics; code != exitFailure || err != nil || len(d) != 1 || !strings.Contains(d[0].Message, want) || d[0].Severity != "error" {
+		t.Errorf("check -o json: exit %d, %q", code, stdout)
+	}
+	if code, _, stderr := runPolc(t, "build", p, "-o", filepath.Join(t.TempDir(), "b")); code != exitFailure || !strings.Contains(stderr, want) {
+		t.Errorf("build: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/dsl"
@@ -16,7 +17,9 @@ func newCheckCmd() *cobra.Command {
 		Short: "Report every error and warning in policy files",
 		Long: `check parses and checks policy files (.pol, or .yaml/.yml) and everything
 they import, and prints every diagnostic as file:line:col with the source
-line. It exits 1 if there is any error; warnings alone exit 0.`,
+line. It exits 1 if there is any error; warnings alone exit 0. A policy
+without errors is also lowered, as build would, so that what only the
+lowering finds (a map beyond its limit) fails check as it fails build.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -25,7 +28,13 @@ line. It exits 1 if there is any error; warnings alone exit 0.`,
 			if err := checkInputs(args...); err != nil {
 				return err
 			}
-			_, srcs, diags := in.load(args)
+			prog, srcs, diags := in.load(args)
+			if prog != nil && !diags.HasErrors() {
+				if _, err := lowerProgram(prog); err != nil {
+					// the policy as a whole: no line to point at
+					diags.Errorf(dsl.Pos{File: args[0]}, "%s (polc build refuses it too)", strings.TrimPrefix(err.Error(), "build: "))
+				}
+			}
 			return reportDiagnostics(c, &out, srcs, diags)
 		},
 	}
