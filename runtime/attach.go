@@ -178,7 +178,7 @@ func switchProgram(p pins, a *Attachment, prog *ebpf.Program) error {
 		// A filter is found by ifindex, which means something else in
 		// another namespace.
 		if ns := currentNetns(); ns != a.Netns {
-			return fmt.Errorf("%s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", a.Hook, a.Iface, a.Netns, ns)
+			return fmt.Errorf("%w: %s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", ErrOtherNetns, a.Hook, a.Iface, a.Netns, ns)
 		}
 		return tcFilterReplace(a, prog)
 	}
@@ -230,7 +230,7 @@ func detach(p pins, a *Attachment) error {
 			if !netnsAlive(a.Netns) {
 				return nil // the namespace, its interfaces and filters are gone
 			}
-			return fmt.Errorf("%s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", a.Hook, a.Iface, a.Netns, ns)
+			return fmt.Errorf("%w: %s on %s is a netlink tc filter in network namespace %d: run polc there (this is %d)", ErrOtherNetns, a.Hook, a.Iface, a.Netns, ns)
 		}
 		return tcFilterDel(a)
 	}

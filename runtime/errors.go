@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 )
@@ -35,6 +36,9 @@ var (
 	// ErrPrivateMounts: polc runs in a mount namespace of its own whose
 	// bpf filesystem the host does not see (ip netns exec).
 	ErrPrivateMounts = errors.New("private mount namespace")
+	// ErrMissingHook: apply's bundle has no program for a hook the loaded
+	// one is attached to.
+	ErrMissingHook = errors.New("bundle lacks an attached hook")
 	// ErrDigest: the bundle is not the one the caller pinned (--digest).
 	ErrDigest = errors.New("bundle digest mismatch")
 )
@@ -46,5 +50,6 @@ var (
 func IsEnvironment(err error) bool {
 	return errors.Is(err, ErrNoBPFFS) || errors.Is(err, ErrPrivilege) ||
 		errors.Is(err, ErrLocked) || errors.Is(err, ebpf.ErrNotSupported) ||
-		errors.Is(err, os.ErrPermission) || errors.Is(err, ErrOtherNetns) || errors.Is(err, ErrPrivateMounts)
+		errors.Is(err, os.ErrPermission) || errors.Is(err, ErrOtherNetns) || errors.Is(err, ErrPrivateMounts) ||
+		errors.Is(err, syscall.EROFS)
 }

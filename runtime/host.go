@@ -332,7 +332,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	bindings := map[int]uint32{} // ifindex → the endpoint's index in b
 	for _, a := range st.Attachments {
 		if hooks[a.Hook] == "" {
-			return nil, fmt.Errorf("the new bundle has no program for %s, attached to %s: detach it first", a.Hook, a.Iface)
+			return nil, fmt.Errorf("%w: the new bundle has no program for %s, attached to %s: detach it first", ErrMissingHook, a.Hook, a.Iface)
 		}
 		if !a.isTC() {
 			continue

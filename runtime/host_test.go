@@ -645,3 +645,23 @@ func TestRootSymlink(t *testing.T) {
 		t.Errorf("unloading the last bundle removed the root link: %v", err)
 	}
 }
+
+// TestApplyMissingHook: apply refuses, with ErrMissingHook and changing
+// nothing, a bundle without a program for a hook the loaded one is
+// attached to.
+func TestApplyMissingHook(t *testing.T) {
+	h := testHost(t)
+	topo := twoEndpoints(t)
+	a := topo.Endpoints[0]
+	const name = "nohook"
+	mustLoad(t, h, name, 1, tcActOK)
+	t.Cleanup(func() { _ = topo.Host.Do(func() error { _, err := h.Unload(name); return err }) })
+	attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{XDP: true})
+	b := testBundle(2, tcActOK)
+	b.Manifest.Programs = b.Manifest.Programs[:2] // no xdp_prefilter
+	err := topo.Host.Do(func() error { _, err := h.Apply(name, b); return err })
+	if !errors.Is(err, ErrMissingHook) {
+		t.Fatalf("apply without the attached XDP hook: %v, want ErrMissingHook", err)
+	}
+	checkClean(t, h, name, 1)
+}

@@ -76,7 +76,7 @@ func runtimeError(err error) error {
 	case runtime.IsEnvironment(err):
 		return usageError("%v", envHint(err))
 	case errors.Is(err, runtime.ErrNotLoaded), errors.Is(err, runtime.ErrAlreadyLoaded), errors.Is(err, runtime.ErrInvalidName),
-		errors.Is(err, runtime.ErrBinding), errors.Is(err, runtime.ErrStacked):
+		errors.Is(err, runtime.ErrBinding), errors.Is(err, runtime.ErrStacked), errors.Is(err, runtime.ErrMissingHook):
 		return usageError("%v", err)
 	}
 	return failure("%v", err)

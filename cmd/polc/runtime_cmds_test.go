@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/polc-dev/polc/runtime"
@@ -134,5 +136,51 @@ policy a {
 	}
 	if _, err := os.Stat(filepath.Join(root, "clitest")); !os.IsNotExist(err) {
 		t.Errorf("pins left after unload")
+	}
+}
+
+// TestRuntimeErrorExitCodes: what the host or the request is wrong about
+// exits 2, what the kernel refuses in the bundle exits 1.
+func TestRuntimeErrorExitCodes(t *testing.T) {
+	cases := []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("x: %w", runtime.ErrOtherNetns), exitUsage},
+		{fmt.Errorf("x: %w", runtime.ErrMissingHook), exitUsage},
+		{fmt.Errorf("x: %w", runtime.ErrBinding), exitUsage},
+		{fmt.Errorf("x: %w", runtime.ErrStacked), exitUsage},
+		{fmt.Errorf("x: %w", runtime.ErrPrivateMounts), exitUsage},
+		{&os.PathError{Op: "mkdir", Path: "/x", Err: syscall.EROFS}, exitUsage},
+		{errors.New("load programs: verifier says no"), exitFailure},
+	}
+	for _, c := range cases {
+		var ee *exitError
+		if err := runtimeError(c.err); !errors.As(err, &ee) || ee.code != c.code {
+			t.Errorf("%v: exit %v, want %d", c.err, err, c.code)
+		}
+	}
+}
+
+// TestReadOnlyBPFFS: a root on a read-only bpf filesystem is the host's
+// problem, not the bundle's: exit 2.
+func TestReadOnlyBPFFS(t *testing.T) {
+	root := cliRoot(t)
+	dir := filepath.Join(t.TempDir(), "bundle")
+	if code, _, stderr := runPolc(t, "build", quickstartPol, "-o", dir); code != exitOK {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	ro := root + "-ro"
+	if err := os.MkdirAll(ro, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(ro) })
+	if err := syscall.Mount("bpf", ro, "bpf", syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("mount a read-only bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(ro, 0) })
+	code, _, stderr := runPolc(t, "load", "--root", filepath.Join(ro, "polc"), "--name", "x", dir)
+	if code != exitUsage || !strings.Contains(stderr, "read-only file system") {
+		t.Errorf("load onto a read-only bpffs: exit %d, stderr %q; want exit 2", code, stderr)
 	}
 }
