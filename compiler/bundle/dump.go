@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/polc-dev/polc/bpf"
 )
@@ -225,7 +227,11 @@ func identityText(id Identity) string {
 	case IdentityWorld:
 		return "world"
 	case IdentityEndpoint:
-		parts = append(parts, "{"+strings.Join(id.Labels, ",")+"}")
+		ls := make([]string, len(id.Labels))
+		for i, l := range id.Labels {
+			ls[i] = printable(l)
+		}
+		parts = append(parts, "{"+strings.Join(ls, ",")+"}")
 	}
 	if len(id.CIDRs) > 0 {
 		parts = append(parts, "cidr "+strings.Join(id.CIDRs, " + "))
@@ -289,8 +295,8 @@ func (b *Bundle) Text() string {
 	section("endpoints (%d)", len(d.Endpoints))
 	epNames := map[uint32]string{}
 	for _, e := range d.Endpoints {
-		epNames[e.Index] = e.Name
-		fmt.Fprintf(w, "  %d\t%s\t%s\n", e.Index, e.Name, strings.Join(e.Addrs, ", "))
+		epNames[e.Index] = printable(e.Name)
+		fmt.Fprintf(w, "  %d\t%s\t%s\n", e.Index, printable(e.Name), strings.Join(e.Addrs, ", "))
 	}
 	section("ipcache (%d)", len(d.IPCache))
 	for _, r := range d.IPCache {
@@ -323,7 +329,7 @@ func (b *Bundle) Text() string {
 			fmt.Fprintf(w, "  %d\t%s\t\t\n", r.ID, r.Name)
 			continue
 		}
-		fmt.Fprintf(w, "  %d\t%s:%d:%d\t%s\t%s\n", r.ID, r.File, r.Line, r.Col, r.Policy, r.Text)
+		fmt.Fprintf(w, "  %d\t%s:%d:%d\t%s\t%s\n", r.ID, printable(r.File), r.Line, r.Col, printable(r.Policy), printable(r.Text))
 	}
 	w.Flush()
 	// tabwriter pads empty last cells; golden files are easier to diff
@@ -344,4 +350,14 @@ func fieldsText(fs []Field) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// printable is s as is when every rune of it prints, else Go-quoted, so
+// that a label with control characters cannot rewrite a terminal or forge
+// lines of the dump (ir.Printable does the same for the IR).
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }

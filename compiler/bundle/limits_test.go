@@ -150,3 +150,20 @@ func TestReadTar(t *testing.T) {
 		t.Errorf("a name given twice: %v", err)
 	}
 }
+
+// TestDumpQuotesControlCharacters: labels, names and rule text with
+// control characters print quoted in polc inspect's dump.
+func TestDumpQuotesControlCharacters(t *testing.T) {
+	b := sample(t)
+	b.Identities = append(b.Identities, Identity{ID: 999, Kind: IdentityEndpoint, Labels: []string{"app=x\x1b[31mred"}})
+	b.Rules = append(b.Rules, Rule{ID: 99, File: "a.pol", Line: 1, Col: 1, Policy: "p\x07", Text: "ingress allow from app=x\x1b[2J"})
+	text := b.Text()
+	if strings.ContainsAny(text, "\x1b\x07") {
+		t.Fatalf("the dump carries control characters")
+	}
+	for _, want := range []string{`{"app=x\x1b[31mred"}`, `"p\a"`, `"ingress allow from app=x\x1b[2J"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the dump lacks %s", want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/polc-dev/polc/dsl"
 )
@@ -124,9 +125,19 @@ func (ls Labels) String() string {
 	}
 	parts := make([]string, len(ls))
 	for i, l := range ls {
-		parts[i] = l.Key + "=" + l.Value
+		parts[i] = Printable(l.Key) + "=" + Printable(l.Value)
 	}
 	return strings.Join(parts, " ")
+}
+
+// Printable is s as is when every rune of it prints, else Go-quoted, so
+// that a label with control characters (an escape sequence, a newline)
+// cannot rewrite a terminal or forge lines in the IR's text form.
+func Printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }
 
 // String prints a selector in the policy language: `{}` for the empty
@@ -147,25 +158,30 @@ func (s Selector) String() string {
 
 // String prints a requirement in the policy language.
 func (r Requirement) String() string {
+	key := Printable(r.Key)
+	vals := make([]string, len(r.Values))
+	for i, v := range r.Values {
+		vals[i] = Printable(v)
+	}
 	val := ""
-	if len(r.Values) > 0 {
-		val = r.Values[0]
+	if len(vals) > 0 {
+		val = vals[0]
 	}
 	switch r.Op {
 	case dsl.OpEq:
-		return r.Key + "=" + val
+		return key + "=" + val
 	case dsl.OpNotEq:
-		return r.Key + "!=" + val
+		return key + "!=" + val
 	case dsl.OpIn:
-		return r.Key + " in (" + strings.Join(r.Values, ", ") + ")"
+		return key + " in (" + strings.Join(vals, ", ") + ")"
 	case dsl.OpNotIn:
-		return r.Key + " notin (" + strings.Join(r.Values, ", ") + ")"
+		return key + " notin (" + strings.Join(vals, ", ") + ")"
 	case dsl.OpExists:
-		return r.Key + " exists"
+		return key + " exists"
 	case dsl.OpNotExists:
-		return "!" + r.Key
+		return "!" + key
 	}
-	return r.Key + " ?op" + strconv.Itoa(int(r.Op))
+	return key + " ?op" + strconv.Itoa(int(r.Op))
 }
 
 func (k PeerKind) String() string {

@@ -108,3 +108,19 @@ func TestStrings(t *testing.T) {
 		}
 	}
 }
+
+// Labels and selectors with control characters print quoted, so that the
+// text form cannot carry an escape sequence or a forged line.
+func TestControlCharactersQuoted(t *testing.T) {
+	ls := Labels{{Key: "app", Value: "x\x1b[31mred"}, {Key: "k\nv", Value: "ok"}}
+	if got, want := ls.String(), `app="x\x1b[31mred" "k\nv"=ok`; got != want {
+		t.Errorf("labels: %s, want %s", got, want)
+	}
+	r := Requirement{Key: "app", Op: dsl.OpIn, Values: []string{"a", "b\rc"}}
+	if got, want := r.String(), `app in (a, "b\rc")`; got != want {
+		t.Errorf("requirement: %s, want %s", got, want)
+	}
+	if got := Printable("plain-value_1.2"); got != "plain-value_1.2" {
+		t.Errorf("a plain value is quoted: %s", got)
+	}
+}
