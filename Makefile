@@ -85,6 +85,7 @@ bench: deps
 	POLC_BENCH=1 BENCH_OUT=$(CURDIR)/bin/bench-comparison.md $(GO) test -count=1 -timeout 40m -run '^TestBench$$' -v ./runtime/bench/
 	$(MAKE) bench-datapath
 	$(GO) test -run '^$$' -bench CompileScale -benchtime 1x -count 3 ./compiler/lower/
+	$(GO) test -run '^$$' -bench 'ManyLabels' -benchtime 3x ./compiler/ ./dsl/k8s/
 
 # bpf regenerates the BPF objects and their Go bindings (bpf2go).
 bpf: deps

@@ -500,9 +500,22 @@ type selectorIndex struct {
 func newSelectorIndex(labels []ir.Labels) *selectorIndex {
 	x := &selectorIndex{labels: labels, byLabel: map[ir.Label][]int{}, byKey: map[string][]int{}}
 	for i, ls := range labels {
+		// Labels.Get sees the first label of a key only. A set keeps this
+		// linear for endpoints with very many labels.
+		var seen map[string]bool
+		if len(ls) > 8 {
+			seen = make(map[string]bool, len(ls))
+		}
 		for j, l := range ls {
-			if slices.ContainsFunc(ls[:j], func(m ir.Label) bool { return m.Key == l.Key }) {
-				continue // Labels.Get sees the first label of a key only
+			var dup bool
+			if seen != nil {
+				dup = seen[l.Key]
+				seen[l.Key] = true
+			} else {
+				dup = slices.ContainsFunc(ls[:j], func(m ir.Label) bool { return m.Key == l.Key })
+			}
+			if dup {
+				continue
 			}
 			x.byLabel[l] = append(x.byLabel[l], i)
 			x.byKey[l.Key] = append(x.byKey[l.Key], i)

@@ -189,8 +189,17 @@ func (c *cluster) writeLabels() {
 		}
 		keys := slices.Sorted(maps.Keys(p.labels))
 		p.endpoint.Labels = p.endpoint.Labels[:0]
+		written := p.obj.fieldsAt("metadata", "labels")
+		var missing *dsl.Pos // where a label the object does not write points
 		for _, k := range keys {
-			pos := p.obj.at("metadata", "labels", k)
+			pos, ok := written[k]
+			if !ok {
+				if missing == nil {
+					at := p.obj.at("metadata", "labels", k)
+					missing = &at
+				}
+				pos = *missing
+			}
 			if strings.HasPrefix(k, "k8s:") {
 				pos = p.endpoint.Name.Pos
 			}

@@ -47,6 +47,30 @@ func (o *object) at(path ...any) dsl.Pos {
 	return o.pos(n)
 }
 
+// fieldsAt is at(path..., k) for every key k of the mapping at path, in
+// one pass (at per key would walk the mapping once per key): the position
+// of a scalar value, or of the key. Keys the mapping lacks are not in it.
+func (o *object) fieldsAt(path ...any) map[string]dsl.Pos {
+	n, _ := walk(o.node, path...)
+	n = deref(n)
+	out := map[string]dsl.Pos{}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		if _, dup := out[k.Value]; dup {
+			continue // field finds the first
+		}
+		if v != nil && v.Kind == yaml.ScalarNode {
+			out[k.Value] = o.pos(v)
+		} else {
+			out[k.Value] = o.pos(k)
+		}
+	}
+	return out
+}
+
 // keyAt is at for the key of a mapping field, whatever its value.
 func (o *object) keyAt(path ...any) dsl.Pos {
 	n, key := walk(o.node, path...)
