@@ -264,3 +264,28 @@ func TestNeighbourDiscoveryToTheHost(t *testing.T) {
 		}
 	}
 }
+
+// TestPassBinding: an interface bound to EndpointPass (being detached)
+// passes everything at both hooks, spoofed and denied packets included,
+// without counting or reporting them.
+func TestPassBinding(t *testing.T) {
+	d := loadDatapath(t, testConsts(), nil)
+	setupWorld(d)
+	d.bind(EndpointPass)
+	for _, c := range []struct {
+		prog string
+		pkt  testPacket
+	}{
+		{ProgEndpointEgress, tcp(epC.v4, world.v4, 1, 444, tcpSYN)}, // C's egress denies it
+		{ProgEndpointEgress, udp(epB.v4, world.v4, 1, 53)},          // spoofed on C's interface
+		{ProgEndpointIngress, tcp(world.v4, epA.v4, 1, 81, tcpSYN)}, // A's ingress denies it
+	} {
+		if act := d.run(c.prog, c.pkt.bytes()); act != actOK {
+			t.Errorf("%s: action %d, want pass", c.prog, act)
+		}
+	}
+	d.noEvent()
+	if n := len(d.ctEntries()); n != 0 {
+		t.Errorf("%d conntrack entries", n)
+	}
+}

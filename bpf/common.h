@@ -129,6 +129,14 @@ struct iface_value {
 	__u32 endpoint;
 };
 
+/*
+ * iface_value.endpoint of an interface the runtime is taking polc off
+ * (detach, unload): both its hooks pass everything at once, so that a
+ * kill half-way through leaves no interface with one direction policed and
+ * the other not (replies would miss their conntrack entries).
+ */
+#define POLC_ENDPOINT_PASS 0xffffffffu
+
 /* Keys of the v4 LPM tries (ipcache4_lpm, prefilter4). */
 struct lpm_key4 {
 	__u32 prefixlen;

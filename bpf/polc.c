@@ -131,6 +131,9 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	endpoint = polc_bound_endpoint(skb);
 	if (!endpoint)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_UNBOUND);
+	/* an interface being detached passes everything, both ways at once */
+	if (endpoint == POLC_ENDPOINT_PASS)
+		return TC_ACT_OK;
 	/*
 	 * A VLAN tag the stack has already taken off (as it does before tc
 	 * ingress) is in the skb, not the data: the frame is tagged all the

@@ -39,6 +39,12 @@ type IfaceValue struct {
 	Endpoint uint32
 }
 
+// EndpointPass is the IfaceValue.Endpoint of an interface the runtime is
+// detaching: both its hooks pass everything, without counting, so that a
+// kill half-way through a detach or unload never leaves one direction
+// policed and the other not.
+const EndpointPass uint32 = 0xffffffff
+
 // IfaceArraySize is the number of ifindexes iface_endpoints (an array,
 // looked up without a helper call) holds; larger ifindexes go into
 // iface_endpoints_big.

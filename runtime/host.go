@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
 )
 
@@ -30,7 +31,11 @@ const (
 	CrashApplyAfterStage   = "apply-after-stage"  // new generation pinned, nothing switched
 	CrashApplyAfterSwitch  = "apply-after-switch" // one attachment switched, state not written
 	CrashApplyAfterCommit  = "apply-after-commit" // state written, old generation not removed
+	CrashUnloadAfterMark   = "unload-after-mark"  // state marked unloading, nothing detached
+	CrashUnloadAfterPass   = "unload-after-pass"  // every interface passes, programs still attached
 	CrashUnloadAfterDetach = "unload-after-detach"
+	CrashDetachAfterPass   = "detach-after-pass"   // the interface passes, programs still attached
+	CrashDetachAfterLinks  = "detach-after-links"  // programs detached, state not written
 	CrashAttachAfterFilter = "attach-after-filter" // a netlink tc filter installed by attach
 )
 
@@ -136,6 +141,10 @@ func (h *Host) recover(name string) (*State, error) {
 		h.notice("removing %s: the leftovers of an interrupted load or unload", p.dir())
 		return nil, os.RemoveAll(p.dir())
 	}
+	if st.Unloading {
+		h.notice("finishing the interrupted unload of %s", st.Name)
+		return nil, h.finishUnload(p, st)
+	}
 	// Switch back first: the leftovers may hold the tail-call array of
 	// the programs the links run.
 	switched := false
@@ -192,7 +201,59 @@ func (h *Host) recover(name string) (*State, error) {
 			}
 		}
 	}
+	if err := h.finishDetaches(p, st); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// finishDetaches completes the detaches a kill interrupted: a tc
+// attachment whose interface passes everything (passThrough ran) is
+// detached, and an attachment whose link pin is gone (its detach ran) is
+// dropped from the state, which would otherwise make every apply fail on
+// it and status call a live interface gone.
+func (h *Host) finishDetaches(p pins, st *State) error {
+	bm, err := openBindingMaps(p, st.Generation)
+	if err != nil {
+		return nil // a bundle without bindings: nothing was passed through
+	}
+	defer bm.Close()
+	kept := st.Attachments[:0:0]
+	var done []Attachment
+	for _, a := range st.Attachments {
+		passing := false
+		if a.isTC() {
+			ep, err := bm.get(a.Ifindex)
+			passing = err == nil && ep == bpf.EndpointPass
+		}
+		pinGone := false
+		if a.Mode != ModeTC {
+			_, err := os.Stat(linkPin(p, &a))
+			pinGone = errors.Is(err, os.ErrNotExist)
+		}
+		if !passing && !pinGone {
+			kept = append(kept, a)
+			continue
+		}
+		h.notice("finishing the interrupted detach of %s from %s", a.Hook, a.Iface)
+		if err := detach(p, &a); err != nil {
+			return err
+		}
+		done = append(done, a)
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	st.Attachments = kept
+	if err := writeState(p, st); err != nil {
+		return err
+	}
+	for _, a := range done {
+		if a.isTC() && !boundElsewhere(st, a.Ifindex) {
+			_ = bm.set(a.Ifindex, 0)
+		}
+	}
+	return nil
 }
 
 func progID(p *ebpf.Program) (ebpf.ProgramID, error) {
@@ -466,6 +527,25 @@ func (h *Host) Unload(name string) (bool, error) {
 	if err := foreignFilters(name, st, ns); err != nil {
 		return false, err
 	}
+	// The intent first: from here on any run finishes the unload.
+	st.Unloading = true
+	if err := writeState(p, st); err != nil {
+		return false, fmt.Errorf("mark %s unloading: %w", name, err)
+	}
+	h.crash(CrashUnloadAfterMark)
+	if err := h.finishUnload(p, st); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// finishUnload takes a bundle marked Unloading off every interface and
+// removes its pins. Every bound interface passes everything first (both
+// directions at once, see passThrough), so that no kill on the way leaves
+// an interface policed one way only; then the programs are detached.
+func (h *Host) finishUnload(p pins, st *State) error {
+	h.passThrough(p, st, st.Attachments)
+	h.crash(CrashUnloadAfterPass)
 	var errs []error
 	for i := range st.Attachments {
 		a := &st.Attachments[i]
@@ -476,20 +556,64 @@ func (h *Host) Unload(name string) (bool, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return false, err
+		return err
 	}
 	waitForInFlight()
 	h.crash(CrashUnloadAfterDetach)
 	// Removing the state first is the commit: a kill after it leaves a
 	// directory without state, which recovery removes.
 	if err := os.Remove(p.state()); err != nil {
-		return false, err
+		return err
 	}
 	if err := os.RemoveAll(p.dir()); err != nil {
-		return false, err
+		return err
 	}
 	_ = os.Remove(h.rootDir()) // only if empty
-	return true, nil
+	return nil
+}
+
+// passThrough makes the bound interfaces of as pass everything (the
+// datapath's EndpointPass binding), both hooks of each in one map
+// update: the first step of taking polc off them. An ifindex that another
+// attachment of st, not in as, shares (another namespace) is left alone.
+// Failures only cost the symmetry, so they are notices.
+func (h *Host) passThrough(p pins, st *State, as []Attachment) {
+	var bm *bindingMaps
+	for i := range as {
+		a := &as[i]
+		if !a.isTC() || sharedWithOthers(st, as, a.Ifindex) {
+			continue
+		}
+		if bm == nil {
+			m, err := openBindingMaps(p, st.Generation)
+			if err != nil {
+				h.notice("%v", err)
+				return
+			}
+			defer m.Close()
+			bm = &m
+		}
+		if err := bm.set(a.Ifindex, bpf.EndpointPass); err != nil {
+			h.notice("%v", err)
+		}
+	}
+}
+
+// sharedWithOthers reports whether a tc attachment of st that is not one
+// of as uses the binding of ifindex.
+func sharedWithOthers(st *State, as []Attachment, ifindex int) bool {
+	for i := range st.Attachments {
+		a := &st.Attachments[i]
+		if !a.isTC() || a.Ifindex != ifindex {
+			continue
+		}
+		if !slices.ContainsFunc(as, func(b Attachment) bool {
+			return b.Link == a.Link && b.Hook == a.Hook && b.Netns == a.Netns && b.Ifindex == a.Ifindex
+		}) {
+			return true
+		}
+	}
+	return false
 }
 
 // AttachOptions says what Attach attaches to an interface.
@@ -669,7 +793,7 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 	}
 	p := h.pins(name)
 	ns := currentNetns()
-	var removed []Attachment
+	var leaving []Attachment
 	kept := st.Attachments[:0:0]
 	for _, a := range st.Attachments {
 		isXDP := a.Hook == bundle.HookUplinkXDP
@@ -683,16 +807,28 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 			kept = append(kept, a)
 			continue
 		}
+		leaving = append(leaving, a)
+	}
+	if len(leaving) == 0 {
+		return nil, nil
+	}
+	// The interface passes everything first, both ways at once: a kill
+	// from here on leaves it unpoliced in both directions, never in one,
+	// and the next run's recovery finishes the detach (it sees the pass
+	// binding).
+	h.passThrough(p, st, leaving)
+	h.crash(CrashDetachAfterPass)
+	var removed []Attachment
+	for _, a := range leaving {
 		if err := detach(p, &a); err != nil {
 			return removed, err
 		}
 		removed = append(removed, a)
 	}
-	if len(removed) > 0 {
-		st.Attachments = kept
-		if err := writeState(p, st); err != nil {
-			return removed, err
-		}
+	h.crash(CrashDetachAfterLinks)
+	st.Attachments = kept
+	if err := writeState(p, st); err != nil {
+		return removed, err
 	}
 	// Unbind after the programs are gone from the interface, unless
 	// another attachment (the same ifindex in another namespace) still

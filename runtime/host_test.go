@@ -337,6 +337,8 @@ func TestHelperProcess(t *testing.T) {
 	case "attach":
 		h.TCMode = TCMode(os.Getenv(helperTCModeEnv))
 		_, err = h.Attach(name, os.Getenv(helperIfaceEnv), AttachOptions{TC: true, Endpoint: testEndpoint})
+	case "detach":
+		_, err = h.Detach(name, os.Getenv(helperIfaceEnv), AttachOptions{TC: true})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -664,4 +666,67 @@ func TestApplyMissingHook(t *testing.T) {
 		t.Fatalf("apply without the attached XDP hook: %v, want ErrMissingHook", err)
 	}
 	checkClean(t, h, name, 1)
+}
+
+// TestCrashDuringDetachAndUnload kills polc at each point of detach and of
+// unload, under a bundle that drops everything. An interface is never
+// left policed in one direction only: right after the kill it is either
+// still fully enforced or passes both ways (the pass binding comes before
+// any program is detached). The next run finishes the job: the
+// attachment is gone from the state (so apply does not trip over a
+// missing link), or the bundle is gone.
+func TestCrashDuringDetachAndUnload(t *testing.T) {
+	for _, c := range []struct {
+		op, point string
+		// passes: traffic through a passes right after the kill
+		passes bool
+	}{
+		{"detach", CrashDetachAfterPass, true},
+		{"detach", CrashDetachAfterLinks, true},
+		{"unload", CrashUnloadAfterMark, false},
+		{"unload", CrashUnloadAfterPass, true},
+		{"unload", CrashUnloadAfterDetach, true},
+	} {
+		t.Run(c.point, func(t *testing.T) {
+			h := testHost(t)
+			topo := twoEndpoints(t)
+			a, b := topo.Endpoints[0], topo.Endpoints[1]
+			const name = "crashdetach"
+			mustLoad(t, h, name, 1, tcActShot)
+			t.Cleanup(func() { _ = topo.Host.Do(func() error { _, _ = h.Unload(name); return nil }) })
+			attachIn(t, h, topo.Host, name, a.HostIf, AttachOptions{TC: true, Endpoint: testEndpoint})
+			expectReach(t, "the deny bundle in force", a, b, false)
+			if err := topo.Host.Do(func() error {
+				runCrashing(t, h, c.point, c.op, name, 0, 0, helperIfaceEnv+"="+a.HostIf)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			expectReach(t, "right after the kill", a, b, c.passes)
+			var st *State
+			if err := topo.Host.Do(func() (err error) {
+				st, err = h.recover(name)
+				return err
+			}); err != nil {
+				t.Fatalf("recovery: %v", err)
+			}
+			switch c.op {
+			case "detach":
+				if st == nil || len(st.Attachments) != 0 {
+					t.Fatalf("after recovery: %+v, want the bundle loaded with no attachment", st)
+				}
+				if err := topo.Host.Do(func() error { _, err := h.Apply(name, testBundle(2, tcActShot)); return err }); err != nil {
+					t.Errorf("apply after the interrupted detach: %v", err)
+				}
+			case "unload":
+				if st != nil {
+					t.Fatalf("after recovery: %+v, want the bundle unloaded", st)
+				}
+				if _, err := os.Stat(h.pins(name).dir()); !os.IsNotExist(err) {
+					t.Errorf("pins left after the interrupted unload: %v", err)
+				}
+			}
+			expectReach(t, "after recovery", a, b, true)
+		})
+	}
 }

@@ -65,6 +65,8 @@ type State struct {
 	// Hooks maps each hook (bundle.Hook*) to the program that runs there.
 	Hooks       map[string]string `json:"hooks"`
 	Attachments []Attachment      `json:"attachments"`
+	// Unloading marks an unload under way: the next run finishes it.
+	Unloading bool `json:"unloading,omitempty"`
 }
 
 // Attachment modes.

@@ -20,7 +20,8 @@ import (
 // that loading, pinning, attaching and apply are tested without clang.
 //
 //	tc_entry   (both tc hooks) drops a packet on an interface that
-//	           iface_endpoints binds to no endpoint, like the real
+//	           iface_endpoints binds to no endpoint and passes one on an
+//	           interface bound to bpf.EndpointPass, like the real
 //	           datapath; else tail-calls slot 0 of "tailcalls"; an empty
 //	           slot drops, so a prog array left unfilled shows as loss.
 //	tc_policy  (slot 0) counts the packet in the shared "conntrack" map,
@@ -125,11 +126,14 @@ func testSpec(b *bundle.Bundle) (*ebpf.CollectionSpec, error) {
 				asm.JEq.Imm(asm.R0, 0, "unbound"),
 				asm.LoadMem(asm.R0, asm.R0, 0, asm.Word),
 				asm.JEq.Imm(asm.R0, 0, "unbound"),
+				asm.JEq.Imm32(asm.R0, -1, "pass"), // bpf.EndpointPass
 				asm.Mov.Reg(asm.R1, asm.R6),
 				asm.LoadMapPtr(asm.R2, 0).WithReference("tailcalls"),
 				asm.Mov.Imm(asm.R3, 0),
 				asm.FnTailCall.Call(),
 				asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("unbound"),
+				asm.Return(),
+				asm.Mov.Imm(asm.R0, tcActOK).WithSymbol("pass"),
 				asm.Return(),
 			}},
 			"tc_policy": {Type: ebpf.SchedCLS, License: "GPL", Instructions: policy},
