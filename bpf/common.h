@@ -32,6 +32,7 @@ enum polc_rule {
 	POLC_RULE_WRONG_DEST    = 10, /* delivered to an endpoint, to an address not its own */
 	POLC_RULE_ETHERTYPE     = 11, /* neither ARP, IPv4 nor IPv6, or VLAN-tagged */
 	POLC_RULE_UNBOUND       = 12, /* interface bound to no endpoint of the bundle */
+	POLC_RULE_TUNNEL        = 13, /* a tunnel protocol at an endpoint, with cfg_drop_tunnels */
 	POLC_FIRST_RULE_ID      = 16,
 };
 
@@ -111,6 +112,7 @@ volatile const __u32 cfg_ct_lifetime_tcp = 21600;  /* seconds, open TCP flow */
 volatile const __u32 cfg_ct_lifetime_closing = 10; /* seconds, TCP flow after FIN */
 volatile const __u32 cfg_ct_lifetime_other = 60;   /* seconds, UDP, SCTP, ICMP, other */
 volatile const __u32 cfg_frag_lifetime = 30;       /* seconds, a first fragment's verdict */
+volatile const __u32 cfg_drop_tunnels = 0;         /* 1: endpoints' hooks drop tunnel protocols (polc_is_tunnel) */
 
 /* Value of ipcache4, ipcache6, ipcache4_lpm, ipcache6_lpm. */
 struct ipcache_value {

@@ -157,6 +157,7 @@ const (
 	RuleWrongDestinationID = 10
 	RuleEtherTypeID        = 11
 	RuleUnboundID          = 12
+	RuleTunnelID           = 13
 )
 
 // TestPolicyHints: with ConstPolicyHints, a class the subject's flags do

@@ -132,6 +132,7 @@ func TestReservedRulesMatchIR(t *testing.T) {
 		"POLC_RULE_WRONG_DEST":     ir.RuleWrongDestination,
 		"POLC_RULE_ETHERTYPE":      ir.RuleEtherType,
 		"POLC_RULE_UNBOUND":        ir.RuleUnbound,
+		"POLC_RULE_TUNNEL":         ir.RuleTunnel,
 		"POLC_FIRST_RULE_ID":       ir.FirstRuleID,
 	}
 	for name, id := range want {
@@ -154,7 +155,7 @@ func TestReservedRulesMatchIR(t *testing.T) {
 		RuleMalformedID: ir.RuleMalformed, RuleNonIPID: ir.RuleNonIP,
 		RuleFragmentID: ir.RuleFragment, RulePrefilterID: ir.RulePrefilter,
 		RuleSpoofedSourceID: ir.RuleSpoofedSource, RuleWrongDestinationID: ir.RuleWrongDestination,
-		RuleEtherTypeID: ir.RuleEtherType, RuleUnboundID: ir.RuleUnbound,
+		RuleEtherTypeID: ir.RuleEtherType, RuleUnboundID: ir.RuleUnbound, RuleTunnelID: ir.RuleTunnel,
 	} {
 		if id != uint32(want) {
 			t.Errorf("test constant %d != ir %d", id, want)

@@ -92,6 +92,16 @@ static __always_inline int polc_is_icmp_error(__u8 family, __u8 type)
 	return type >= 1 && type <= 4;
 }
 
+/*
+ * polc_is_tunnel: IP protocols that carry other packets, which policy would
+ * judge by the outer header alone: IP in IP (4), IPv6 in IP (41), GRE (47),
+ * EtherIP (97), L2TPv3 (115), MPLS in IP (137). compiler/ir TunnelProtos.
+ */
+static __always_inline int polc_is_tunnel(__u8 proto)
+{
+	return proto == 4 || proto == 41 || proto == 47 || proto == 97 || proto == 115 || proto == 137;
+}
+
 /* fe80::/10, IPv6 link-local unicast. */
 static __always_inline int polc_ip6_linklocal(const __u8 *a)
 {

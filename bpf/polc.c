@@ -173,6 +173,9 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	 */
 	if (polc_is_ndp(st) && polc_ndp_stays_on_link(skb, st, dir))
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
+	/* tunnels, when the bundle says so: what they carry would pass unseen */
+	if (cfg_drop_tunnels && polc_is_tunnel(st->tuple.proto))
+		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_TUNNEL);
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
 	now = bpf_ktime_get_coarse_ns();

@@ -41,6 +41,7 @@ const (
 	polcVarCfgCtLifetimeClosing = "cfg_ct_lifetime_closing"
 	polcVarCfgCtLifetimeOther   = "cfg_ct_lifetime_other"
 	polcVarCfgCtLifetimeTcp     = "cfg_ct_lifetime_tcp"
+	polcVarCfgDropTunnels       = "cfg_drop_tunnels"
 	polcVarCfgEventsAllow       = "cfg_events_allow"
 	polcVarCfgFragLifetime      = "cfg_frag_lifetime"
 	polcVarCfgGeneration        = "cfg_generation"
@@ -136,6 +137,7 @@ type polcVariableSpecs struct {
 	CfgCtLifetimeClosing *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_closing"`
 	CfgCtLifetimeOther   *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_other"`
 	CfgCtLifetimeTcp     *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_tcp"`
+	CfgDropTunnels       *ebpf.VariableSpec `ebpf:"cfg_drop_tunnels"`
 	CfgEventsAllow       *ebpf.VariableSpec `ebpf:"cfg_events_allow"`
 	CfgFragLifetime      *ebpf.VariableSpec `ebpf:"cfg_frag_lifetime"`
 	CfgGeneration        *ebpf.VariableSpec `ebpf:"cfg_generation"`
@@ -218,6 +220,7 @@ type polcVariables struct {
 	CfgCtLifetimeClosing *ebpf.Variable `ebpf:"cfg_ct_lifetime_closing"`
 	CfgCtLifetimeOther   *ebpf.Variable `ebpf:"cfg_ct_lifetime_other"`
 	CfgCtLifetimeTcp     *ebpf.Variable `ebpf:"cfg_ct_lifetime_tcp"`
+	CfgDropTunnels       *ebpf.Variable `ebpf:"cfg_drop_tunnels"`
 	CfgEventsAllow       *ebpf.Variable `ebpf:"cfg_events_allow"`
 	CfgFragLifetime      *ebpf.Variable `ebpf:"cfg_frag_lifetime"`
 	CfgGeneration        *ebpf.Variable `ebpf:"cfg_generation"`

@@ -210,6 +210,7 @@ const (
 	ConstCTLifetimeClosing = "cfg_ct_lifetime_closing" // seconds a TCP flow lives after FIN (default 10)
 	ConstCTLifetimeOther   = "cfg_ct_lifetime_other"   // seconds a UDP/SCTP/ICMP/other flow lives idle (default 60)
 	ConstFragLifetime      = "cfg_frag_lifetime"       // seconds a first fragment's verdict is kept (default 30)
+	ConstDropTunnels       = "cfg_drop_tunnels"        // 1: endpoints' hooks drop tunnel protocols (default 0)
 )
 
 // Directions (from the endpoint's point of view), as in CTValue.Origin,

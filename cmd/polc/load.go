@@ -17,11 +17,14 @@ import (
 type inputFlags struct {
 	k8s         bool     // read Kubernetes/Cilium objects instead of polc files
 	importRoots []string // directories imports may reach besides the file's own tree
+	dropTunnels bool     // ir.Program.DropTunnels
 }
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
 		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, Namespace; multi-document YAML or v1 List)")
+	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,
+		"drop tunnel protocols (IP in IP, IPv6 in IP, GRE, EtherIP, L2TPv3, MPLS in IP) at every endpoint, whatever the policy says")
 	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
 		"a directory whose policy files imports may name, besides the directory tree of each file on the command line (repeatable)")
 }
@@ -62,6 +65,14 @@ func inputError(path string, err error) error {
 // load compiles the files named on the command line into the IR, from
 // polc sources (following imports) or from Kubernetes objects.
 func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
+	prog, srcs, diags := in.loadFiles(paths)
+	if prog != nil {
+		prog.DropTunnels = in.dropTunnels
+	}
+	return prog, srcs, diags
+}
+
+func (in *inputFlags) loadFiles(paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
 	if !in.k8s {
 		return compiler.LoadWith(paths, compiler.LoadOptions{ImportRoots: in.importRoots})
 	}

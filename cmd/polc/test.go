@@ -145,6 +145,9 @@ func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) 
 	)
 	if in.cases != "" {
 		prog, srcs, diags = loadCases(in.cases, args)
+		if prog != nil {
+			prog.DropTunnels = in.dropTunnels
+		}
 	} else {
 		prog, srcs, diags = in.inputFlags.load(args)
 	}

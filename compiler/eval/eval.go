@@ -2,6 +2,7 @@ package eval
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/polc-dev/polc/compiler/ir"
@@ -79,6 +80,8 @@ type point struct {
 //  7. An unfragmented ICMPv6 neighbour discovery message (types 133–137,
 //     hop limit 255) passes at every point like non-IP (ir.RuleNonIP),
 //     without state.
+//     7b. With Program.DropTunnels, a tunnel protocol (ir.TunnelProtos) is
+//     dropped at every point (ir.RuleTunnel), without state.
 //  8. A non-first fragment takes, at each point, the decision its
 //     datagram's first fragment got there under the current generation
 //     (the datapath's frags records carry the generation too); unknown,
@@ -152,6 +155,15 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 		// IPv6's ARP: no payload policy applies, and nothing is tracked.
 		for i := range pts {
 			set(i, dsl.VerdictAllow, ir.RuleNonIP)
+		}
+		res.combine()
+		return res
+
+	case e.prog.DropTunnels && slices.Contains(ir.TunnelProtos, pkt.Proto):
+		// What a tunnel carries would pass unseen: dropped at every
+		// point, before fragments and state.
+		for i := range pts {
+			set(i, dsl.VerdictDeny, ir.RuleTunnel)
 		}
 		res.combine()
 		return res

@@ -30,7 +30,17 @@ type Program struct {
 	Rules     []*Rule // Rules[i].ID == FirstRuleID+RuleID(i)
 	Prefilter []netip.Prefix
 	Tests     []*Test
+	// DropTunnels makes every endpoint's hooks drop tunnel protocols
+	// (TunnelProtos) whatever the policy says: the datapath judges a
+	// tunnel by its outer header only, so what it carries would pass
+	// unseen. Set by --drop-tunnels, not by the policy files.
+	DropTunnels bool
 }
+
+// TunnelProtos are the IP protocols DropTunnels drops: IP in IP (4),
+// IPv6 in IP (41), GRE (47), EtherIP (97), L2TPv3 (115) and MPLS in IP
+// (137). Tunnels over UDP (VXLAN, Geneve) are UDP flows that rules decide.
+var TunnelProtos = []Proto{4, 41, 47, 97, 115, 137}
 
 // Source is one file that went into the build.
 type Source struct {
@@ -158,9 +168,12 @@ const (
 	// RuleUnbound: a packet on an interface that runs polc's programs but
 	// is bound to no endpoint of the bundle: dropped.
 	RuleUnbound RuleID = 12
+	// RuleTunnel: a tunnel protocol (TunnelProtos) at an endpoint, with
+	// Program.DropTunnels: dropped.
+	RuleTunnel RuleID = 13
 
 	// LastReservedRule is the highest reserved id in use.
-	LastReservedRule = RuleUnbound
+	LastReservedRule = RuleTunnel
 
 	// FirstRuleID is the id of the first rule of the policy; rules are
 	// numbered from it in source order.
@@ -196,6 +209,8 @@ func ReservedName(id RuleID) string {
 		return "ethertype"
 	case RuleUnbound:
 		return "unbound-interface"
+	case RuleTunnel:
+		return "tunnel"
 	}
 	if id < FirstRuleID {
 		return "reserved"

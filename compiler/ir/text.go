@@ -92,6 +92,10 @@ func (p *Program) Text() string {
 			w(false, "prefilter drop", pf.String())
 		}
 	}
+	if p.DropTunnels {
+		b.WriteByte('\n')
+		w(false, "option drop-tunnels")
+	}
 
 	for _, t := range p.Tests {
 		b.WriteByte('\n')

@@ -2,6 +2,7 @@ package ir
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -122,5 +123,15 @@ func TestControlCharactersQuoted(t *testing.T) {
 	}
 	if got := Printable("plain-value_1.2"); got != "plain-value_1.2" {
 		t.Errorf("a plain value is quoted: %s", got)
+	}
+}
+
+func TestTextDropTunnels(t *testing.T) {
+	p := &Program{DropTunnels: true}
+	if got := p.Text(); !strings.Contains(got, "\noption drop-tunnels\n") {
+		t.Errorf("the text form lacks the option:\n%s", got)
+	}
+	if got := (&Program{}).Text(); strings.Contains(got, "option") {
+		t.Errorf("the text form shows an option not set:\n%s", got)
 	}
 }

@@ -79,6 +79,7 @@ func Build(prog *ir.Program, object []byte, opts Options) (*bundle.Bundle, error
 		prefixes6: len(records[bundle.MapIPCache6LPM]) > 0,
 		ranges:    len(ranges) > 0,
 		prefilter: len(prog.Prefilter) > 0,
+		tunnels:   prog.DropTunnels,
 	}
 	for _, e := range prog.Endpoints {
 		for _, a := range e.Addrs {

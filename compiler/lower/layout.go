@@ -12,6 +12,7 @@ type features struct {
 	prefixes6  bool
 	ranges     bool // policy_ranges has entries
 	prefilter  bool
+	tunnels    bool // drop tunnel protocols at endpoints (ir.Program.DropTunnels)
 }
 
 // layout chooses the programs, the tail-call slots and the constants
@@ -19,8 +20,8 @@ type features struct {
 // are the runtime's). A
 // policy program for a family is only laid out when some endpoint has an
 // address of that family: packets of a family with no endpoint have no
-// subject, and the entry passes them (cfg_has_ipv4/6 = 0) before any tail
-// call. Slots are numbered densely in the order policy4, policy6,
+// subject, and the entry drops them at the address check (cfg_has_ipv4/6
+// = 0) before any tail call. Slots are numbered densely in the order policy4, policy6,
 // epilogue; a constant for a program that is not laid out points at the
 // first empty slot.
 func layout(f features) ([]bundle.Program, bundle.TailCalls, []bundle.Constant) {
@@ -68,6 +69,9 @@ func layout(f features) ([]bundle.Program, bundle.TailCalls, []bundle.Constant) 
 		{Name: bpf.ConstSlotEpilogue, Size: 4, Value: uint64(fix(se))},
 		{Name: bpf.ConstSlotPolicy4, Size: 4, Value: uint64(fix(s4))},
 		{Name: bpf.ConstSlotPolicy6, Size: 4, Value: uint64(fix(s6))},
+	}
+	if f.tunnels {
+		consts = append(consts, bundle.Constant{Name: bpf.ConstDropTunnels, Size: 4, Value: 1})
 	}
 	return progs, tc, consts
 }

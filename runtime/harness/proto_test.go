@@ -4,10 +4,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/compiler/eval"
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/compiler/lower"
 	"github.com/polc-dev/polc/runtime/packet"
 )
 
@@ -124,5 +128,64 @@ policy a-in {
 				}
 			}
 		}
+	}
+}
+
+// TestDropTunnels: with Program.DropTunnels (polc build --drop-tunnels)
+// every tunnel protocol is dropped at the endpoints, as tunnel, in the
+// kernel as in the reference, whatever the policy allows; other
+// protocols and bundles without the option go by policy.
+func TestDropTunnels(t *testing.T) {
+	requireBPF(t)
+	src := `
+endpoint a labels(app=a) addr 10.0.1.10, fd00::10
+endpoint b labels(app=b) addr 10.0.1.11, fd00::11
+policy a-out {
+  select app=a
+  egress allow to app=b on any
+}
+`
+	path := filepath.Join(t.TempDir(), "tunnels.pol")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, drop := range []bool{true, false} {
+		prog, srcs, diags := compiler.Load([]string{path})
+		if diags.HasErrors() {
+			t.Fatal(diags.Format(func(f string) []byte { return srcs[f] }))
+		}
+		prog.DropTunnels = drop
+		b, err := lower.Build(prog, bpf.Object(), lower.Options{Compiler: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := Open(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := eval.New(prog)
+		for _, proto := range append(slices.Clone(ir.TunnelProtos), 50, ir.ProtoUDP) {
+			for _, fam := range [][2]string{{"10.0.1.10", "10.0.1.11"}, {"fd00::10", "fd00::11"}} {
+				if err := k.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				s := packet.Spec{Proto: proto, Src: netip.MustParseAddr(fam[0]), Dst: netip.MustParseAddr(fam[1]), SPort: 1, DPort: 2, Payload: []byte("inner packet")}
+				o, err := Decide(ev, eval.NewConntrack(), k, CaseFromSpec(s, false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := ir.FirstRuleID
+				if drop && slices.Contains(ir.TunnelProtos, proto) {
+					want = ir.RuleTunnel
+				}
+				if o.Reference.Rule != want {
+					t.Errorf("drop %v, protocol %d, %s: reference %s, want %s", drop, proto, fam[0], o.Reference, RuleName(want))
+				}
+				if d := o.Diff(); d != "" {
+					t.Errorf("drop %v, protocol %d, %s: %s", drop, proto, fam[0], d)
+				}
+			}
+		}
+		k.Close()
 	}
 }
