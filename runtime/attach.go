@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -322,4 +323,29 @@ func waitForInFlight() {
 	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
 		time.Sleep(50 * time.Millisecond) // far longer than any packet takes
 	}
+}
+
+// InterfaceByName finds an interface of the calling thread's network
+// namespace by name with one targeted netlink request. (net.InterfaceByName
+// dumps every interface of the namespace, so attaching each of n
+// interfaces would cost n²; a node has thousands.)
+func InterfaceByName(name string) (*net.Interface, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, errors.New("no such network interface")
+		}
+		return nil, err
+	}
+	return &net.Interface{Index: l.Attrs().Index, Name: l.Attrs().Name}, nil
+}
+
+// interfaceByIndex is InterfaceByName by index.
+func interfaceByIndex(index int) (*net.Interface, error) {
+	l, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return nil, err
+	}
+	return &net.Interface{Index: l.Attrs().Index, Name: l.Attrs().Name}, nil
 }

@@ -152,6 +152,34 @@ func (b bindingMaps) get(ifindex int) (uint32, error) {
 	return v.Endpoint, err
 }
 
+// passing returns the ifindexes bound to bpf.EndpointPass (interfaces a
+// detach or unload was taking polc off), reading each map in one batch.
+func (b bindingMaps) passing() (map[int]bool, error) {
+	out := map[int]bool{}
+	n := int(b.array.MaxEntries())
+	keys := make([]uint32, n)
+	vals := make([]bpf.IfaceValue, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := b.array.BatchLookup(&cursor, keys, vals, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil, fmt.Errorf("read %s: %w", bpf.MapIfaceEndpoints, err)
+	}
+	for i := range got {
+		if vals[i].Endpoint == bpf.EndpointPass {
+			out[int(keys[i])] = true
+		}
+	}
+	var k uint32
+	var v bpf.IfaceValue
+	it := b.big.Iterate()
+	for it.Next(&k, &v) {
+		if v.Endpoint == bpf.EndpointPass {
+			out[int(k)] = true
+		}
+	}
+	return out, it.Err()
+}
+
 // isTC reports whether an attachment is one of the tc hooks, which run on
 // an endpoint's interface and need its binding.
 func (a *Attachment) isTC() bool { return a.Hook != bundle.HookUplinkXDP }

@@ -146,9 +146,21 @@ func (h *Host) recover(name string) (*State, error) {
 		return nil, h.finishUnload(p, st)
 	}
 	// Switch back first: the leftovers may hold the tail-call array of
-	// the programs the links run.
+	// the programs the links run. Only an interrupted apply (or its
+	// rollback) leaves a link on another generation's program, and it
+	// leaves that generation's directory behind too: without one, every
+	// link runs the committed generation and there is nothing to look at
+	// (which keeps a run's recovery from costing syscalls per attachment).
+	gens, err := generations(p)
+	if err != nil {
+		return nil, err
+	}
+	interrupted := slices.ContainsFunc(gens, func(g uint32) bool { return g != st.Generation })
 	switched := false
 	for i := range st.Attachments {
+		if !interrupted {
+			break
+		}
 		a := &st.Attachments[i]
 		progName := st.Hooks[a.Hook]
 		prog, err := ebpf.LoadPinnedProgram(p.prog(st.Generation, progName), nil)
@@ -192,8 +204,10 @@ func (h *Host) recover(name string) (*State, error) {
 		listed[a.Link] = true
 	}
 	links, _ := os.ReadDir(p.links())
+	pinned := make(map[string]bool, len(links))
 	for _, e := range links {
 		rel := linksDir + "/" + e.Name()
+		pinned[rel] = true
 		if !listed[rel] {
 			h.notice("detaching %s: attached by an interrupted run", rel)
 			if err := detach(p, &Attachment{Link: rel}); err != nil {
@@ -201,7 +215,7 @@ func (h *Host) recover(name string) (*State, error) {
 			}
 		}
 	}
-	if err := h.finishDetaches(p, st); err != nil {
+	if err := h.finishDetaches(p, st, pinned); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -212,26 +226,27 @@ func (h *Host) recover(name string) (*State, error) {
 // detached, and an attachment whose link pin is gone (its detach ran) is
 // dropped from the state, which would otherwise make every apply fail on
 // it and status call a live interface gone.
-func (h *Host) finishDetaches(p pins, st *State) error {
-	bm, err := openBindingMaps(p, st.Generation)
-	if err != nil {
-		return nil // a bundle without bindings: nothing was passed through
+func (h *Host) finishDetaches(p pins, st *State, pinned map[string]bool) error {
+	if len(st.Attachments) == 0 {
+		return nil
 	}
-	defer bm.Close()
+	passing := map[int]bool{}
+	if st.Detaching {
+		bm, err := openBindingMaps(p, st.Generation)
+		if err == nil {
+			passing, err = bm.passing()
+			bm.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
 	kept := st.Attachments[:0:0]
 	var done []Attachment
 	for _, a := range st.Attachments {
-		passing := false
-		if a.isTC() {
-			ep, err := bm.get(a.Ifindex)
-			passing = err == nil && ep == bpf.EndpointPass
-		}
-		pinGone := false
-		if a.Mode != ModeTC {
-			_, err := os.Stat(linkPin(p, &a))
-			pinGone = errors.Is(err, os.ErrNotExist)
-		}
-		if !passing && !pinGone {
+		pass := a.isTC() && passing[a.Ifindex]
+		pinGone := a.Mode != ModeTC && !pinned[a.Link]
+		if !pass && !pinGone {
 			kept = append(kept, a)
 			continue
 		}
@@ -241,19 +256,24 @@ func (h *Host) finishDetaches(p pins, st *State) error {
 		}
 		done = append(done, a)
 	}
-	if len(done) == 0 {
+	if len(done) == 0 && !st.Detaching {
 		return nil
 	}
-	st.Attachments = kept
+	st.Attachments, st.Detaching = kept, false
 	if err := writeState(p, st); err != nil {
 		return err
 	}
 	for _, a := range done {
 		if a.isTC() && !boundElsewhere(st, a.Ifindex) {
-			_ = bm.set(a.Ifindex, 0)
+			_ = h.unbind(p, st.Generation, a.Ifindex)
 		}
 	}
 	return nil
+}
+
+// leavingTC reports whether any of as is a tc attachment.
+func leavingTC(as []Attachment) bool {
+	return slices.ContainsFunc(as, func(a Attachment) bool { return a.isTC() })
 }
 
 func progID(p *ebpf.Program) (ebpf.ProgramID, error) {
@@ -637,7 +657,7 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w", name, ErrNotLoaded)
 	}
-	ifc, err := net.InterfaceByName(iface)
+	ifc, err := InterfaceByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", iface, err)
 	}
@@ -762,7 +782,7 @@ func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook 
 		case err == nil && live:
 			// The interface this was attached to was renamed, and
 			// another one now has its old name.
-			if other, err := net.InterfaceByIndex(a.Ifindex); err == nil && other.Name != a.Iface {
+			if other, err := interfaceByIndex(a.Ifindex); err == nil && other.Name != a.Iface {
 				a.Iface, changed = other.Name, true
 			}
 			kept = append(kept, a)
@@ -814,8 +834,14 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 	}
 	// The interface passes everything first, both ways at once: a kill
 	// from here on leaves it unpoliced in both directions, never in one,
-	// and the next run's recovery finishes the detach (it sees the pass
-	// binding).
+	// and the next run's recovery finishes the detach (the state says one
+	// is under way; it looks for pass bindings).
+	if leavingTC(leaving) {
+		st.Detaching = true
+		if err := writeState(p, st); err != nil {
+			return nil, err
+		}
+	}
 	h.passThrough(p, st, leaving)
 	h.crash(CrashDetachAfterPass)
 	var removed []Attachment
@@ -826,7 +852,7 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 		removed = append(removed, a)
 	}
 	h.crash(CrashDetachAfterLinks)
-	st.Attachments = kept
+	st.Attachments, st.Detaching = kept, false
 	if err := writeState(p, st); err != nil {
 		return removed, err
 	}

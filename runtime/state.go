@@ -67,6 +67,9 @@ type State struct {
 	Attachments []Attachment      `json:"attachments"`
 	// Unloading marks an unload under way: the next run finishes it.
 	Unloading bool `json:"unloading,omitempty"`
+	// Detaching marks a detach under way: the next run finishes the
+	// detach of every interface bound to bpf.EndpointPass.
+	Detaching bool `json:"detaching,omitempty"`
 }
 
 // Attachment modes.

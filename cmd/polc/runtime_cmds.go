@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +60,7 @@ func (f *hostFlags) existingHost(c *cobra.Command) *runtime.Host {
 // a kernel refusal (1).
 func checkIfaces(names []string) error {
 	for _, n := range names {
-		if _, err := net.InterfaceByName(n); err != nil {
+		if _, err := runtime.InterfaceByName(n); err != nil {
 			return usageError("interface %q: %v (see 'ip link'; polc acts in its own network namespace)", n, err)
 		}
 	}
