@@ -186,7 +186,7 @@ func (h *Host) recover(name string) (*State, error) {
 	if switched {
 		waitForInFlight()
 	}
-	keep := map[string]bool{stateFile: true, sharedDir: true, linksDir: true, filepath.Base(p.gen(st.Generation)): true}
+	keep := map[string]bool{stateFile: true, sharedDir: true, linksDir: true, attachmentsFile: true, filepath.Base(p.gen(st.Generation)): true}
 	entries, err := os.ReadDir(p.dir())
 	if err != nil {
 		return nil, err
@@ -258,6 +258,9 @@ func (h *Host) finishDetaches(p pins, st *State, pinned map[string]bool) error {
 	}
 	if len(done) == 0 && !st.Detaching {
 		return nil
+	}
+	if err := deleteAttachments(p, done...); err != nil {
+		return err
 	}
 	st.Attachments, st.Detaching = kept, false
 	if err := writeState(p, st); err != nil {
@@ -354,6 +357,9 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 		return fail(err)
 	}
 	if err := pinEndpoints(filepath.Join(p.gen(gen), endpointsPin), b.Endpoints); err != nil {
+		return fail(err)
+	}
+	if err := createAttachments(p); err != nil {
 		return fail(err)
 	}
 	h.crash(CrashLoadAfterStage)
@@ -648,7 +654,20 @@ type AttachOptions struct {
 // Attach attaches name's programs to the interface iface of the calling
 // thread's network namespace and pins the links. Hooks already attached
 // there are left alone. It returns the attachments it made.
-func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, retErr error) {
+func (h *Host) Attach(name, iface string, what AttachOptions) ([]Attachment, error) {
+	return h.AttachAll(name, []AttachRequest{{Iface: iface, AttachOptions: what}})
+}
+
+// AttachRequest is one interface for AttachAll and what to attach to it.
+type AttachRequest struct {
+	Iface string
+	AttachOptions
+}
+
+// AttachAll is Attach for many interfaces under one lock and one
+// recovery, in order, stopping at the first error (what was attached
+// before it stays). Attaching n interfaces costs time linear in n.
+func (h *Host) AttachAll(name string, reqs []AttachRequest) ([]Attachment, error) {
 	lk, st, err := h.begin(name)
 	if err != nil {
 		return nil, err
@@ -657,6 +676,19 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w", name, ErrNotLoaded)
 	}
+	var made []Attachment
+	for _, r := range reqs {
+		m, err := h.attachOne(name, st, r.Iface, r.AttachOptions)
+		made = append(made, m...)
+		if err != nil {
+			return made, err
+		}
+	}
+	return made, nil
+}
+
+// attachOne attaches what to iface for AttachAll, under its lock.
+func (h *Host) attachOne(name string, st *State, iface string, what AttachOptions) (_ []Attachment, retErr error) {
 	ifc, err := InterfaceByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", iface, err)
@@ -692,9 +724,12 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 		if progName == "" {
 			return made, fmt.Errorf("bundle %s has no program for %s", name, hook)
 		}
-		attached, err := h.reconcile(p, st, ns, ifc, hook)
-		if err != nil {
-			return made, err
+		attached := false
+		if st.mentions(ns, ifc, hook) {
+			attached, err = h.reconcile(p, st, ns, ifc, hook)
+			if err != nil {
+				return made, err
+			}
 		}
 		if attached {
 			continue // already attached: idempotent
@@ -717,11 +752,10 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 		// nothing else would find it after a kill.
 		recorded := false
 		record := func(a *Attachment) error {
-			st.Attachments = append(st.Attachments, *a)
-			if err := writeState(p, st); err != nil {
-				st.Attachments = st.Attachments[:len(st.Attachments)-1]
-				return fmt.Errorf("record %s on %s: %w", a.Hook, a.Iface, err)
+			if err := putAttachment(p, a); err != nil {
+				return err
 			}
+			st.Attachments = append(st.Attachments, *a)
 			recorded = true
 			return nil
 		}
@@ -731,8 +765,8 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 			if recorded {
 				// The filter was not installed: drop its record.
 				st.Attachments = st.Attachments[:len(st.Attachments)-1]
-				if werr := writeState(p, st); werr != nil {
-					err = errors.Join(err, fmt.Errorf("drop the record of %s on %s: %w", hook, iface, werr))
+				if werr := deleteAttachments(p, a); werr != nil {
+					err = errors.Join(err, werr)
 				}
 			}
 			return made, err
@@ -744,12 +778,13 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 			h.notice("the kernel has no tcx: %s attached with a netlink clsact filter", iface)
 		}
 		if !recorded {
-			st.Attachments = append(st.Attachments, a)
-			if err := writeState(p, st); err != nil {
+			if err := putAttachment(p, &a); err != nil {
 				_ = detach(p, &a)
 				return made, err
 			}
+			st.Attachments = append(st.Attachments, a)
 		}
+		st.noteAttached(&a)
 		made = append(made, a)
 	}
 	return made, nil
@@ -765,6 +800,7 @@ func (h *Host) Attach(name, iface string, what AttachOptions) (_ []Attachment, r
 func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook string) (bool, error) {
 	attached, changed := false, false
 	kept := st.Attachments[:0:0]
+	var dropped []Attachment
 	for _, a := range st.Attachments {
 		if a.Netns != ns || a.Hook != hook || (a.Iface != ifc.Name && a.Ifindex != ifc.Index) {
 			kept = append(kept, a)
@@ -776,6 +812,9 @@ func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook 
 			if a.Iface != ifc.Name {
 				h.notice("%s was renamed %s: updating its attachment", a.Iface, ifc.Name)
 				a.Iface, changed = ifc.Name, true
+				if err := putAttachment(p, &a); err != nil {
+					return false, err
+				}
 			}
 			attached = true
 			kept = append(kept, a)
@@ -784,10 +823,14 @@ func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook 
 			// another one now has its old name.
 			if other, err := interfaceByIndex(a.Ifindex); err == nil && other.Name != a.Iface {
 				a.Iface, changed = other.Name, true
+				if err := putAttachment(p, &a); err != nil {
+					return false, err
+				}
 			}
 			kept = append(kept, a)
 		default:
 			_ = detach(p, &a)
+			dropped = append(dropped, a)
 			changed = true
 		}
 	}
@@ -795,7 +838,8 @@ func (h *Host) reconcile(p pins, st *State, ns uint64, ifc *net.Interface, hook 
 		return attached, nil
 	}
 	st.Attachments = kept
-	return attached, writeState(p, st)
+	st.index = nil // rebuilt when next asked
+	return attached, deleteAttachments(p, dropped...)
 }
 
 // Detach removes name's attachments from iface (in the calling thread's
@@ -852,6 +896,9 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 		removed = append(removed, a)
 	}
 	h.crash(CrashDetachAfterLinks)
+	if err := deleteAttachments(p, removed...); err != nil {
+		return removed, err
+	}
 	st.Attachments, st.Detaching = kept, false
 	if err := writeState(p, st); err != nil {
 		return removed, err
@@ -918,6 +965,9 @@ func (h *Host) bind(p pins, st *State, ns uint64, ifc *net.Interface, endpoint s
 	}
 	shared := false
 	for i := range st.Attachments {
+		if !st.mentionsIfindex(ifc) {
+			break // nothing with this ifindex anywhere: no conflict
+		}
 		a := &st.Attachments[i]
 		if !a.isTC() || a.Ifindex != ifc.Index {
 			continue

@@ -126,7 +126,7 @@ func checkClean(t *testing.T, h *Host, name string, gen uint32) {
 	t.Helper()
 	for _, p := range pinTree(t, h, name) {
 		top, _, _ := strings.Cut(p, "/")
-		if top != stateFile && top != sharedDir && top != linksDir && top != "gen-"+strconv.Itoa(int(gen)) {
+		if top != stateFile && top != sharedDir && top != linksDir && top != attachmentsFile && top != "gen-"+strconv.Itoa(int(gen)) {
 			t.Errorf("leftover pin %s (committed generation %d)", p, gen)
 		}
 	}

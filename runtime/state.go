@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,13 +64,66 @@ type State struct {
 	// (see sharedLayout); apply keeps them only for a bundle with the same.
 	SharedLayout string `json:"shared_layout,omitempty"`
 	// Hooks maps each hook (bundle.Hook*) to the program that runs there.
-	Hooks       map[string]string `json:"hooks"`
-	Attachments []Attachment      `json:"attachments"`
+	Hooks map[string]string `json:"hooks"`
+	// Attachments are read from the attachments map (attachrecords.go);
+	// the state's JSON holds them only where a polc before that map
+	// wrote it, and writeState moves them into the map.
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Unloading marks an unload under way: the next run finishes it.
 	Unloading bool `json:"unloading,omitempty"`
 	// Detaching marks a detach under way: the next run finishes the
 	// detach of every interface bound to bpf.EndpointPass.
 	Detaching bool `json:"detaching,omitempty"`
+
+	// legacyAttachments: Attachments came from the JSON, not the map.
+	legacyAttachments bool
+	// index says which interfaces the attachments mention, so that
+	// attaching a new interface need not scan them all (mentions).
+	index map[ifaceKey]bool
+}
+
+// ifaceKey names what State.index knows: an ifindex in any namespace
+// and hook (the rest zero), or a hook on an interface of a namespace by
+// index or by name.
+type ifaceKey struct {
+	Netns   uint64
+	Ifindex int
+	Name    string
+	Hook    string
+}
+
+func (st *State) indexed() map[ifaceKey]bool {
+	if st.index == nil {
+		st.index = map[ifaceKey]bool{}
+		for i := range st.Attachments {
+			st.noteAttached(&st.Attachments[i])
+		}
+	}
+	return st.index
+}
+
+// mentionsIfindex reports whether an attachment in any namespace has ifc's
+// ifindex (bindings are by ifindex). False: ifc binds without conflict.
+func (st *State) mentionsIfindex(ifc *net.Interface) bool {
+	return st.indexed()[ifaceKey{Ifindex: ifc.Index}]
+}
+
+// mentions reports whether an attachment of hook in ns may concern ifc:
+// one with its ifindex or its name. False: ifc certainly has no such
+// attachment, and reconcile has nothing to look at.
+func (st *State) mentions(ns uint64, ifc *net.Interface, hook string) bool {
+	x := st.indexed()
+	return x[ifaceKey{Netns: ns, Ifindex: ifc.Index, Hook: hook}] || x[ifaceKey{Netns: ns, Name: ifc.Name, Hook: hook}]
+}
+
+// noteAttached adds a to the index (when there is one).
+func (st *State) noteAttached(a *Attachment) {
+	if st.index == nil {
+		return
+	}
+	st.index[ifaceKey{Ifindex: a.Ifindex}] = true
+	st.index[ifaceKey{Netns: a.Netns, Ifindex: a.Ifindex, Hook: a.Hook}] = true
+	st.index[ifaceKey{Netns: a.Netns, Name: a.Iface, Hook: a.Hook}] = true
 }
 
 // Attachment modes.
@@ -140,6 +194,18 @@ func readState(p pins) (*State, error) {
 	if err := json.Unmarshal(buf[4:4+n], &st); err != nil {
 		return nil, fmt.Errorf("state %s is corrupt: %w", p.state(), err)
 	}
+	recs, err := readAttachments(p)
+	if err != nil {
+		return nil, err
+	}
+	if recs != nil || len(st.Attachments) == 0 {
+		st.Attachments = recs
+		if st.Attachments == nil {
+			st.Attachments = []Attachment{}
+		}
+	} else {
+		st.legacyAttachments = true
+	}
 	return &st, nil
 }
 
@@ -147,12 +213,28 @@ func readState(p pins) (*State, error) {
 // single syscall, so a kill cannot tear it), else a new map pinned aside
 // and renamed into place.
 func writeState(p pins, st *State) error {
-	data, err := json.Marshal(st)
+	if st.legacyAttachments {
+		// Written by a polc that kept them in the JSON: move them.
+		if _, err := os.Stat(p.attachments()); errors.Is(err, os.ErrNotExist) {
+			if err := createAttachments(p); err != nil {
+				return err
+			}
+		}
+		for i := range st.Attachments {
+			if err := putAttachment(p, &st.Attachments[i]); err != nil {
+				return err
+			}
+		}
+		st.legacyAttachments = false
+	}
+	cp := *st
+	cp.Attachments = nil // in their own map
+	data, err := json.Marshal(&cp)
 	if err != nil {
 		return err
 	}
 	if len(data) > stateValueSize-4 {
-		return fmt.Errorf("state of %s too large (%d bytes; too many attachments)", st.Name, len(data))
+		return fmt.Errorf("state of %s too large (%d bytes)", st.Name, len(data))
 	}
 	buf := make([]byte, stateValueSize)
 	binary.LittleEndian.PutUint32(buf, uint32(len(data)))

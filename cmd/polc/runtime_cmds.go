@@ -329,13 +329,13 @@ have every bound endpoint.`,
 			default:
 				return usageError("unknown --tc-mode %q: want tcx or netlink", mode)
 			}
-			var made []runtime.Attachment
+			var reqs []runtime.AttachRequest
 			for _, sel := range ifaceSelections(af) {
-				m, err := h.Attach(args[0], sel.iface, sel.what)
-				made = append(made, m...)
-				if err != nil {
-					return runtimeError(err)
-				}
+				reqs = append(reqs, runtime.AttachRequest{Iface: sel.iface, AttachOptions: sel.what})
+			}
+			made, err := h.AttachAll(args[0], reqs)
+			if err != nil {
+				return runtimeError(err)
 			}
 			return printAttachments(c.OutOrStdout(), &out, "attached", made)
 		},
