@@ -56,6 +56,9 @@ type Host struct {
 	ParseObject func(*bundle.Bundle) (*ebpf.CollectionSpec, error)
 	// CrashAt is a crash point (see CrashEnv) for tests.
 	CrashAt string
+	// ConntrackEntries sizes the conntrack map at load (0: from the
+	// bundle, DefaultConntrackEntries). Apply keeps the map, and its size.
+	ConntrackEntries uint32
 }
 
 // NewHost returns a Host with the default root and lock, and CrashAt from
@@ -341,7 +344,11 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 		return fail(err)
 	}
 	const gen = 1
-	l, err := Load(b, LoadOptions{PinDir: p.gen(gen), Generation: gen, Spec: spec})
+	ct := h.ConntrackEntries
+	if ct == 0 {
+		ct = DefaultConntrackEntries(b)
+	}
+	l, err := Load(b, LoadOptions{PinDir: p.gen(gen), Generation: gen, Spec: spec, ConntrackEntries: ct})
 	if err != nil {
 		return fail(err)
 	}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/runtime/netnstest"
 )
 
@@ -728,5 +730,43 @@ func TestCrashDuringDetachAndUnload(t *testing.T) {
 			}
 			expectReach(t, "after recovery", a, b, true)
 		})
+	}
+}
+
+// TestConntrackSize: the conntrack table is sized from the bundle (its
+// endpoints) unless Host.ConntrackEntries says otherwise, and apply keeps
+// it.
+func TestConntrackSize(t *testing.T) {
+	if got := DefaultConntrackEntries(&bundle.Bundle{}); got != ConntrackMin {
+		t.Errorf("no endpoints: %d, want %d", got, ConntrackMin)
+	}
+	b := &bundle.Bundle{Endpoints: make([]bundle.Endpoint, 100)}
+	if got := DefaultConntrackEntries(b); got != 1<<19 {
+		t.Errorf("100 endpoints: %d, want %d", got, 1<<19)
+	}
+	h := testHost(t)
+	h.ParseObject = nil
+	src := "endpoint a labels(app=a) addr 10.0.0.1\n"
+	h.ConntrackEntries = 12345
+	if _, err := h.Load("ct", compileBundle(t, src)); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Unload("ct")
+	size := func() uint32 {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(h.pins("ct").shared(), bpf.MapConntrack), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.MaxEntries()
+	}
+	if got := size(); got != 12345 {
+		t.Errorf("conntrack has %d entries, want 12345", got)
+	}
+	if _, err := h.Apply("ct", compileBundle(t, src+"endpoint b labels(app=b) addr 10.0.0.2\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := size(); got != 12345 {
+		t.Errorf("after apply conntrack has %d entries, want 12345 (kept)", got)
 	}
 }

@@ -35,6 +35,9 @@ type LoadOptions struct {
 	// Spec is the parsed object; nil parses the bundle's Object. Tests pass
 	// programs built with cilium/ebpf's asm package here.
 	Spec *ebpf.CollectionSpec
+	// ConntrackEntries, when non-zero, sizes the conntrack map (ignored
+	// when ReuseMaps holds it).
+	ConntrackEntries uint32
 }
 
 // Loaded is a bundle in the kernel: its programs by name, and its maps by
@@ -199,6 +202,17 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 			return nil, err
 		}
 	}
+	if n := opts.ConntrackEntries; n != 0 {
+		if s, ok := spec.Maps[bpf.MapConntrack]; ok {
+			s.MaxEntries = n
+		}
+	}
+	// A reused map keeps the size it was created with.
+	for n, m := range opts.ReuseMaps {
+		if s, ok := spec.Maps[n]; ok && m != nil {
+			s.MaxEntries = m.MaxEntries()
+		}
+	}
 	if opts.Generation != 0 {
 		if _, ok := spec.Variables[GenerationConstant]; ok {
 			if err := setConstant(spec, GenerationConstant, 4, uint64(opts.Generation)); err != nil {
@@ -311,4 +325,24 @@ func sortedKeys[V any](m map[string]V) []string {
 func BundleDigest(b *bundle.Bundle) (string, error) {
 	d, err := b.RootDigest()
 	return strings.TrimPrefix(d, bundle.DigestPrefix), err
+}
+
+// Conntrack sizes: the default gives each endpoint of the bundle room for
+// ConntrackPerEndpoint flows, and never less than ConntrackMin entries.
+const (
+	ConntrackMin         = 65536
+	ConntrackPerEndpoint = 4096
+	ConntrackMax         = 1 << 24
+)
+
+// DefaultConntrackEntries is the conntrack size Host.Load gives b when
+// Host.ConntrackEntries is 0: ConntrackPerEndpoint per endpoint, at least
+// ConntrackMin, rounded up to a power of two, at most ConntrackMax.
+func DefaultConntrackEntries(b *bundle.Bundle) uint32 {
+	n := max(ConntrackMin, ConntrackPerEndpoint*len(b.Endpoints))
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return uint32(min(p, ConntrackMax))
 }

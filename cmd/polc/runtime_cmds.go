@@ -174,6 +174,7 @@ func newLoadCmd() *cobra.Command {
 	var out outputFlag
 	var digest digestFlag
 	var name string
+	var conntrack uint32
 	c := &cobra.Command{
 		Use:   "load BUNDLE --name NAME",
 		Short: "Load a bundle into the kernel and pin it (without attaching)",
@@ -183,7 +184,9 @@ everything under ROOT/NAME/ (docs/runtime.md). Nothing is attached: use
 attach. Loading the bundle already loaded under NAME does nothing; a
 different one is refused (use apply). An interrupted load leaves nothing
 behind once polc runs again. --digest sha256:HEX refuses (exit 1) a bundle
-whose root digest is another, so a host loads exactly what CI built.`,
+whose root digest is another, so a host loads exactly what CI built.
+--conntrack-entries sizes the connection-tracking table, which apply keeps
+(resizing it means unload and load).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -199,7 +202,9 @@ whose root digest is another, so a host loads exactly what CI built.`,
 			if err := digest.verify(b); err != nil {
 				return err
 			}
-			res, err := hf.host(c).Load(name, b)
+			h := hf.host(c)
+			h.ConntrackEntries = conntrack
+			res, err := h.Load(name, b)
 			if err != nil {
 				return runtimeError(err)
 			}
@@ -207,6 +212,9 @@ whose root digest is another, so a host loads exactly what CI built.`,
 		},
 	}
 	c.Flags().StringVar(&name, "name", "", "name to load the bundle under")
+	c.Flags().Uint32Var(&conntrack, "conntrack-entries", 0, fmt.Sprintf(
+		"size of the conntrack table, kept across apply (default: %d per endpoint of the bundle, at least %d)",
+		runtime.ConntrackPerEndpoint, runtime.ConntrackMin))
 	digest.add(c)
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
