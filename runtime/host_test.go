@@ -740,9 +740,13 @@ func TestConntrackSize(t *testing.T) {
 	if got := DefaultConntrackEntries(&bundle.Bundle{}); got != ConntrackMin {
 		t.Errorf("no endpoints: %d, want %d", got, ConntrackMin)
 	}
-	b := &bundle.Bundle{Endpoints: make([]bundle.Endpoint, 100)}
-	if got := DefaultConntrackEntries(b); got != 1<<19 {
-		t.Errorf("100 endpoints: %d, want %d", got, 1<<19)
+	b := &bundle.Bundle{Endpoints: make([]bundle.Endpoint, 50)}
+	if got := DefaultConntrackEntries(b); got != 1<<18 {
+		t.Errorf("50 endpoints: %d, want %d", got, 1<<18)
+	}
+	b.Endpoints = make([]bundle.Endpoint, 10000)
+	if got := DefaultConntrackEntries(b); got != ConntrackMax {
+		t.Errorf("10 000 endpoints: %d, want the cap %d", got, ConntrackMax)
 	}
 	h := testHost(t)
 	h.ParseObject = nil

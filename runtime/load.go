@@ -328,11 +328,14 @@ func BundleDigest(b *bundle.Bundle) (string, error) {
 }
 
 // Conntrack sizes: the default gives each endpoint of the bundle room for
-// ConntrackPerEndpoint flows, and never less than ConntrackMin entries.
+// ConntrackPerEndpoint flows, never less than ConntrackMin entries and
+// never more than ConntrackMax (an LRU map is preallocated, about 128
+// bytes an entry: 64 MiB at the most by default; --conntrack-entries may
+// ask for more).
 const (
 	ConntrackMin         = 65536
 	ConntrackPerEndpoint = 4096
-	ConntrackMax         = 1 << 24
+	ConntrackMax         = 1 << 19
 )
 
 // DefaultConntrackEntries is the conntrack size Host.Load gives b when
