@@ -468,15 +468,27 @@ policy api {
   ingress allow from app=web on tcp/8080
 }
 `, web.V6, api.V6)
-	if _, err := h.Load("nd", compileBundle(t, src)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = h.Unload("nd") })
-	for i, ep := range topo.Endpoints {
-		attachIn(t, h, topo.Host, "nd", ep.HostIf, AttachOptions{TC: true, Endpoint: e2eEndpoints[i]})
-	}
+	loadAttached(t, h, topo, "nd", src, e2eEndpoints)
 	if err := netnstest.TCPEcho(web.NS, api.V6, 8080, 2*time.Second); err != nil {
 		t.Errorf("tcp6 web → api:8080 with neighbor discovery: %v", err)
+	}
+}
+
+// loadAttached compiles src, loads it under name, unloads it at the end,
+// and attaches it to the topology's endpoints, the i-th serving
+// endpoints[i].
+func loadAttached(t *testing.T, h *Host, topo *netnstest.Topology, name, src string, endpoints []string) {
+	t.Helper()
+	if _, err := h.Load(name, compileBundle(t, src)); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := h.Unload(name); err != nil {
+			t.Errorf("unload: %v", err)
+		}
+	})
+	for i, ep := range topo.Endpoints {
+		attachIn(t, h, topo.Host, name, ep.HostIf, AttachOptions{TC: true, Endpoint: endpoints[i]})
 	}
 }
 

@@ -51,17 +51,7 @@ policy api {
   ingress allow from app=web on udp/%d, tcp/%d, icmp type 8, icmpv6 type 128
 }
 `, w.web.V4, w.web.V6, w.evil.V4, w.evil.V6, w.api.V4, w.api.V6, spoofPort, spoofPort)
-	if _, err := h.Load(w.name, compileBundle(t, src)); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := h.Unload(w.name); err != nil {
-			t.Errorf("unload: %v", err)
-		}
-	})
-	for i, ep := range []string{"web", "evil", "api"} {
-		attachIn(t, h, topo.Host, w.name, topo.Endpoints[i].HostIf, AttachOptions{TC: true, Endpoint: ep})
-	}
+	loadAttached(t, h, topo, w.name, src, []string{"web", "evil", "api"})
 	netnstest.ServeTCP(t, w.api.NS, spoofPort)
 	w.recv = netnstest.ServeUDPLog(t, w.api.NS, spoofPort)
 	return w
@@ -485,13 +475,7 @@ policy web {
   egress allow to app=api on tcp/8080
 }
 `, web.V6, api.V6)
-	if _, err := h.Load("ndleak", compileBundle(t, src)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = h.Unload("ndleak") })
-	for i, ep := range []string{"web", "api"} {
-		attachIn(t, h, topo.Host, "ndleak", topo.Endpoints[i].HostIf, AttachOptions{TC: true, Endpoint: ep})
-	}
+	loadAttached(t, h, topo, "ndleak", src, []string{"web", "api"})
 	ev := watchEvents(t, h, "ndleak")
 
 	// api listens for any ICMPv6 carrying the marker
