@@ -286,9 +286,12 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 			ok = false
 			continue
 		}
-		// In a namespaced policy a selector that does not name the
-		// namespace label means pods of the policy's namespace.
-		if ns != "" && !mentionsKey(sel, LabelNamespace) {
+		// In a namespaced policy a selector that names neither the
+		// namespace label nor any namespace label
+		// (io.cilium.k8s.namespace.labels.*) means pods of the policy's
+		// namespace, as in Cilium (getEndpointSelector): a selector on
+		// namespace labels reaches every namespace that has them.
+		if ns != "" && !mentionsKey(sel, LabelNamespace) && !mentionsKeyPrefix(sel, LabelNamespaceLabels) {
 			sel.Reqs = append(sel.Reqs, namespaceReq(pos, ns))
 		}
 		spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerSelector, Selector: sel})
@@ -403,6 +406,12 @@ func cidrExcepts(c dsl.CIDR, a netip.Addr) bool {
 
 func mentionsKey(sel dsl.Selector, key string) bool {
 	return slices.ContainsFunc(sel.Reqs, func(r dsl.Requirement) bool { return r.Key == key })
+}
+
+// mentionsKeyPrefix reports whether a requirement of sel is on a key with
+// the given prefix.
+func mentionsKeyPrefix(sel dsl.Selector, prefix string) bool {
+	return slices.ContainsFunc(sel.Reqs, func(r dsl.Requirement) bool { return strings.HasPrefix(r.Key, prefix) })
 }
 
 // ciliumPort converts one toPorts port. ANY (the default) means TCP, UDP

@@ -8,8 +8,10 @@ func cnp(spec string) string {
 
 // Rule: a namespaced policy's endpointSelector and its fromEndpoints /
 // toEndpoints selectors are scoped to the policy's namespace, unless a
-// selector names the namespace label; keys may carry the k8s: or any:
-// source prefix, and Cilium's namespace label names map onto polc's.
+// selector names the namespace label or a namespace label
+// (io.cilium.k8s.namespace.labels.*, as Cilium's getEndpointSelector
+// decides); keys may carry the k8s: or any: source prefix, and Cilium's
+// namespace label names map onto polc's.
 func TestCiliumSelectors(t *testing.T) {
 	wantPolicies(t, cnp(`  endpointSelector:
     matchLabels: {k8s:app: web}
@@ -19,9 +21,12 @@ func TestCiliumSelectors(t *testing.T) {
     - matchLabels: {any:app: db}
     - matchLabels: {k8s:io.kubernetes.pod.namespace: y}
     - matchLabels: {io.cilium.k8s.namespace.labels.team: b, io.cilium.k8s.policy.serviceaccount: robot}
+    - matchLabels: {k8s:io.cilium.k8s.namespace.labels.faction: alliance}
+    - matchExpressions: [{key: io.cilium.k8s.namespace.labels.tier, operator: Exists}]
+    - matchLabels: {io.cilium.k8s.policy.serviceaccount: robot}
 `), `
 policy cnp_x.p select {app=web, k8s:io.kubernetes.pod.namespace=x} isolate ingress
-  ingress allow from {k8s:io.kubernetes.pod.namespace=x} | {app=db, k8s:io.kubernetes.pod.namespace=x} | {k8s:io.kubernetes.pod.namespace=y} | {k8s:io.cilium.k8s.namespace.labels.team=b, k8s:io.cilium.k8s.policy.serviceaccount=robot, k8s:io.kubernetes.pod.namespace=x}
+  ingress allow from {k8s:io.kubernetes.pod.namespace=x} | {app=db, k8s:io.kubernetes.pod.namespace=x} | {k8s:io.kubernetes.pod.namespace=y} | {k8s:io.cilium.k8s.namespace.labels.team=b, k8s:io.cilium.k8s.policy.serviceaccount=robot} | {k8s:io.cilium.k8s.namespace.labels.faction=alliance} | {k8s:io.cilium.k8s.namespace.labels.tier exists} | {k8s:io.cilium.k8s.policy.serviceaccount=robot, k8s:io.kubernetes.pod.namespace=x}
 `)
 }
 
