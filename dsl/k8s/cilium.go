@@ -118,6 +118,9 @@ func (r *reader) ciliumPolicy(o *object) []*dsl.Policy {
 	what := o.kind
 	clusterwide := kindOf(o) == kindCiliumClusterwide
 	before := len(r.ds)
+	checkTopFields(o, []string{"apiVersion", "kind", "metadata", "spec", "specs", "status"}, &r.ds)
+	_, meta := field(o.node, "metadata")
+	checkFields(o, meta, reflect.TypeFor[metav1.ObjectMeta](), what+" metadata", &r.ds)
 	for _, name := range []string{"spec", "specs"} {
 		_, n := field(o.node, name)
 		t := reflect.TypeFor[ciliumRule]()

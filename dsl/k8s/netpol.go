@@ -19,6 +19,9 @@ func (r *reader) networkPolicy(o *object) []*dsl.Policy {
 	const what = "NetworkPolicy"
 	_, spec := field(o.node, "spec")
 	before := len(r.ds)
+	checkTopFields(o, []string{"apiVersion", "kind", "metadata", "spec", "status"}, &r.ds)
+	_, meta := field(o.node, "metadata")
+	checkFields(o, meta, reflect.TypeFor[metav1.ObjectMeta](), what+" metadata", &r.ds)
 	checkFields(o, spec, reflect.TypeFor[networkingv1.NetworkPolicySpec](), what, &r.ds)
 	if len(r.ds) > before {
 		return nil

@@ -467,3 +467,25 @@ func TestReadPaths(t *testing.T) {
 		t.Errorf("got %d files, %d sources", len(files), len(srcs))
 	}
 }
+
+// Rule: a List's fields are apiVersion, kind, metadata and items; any
+// other (a misspelled items key, which would read as an empty list and
+// drop every object in it) is an error at its key. Policy objects may have
+// only apiVersion, kind, metadata, spec (specs for Cilium) and status, and
+// only ObjectMeta's fields in metadata.
+func TestUnknownTopLevelFields(t *testing.T) {
+	list := func(key string) string {
+		return "apiVersion: v1\nkind: List\n" + key + ":\n- " + strings.ReplaceAll(netpol("  podSelector: {}\n"), "\n", "\n  ") + "\n"
+	}
+	wantDiags(t, list("item"), `p.yaml:3:1: List: unknown field "item" (a List has apiVersion, kind, metadata, items); did you mean "items"?`)
+	wantDiags(t, list("Items"), `p.yaml:3:1: List: unknown field "Items" (a List has apiVersion, kind, metadata, items); did you mean "items"?`)
+	wantPolicies(t, list("items"), `
+policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+`)
+	wantDiags(t, netpol("  podSelector: {}\n")+"description: allow web\n",
+		`p.yaml:8:1: NetworkPolicy: unknown field "description" (a NetworkPolicy has apiVersion, kind, metadata, spec, status)`)
+	wantDiags(t, strings.Replace(netpol("  podSelector: {}\n"), "  namespace: x", "  namespce: x", 1),
+		`p.yaml:5:3: NetworkPolicy metadata: unknown field "namespce"`)
+	wantDiags(t, cnp("  endpointSelector: {}\n")+"description: allow web\n",
+		`p.yaml:8:1: CiliumNetworkPolicy: unknown field "description" (a CiliumNetworkPolicy has apiVersion, kind, metadata, spec, specs, status)`)
+}

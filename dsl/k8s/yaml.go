@@ -9,6 +9,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -221,6 +222,11 @@ func appendObject(objs []*object, file string, n *yaml.Node, ds *dsl.Diagnostics
 		return objs
 	}
 	if strings.HasSuffix(o.kind, "List") {
+		// A misspelled items key would otherwise read as an empty list,
+		// dropping every object in it without a word.
+		if !checkTopFields(o, []string{"apiVersion", "kind", "metadata", "items"}, ds) {
+			return objs
+		}
 		_, items := field(n, "items")
 		if items == nil || items.Kind == yaml.ScalarNode && items.Tag == "!!null" {
 			return objs
@@ -235,6 +241,23 @@ func appendObject(objs []*object, file string, n *yaml.Node, ds *dsl.Diagnostics
 		return objs
 	}
 	return append(objs, o)
+}
+
+// checkTopFields reports, at its key, every top-level field of o that is
+// not one of fields, with the closest known one. It returns whether there
+// was none.
+func checkTopFields(o *object, fields []string, ds *dsl.Diagnostics) bool {
+	ok := true
+	n := deref(o.node)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !slices.Contains(fields, k.Value) {
+			ds.Errorf(o.pos(k), "%s: unknown field %q (a %s has %s)%s", o.kind, k.Value, o.kind,
+				strings.Join(fields, ", "), dsl.DidYouMean(k.Value, fields))
+			ok = false
+		}
+	}
+	return ok
 }
 
 func yamlErrorPos(file string, err error) dsl.Pos {
