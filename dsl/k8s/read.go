@@ -253,14 +253,16 @@ func (b *policyBuilder) add(spec ruleSpec) {
 	}
 	var groups []*group
 	bySig := map[string]*group{}
+	declared := make([]bool, len(spec.named))
 	for _, p := range pods {
 		var ports []dsl.L4
 		var sig, what []string
-		for _, np := range spec.named {
+		for i, np := range spec.named {
 			n, proto, ok := p.namedPort(np.name, np.proto)
 			if !ok {
 				continue
 			}
+			declared[i] = true
 			ports = append(ports, dsl.L4{Pos: np.pos, Proto: proto, Port: &dsl.Int{Pos: np.pos, Value: int64(n)}})
 			sig = append(sig, proto+"/"+strconv.Itoa(int(n)))
 			what = append(what, fmt.Sprintf("%s=%s/%d", np.name, proto, n))
@@ -279,6 +281,20 @@ func (b *policyBuilder) add(spec ruleSpec) {
 			groups = append(groups, g)
 		}
 		g.pods = append(g.pods, p)
+	}
+	// A name no pod declares allows nothing: almost always a typo.
+	for i, np := range spec.named {
+		if !declared[i] {
+			whose := "the pods the policy selects"
+			if spec.dir == dsl.Egress {
+				whose = "the pods the rule's peers select"
+			}
+			proto := np.proto
+			if proto == "any" {
+				proto = "any protocol"
+			}
+			b.r.ds.Warnf(np.pos, "named port %q (%s) is declared by none of %s: it allows nothing", np.name, proto, whose)
+		}
 	}
 	for _, g := range groups {
 		for _, p := range g.pods {
