@@ -11,7 +11,7 @@ import (
 
 func newCheckCmd() *cobra.Command {
 	var out outputFlag
-	var in inputFlags
+	in := inputFlags{placeholders: true}
 	c := &cobra.Command{
 		Use:   "check FILE...",
 		Short: "Report every error and warning in policy files",

@@ -18,11 +18,15 @@ type inputFlags struct {
 	k8s         bool     // read Kubernetes/Cilium objects instead of polc files
 	importRoots []string // directories imports may reach besides the file's own tree
 	dropTunnels bool     // ir.Program.DropTunnels
+	// placeholders gives Kubernetes objects without an address (manifests)
+	// made-up addresses (k8s.Options.Placeholders): for commands that
+	// reason about policy, never for those that build a bundle.
+	placeholders bool
 }
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
-		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, Namespace; multi-document YAML or v1 List)")
+		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace; multi-document YAML or v1 List)")
 	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,
 		"drop tunnel protocols (IP in IP, IPv6 in IP, GRE, EtherIP, L2TPv3, MPLS in IP) at every endpoint, whatever the policy says")
 	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
@@ -76,7 +80,7 @@ func (in *inputFlags) loadFiles(paths []string) (*ir.Program, compiler.Sources, 
 	if !in.k8s {
 		return compiler.LoadWith(paths, compiler.LoadOptions{ImportRoots: in.importRoots})
 	}
-	files, contents, diags := k8s.ReadPaths(paths)
+	files, contents, diags := k8s.ReadPaths(paths, k8s.Options{Placeholders: in.placeholders})
 	srcs := compiler.Sources(contents)
 	if diags.HasErrors() {
 		return nil, srcs, diags

@@ -149,6 +149,7 @@ func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) 
 			prog.DropTunnels = in.dropTunnels
 		}
 	} else {
+		in.placeholders = true
 		prog, srcs, diags = in.inputFlags.load(args)
 	}
 	return compiled(c, out, prog, srcs, diags)
@@ -171,7 +172,7 @@ func loadCases(casesPath string, paths []string) (*ir.Program, compiler.Sources,
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
-	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...))
+	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), k8s.Options{Placeholders: true})
 	for p, b := range contents {
 		srcs[p] = b
 	}

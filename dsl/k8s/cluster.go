@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"cmp"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/polc-dev/polc/dsl"
 )
@@ -55,6 +58,8 @@ type namespace struct {
 
 type pod struct {
 	obj       *object
+	kind      string // Pod, or the workload kind whose pods this endpoint stands for
+	labelPath []any  // where the object writes the pod's labels
 	namespace string
 	name      string
 	labels    map[string]string // every label of the endpoint, reserved ones included
@@ -136,38 +141,150 @@ func (c *cluster) addPod(o *object, ds *dsl.Diagnostics) {
 			addrs = append(addrs, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 		}
 	}
-	if len(ep.Addrs) == 0 {
-		return
-	}
-	name := ep.Name.Name
-	if prev, dup := c.byName[name]; dup {
-		ds.Errorf(o.at("metadata", "name"), "Pod %s/%s appears twice (first at %s)", ns, p.Name, prev.endpoint.Pos)
+	// A pod without an address yet (a manifest, not a running cluster)
+	// gets a placeholder address in finish.
+	c.add(o, "Pod", []any{"metadata", "labels"}, ns, p.Name, p.Labels, &p.Spec, ep, addrs, ds)
+}
+
+// add records one endpoint: a Pod, or the pods of a workload.
+func (c *cluster) add(o *object, kind string, labelPath []any, ns, name string, podLabels map[string]string,
+	spec *corev1.PodSpec, ep *dsl.Endpoint, addrs []netip.Prefix, ds *dsl.Diagnostics) {
+	if prev, dup := c.byName[ep.Name.Name]; dup {
+		ds.Errorf(o.at("metadata", "name"), "%s %s/%s appears twice (first at %s)", kind, ns, name, prev.endpoint.Pos)
 		return
 	}
 	var ports []corev1.ContainerPort
-	for _, ctr := range p.Spec.Containers {
+	for _, ctr := range spec.Containers {
 		ports = append(ports, ctr.Ports...)
 	}
-	sa := p.Spec.ServiceAccountName
+	sa := spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
 	}
-	labels := maps.Clone(p.Labels)
+	labels := maps.Clone(podLabels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	labels[LabelNamespace] = ns
 	labels[LabelServiceAccount] = sa
-	pd := &pod{obj: o, namespace: ns, name: p.Name, labels: labels, addrs: addrs, ports: ports, endpoint: ep}
+	pd := &pod{obj: o, kind: kind, labelPath: labelPath, namespace: ns, name: name, labels: labels, addrs: addrs, ports: ports, endpoint: ep}
 	c.pods = append(c.pods, pd)
-	c.byName[name] = pd
+	c.byName[ep.Name.Name] = pd
 	c.byObj[o] = pd
 }
 
+// Workload kinds whose pod template becomes an endpoint, with the short
+// name that prefixes the endpoint's pod name (NS.deploy/NAME).
+var workloadKinds = map[string]string{
+	"Deployment": "deploy", "ReplicaSet": "rs", "StatefulSet": "sts", "DaemonSet": "ds",
+	"Job": "job", "CronJob": "cronjob",
+}
+
+// workload is what polc reads of a workload object: its pod template.
+type workload struct {
+	Metadata metav1.ObjectMeta `json:"metadata"`
+	Spec     struct {
+		Template    corev1.PodTemplateSpec `json:"template"`
+		JobTemplate struct {
+			Spec struct {
+				Template corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+// addWorkload records a workload (Deployment, StatefulSet, ...) as one
+// endpoint standing for its pods: the pod template's labels, service
+// account and container ports, and a placeholder address (finish).
+func (c *cluster) addWorkload(o *object, ds *dsl.Diagnostics) {
+	var w workload
+	if err := decode(o.node, &w); err != nil {
+		ds.Errorf(o.pos(o.node), "%s: %v", o.kind, err)
+		return
+	}
+	if w.Metadata.Name == "" {
+		ds.Errorf(o.pos(o.node), "%s has no metadata.name", o.kind)
+		return
+	}
+	ns := w.Metadata.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	tmpl, path := &w.Spec.Template, []any{"spec", "template"}
+	if o.kind == "CronJob" {
+		tmpl, path = &w.Spec.JobTemplate.Spec.Template, []any{"spec", "jobTemplate", "spec", "template"}
+	}
+	if tmpl.Spec.HostNetwork {
+		return
+	}
+	name := workloadKinds[o.kind] + "/" + w.Metadata.Name
+	ep := &dsl.Endpoint{
+		Pos:  o.pos(o.node),
+		Doc:  dsl.Doc{fmt.Sprintf("%s %s/%s (its pods)", o.kind, ns, w.Metadata.Name)},
+		Name: dsl.Ident{Pos: o.at("metadata", "name"), Name: EndpointName(ns, name)},
+	}
+	c.add(o, o.kind, append(slices.Clone(path), "metadata", "labels"), ns, name, tmpl.Labels, &tmpl.Spec, ep, nil, ds)
+}
+
+// PlaceholderRange holds the addresses polc gives endpoints that have
+// none (manifests rather than a running cluster's objects): the shared
+// address space, which no cluster's pods or the internet use.
+var PlaceholderRange = netip.MustParsePrefix("100.64.0.0/10")
+
+// placeholders deals with the endpoints that have no address. With give,
+// each gets one from PlaceholderRange, in the order of namespace, then pod
+// or workload name, so that the same objects get the same addresses
+// whatever the files' order; addresses a real endpoint has are skipped.
+// Without give they are dropped. Either way each object is warned about
+// once.
+func (c *cluster) placeholders(give bool, ds *dsl.Diagnostics) {
+	var bare []*pod
+	used := map[netip.Addr]bool{}
+	for _, p := range c.pods {
+		if len(p.addrs) == 0 {
+			bare = append(bare, p)
+		}
+		for _, a := range p.addrs {
+			used[a.Addr()] = true
+		}
+	}
+	if !give {
+		for _, p := range bare {
+			ds.Warnf(p.endpoint.Pos, "%s %s/%s has no address: no endpoint (check, explain and test give it a placeholder address; build does not)",
+				p.kind, p.namespace, p.shortName())
+			delete(c.byName, p.endpoint.Name.Name)
+			delete(c.byObj, p.obj)
+		}
+		c.pods = slices.DeleteFunc(c.pods, func(p *pod) bool { return len(p.addrs) == 0 })
+		return
+	}
+	slices.SortFunc(bare, func(a, b *pod) int { return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name)) })
+	next := PlaceholderRange.Addr().Next()
+	for _, p := range bare {
+		for used[next] {
+			next = next.Next()
+		}
+		if !PlaceholderRange.Contains(next) {
+			ds.Errorf(p.endpoint.Pos, "%s %s/%s: no placeholder address left in %s", p.kind, p.namespace, p.shortName(), PlaceholderRange)
+			continue
+		}
+		p.addrs = []netip.Prefix{netip.PrefixFrom(next, 32)}
+		p.endpoint.Addrs = []dsl.Text{{Pos: p.endpoint.Pos, Text: next.String()}}
+		ds.Warnf(p.endpoint.Pos, "%s %s/%s has no address: its endpoint %s gets the placeholder %s",
+			p.kind, p.namespace, p.shortName(), p.endpoint.Name.Name, next)
+		next = next.Next()
+	}
+}
+
+// shortName is the object's own name (a workload's without its kind).
+func (p *pod) shortName() string { return strings.TrimPrefix(p.name, workloadKinds[p.kind]+"/") }
+
 // finish gives every pod its namespace's labels (known only once every
-// file is read). A namespace with pods but no Namespace object has just the
-// automatic kubernetes.io/metadata.name label.
-func (c *cluster) finish() {
+// file is read), and endpoints without an address a placeholder one. A
+// namespace with pods but no Namespace object has just the automatic
+// kubernetes.io/metadata.name label.
+func (c *cluster) finish(placeholders bool, ds *dsl.Diagnostics) {
+	c.placeholders(placeholders, ds)
 	for _, p := range c.pods {
 		ns, ok := c.namespaces[p.namespace]
 		if !ok {
@@ -189,13 +306,13 @@ func (c *cluster) writeLabels() {
 		}
 		keys := slices.Sorted(maps.Keys(p.labels))
 		p.endpoint.Labels = p.endpoint.Labels[:0]
-		written := p.obj.fieldsAt("metadata", "labels")
+		written := p.obj.fieldsAt(p.labelPath...)
 		var missing *dsl.Pos // where a label the object does not write points
 		for _, k := range keys {
 			pos, ok := written[k]
 			if !ok {
 				if missing == nil {
-					at := p.obj.at("metadata", "labels", k)
+					at := p.obj.at(append(slices.Clone(p.labelPath), k)...)
 					missing = &at
 				}
 				pos = *missing

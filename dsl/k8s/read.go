@@ -22,7 +22,7 @@ type Source struct {
 // showing diagnostics and for the program's source digests); a file that
 // cannot be read is an error diagnostic, and the other files are still
 // read.
-func ReadPaths(paths []string) ([]*dsl.File, map[string][]byte, dsl.Diagnostics) {
+func ReadPaths(paths []string, opts ...Options) ([]*dsl.File, map[string][]byte, dsl.Diagnostics) {
 	var ds dsl.Diagnostics
 	srcs := make([]Source, 0, len(paths))
 	contents := make(map[string][]byte, len(paths))
@@ -35,31 +35,45 @@ func ReadPaths(paths []string) ([]*dsl.File, map[string][]byte, dsl.Diagnostics)
 		srcs = append(srcs, Source{Path: p, Src: b})
 		contents[p] = b
 	}
-	files, more := ReadFiles(srcs)
+	files, more := ReadFiles(srcs, opts...)
 	ds = append(ds, more...)
 	ds.Sort()
 	return files, contents, ds
 }
 
+// Options change how objects are read.
+type Options struct {
+	// Placeholders gives endpoints to Pods without an address and to
+	// workloads (Deployments, StatefulSets...), with addresses from
+	// PlaceholderRange. It is for reasoning about manifests (check,
+	// explain, test); a bundle built for a host must not carry made-up
+	// addresses, so without it such objects get no endpoint (a warning).
+	Placeholders bool
+}
+
 // Read reads one file of Kubernetes objects; see ReadFiles.
-func Read(path string, src []byte) (*dsl.File, dsl.Diagnostics) {
-	files, ds := ReadFiles([]Source{{Path: path, Src: src}})
+func Read(path string, src []byte, opts ...Options) (*dsl.File, dsl.Diagnostics) {
+	files, ds := ReadFiles([]Source{{Path: path, Src: src}}, opts...)
 	return files[0], ds
 }
 
 // ReadFiles reads files of Kubernetes objects (multi-document YAML, and
 // List documents as `kubectl get -o yaml` prints them) that together make a
 // cluster snapshot, and returns one AST file per input, in input order:
-// an endpoint per Pod and policies for each NetworkPolicy,
+// an endpoint per Pod and workload, and policies for each NetworkPolicy,
 // CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, in the order the
 // objects appear. The files are read together because a policy in one file
 // can depend on pods and namespaces in another (named ports, namespace
 // labels).
 //
 // Every declaration points at the object it came from. Errors name the
-// field at its file:line:col; unrelated kinds (Services, Deployments...)
-// are skipped with a warning.
-func ReadFiles(srcs []Source) ([]*dsl.File, dsl.Diagnostics) {
+// field at its file:line:col; unrelated kinds (Services, ConfigMaps...)
+// are skipped with a warning. At most one Options applies.
+func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
+	var opt Options
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
 	r := &reader{cl: newCluster(), names: map[string]dsl.Pos{}}
 	files := make([]*dsl.File, len(srcs))
 	objs := make([][]*object, len(srcs))
@@ -75,14 +89,16 @@ func ReadFiles(srcs []Source) ([]*dsl.File, dsl.Diagnostics) {
 				r.cl.addNamespace(o, &r.ds)
 			case kindPod:
 				r.cl.addPod(o, &r.ds)
+			case kindWorkload:
+				r.cl.addWorkload(o, &r.ds)
 			}
 		}
 	}
-	r.cl.finish()
+	r.cl.finish(opt.Placeholders, &r.ds)
 	for i, os := range objs {
 		for _, o := range os {
 			switch kindOf(o) {
-			case kindPod:
+			case kindPod, kindWorkload:
 				if p := r.podOf(o); p != nil {
 					files[i].Decls = append(files[i].Decls, p.endpoint)
 				}
@@ -98,7 +114,7 @@ func ReadFiles(srcs []Source) ([]*dsl.File, dsl.Diagnostics) {
 			case kindUnsupportedPolicy:
 				r.ds.Errorf(o.at("kind"), "%s %s is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy", o.apiVersion, o.kind)
 			default:
-				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, Namespaces and network policies", o.apiVersion, o.kind)
+				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces and network policies", o.apiVersion, o.kind)
 			}
 		}
 	}
@@ -117,6 +133,7 @@ const (
 	kindCilium
 	kindCiliumClusterwide
 	kindUnsupportedPolicy
+	kindWorkload
 )
 
 func kindOf(o *object) objectKind {
@@ -125,6 +142,8 @@ func kindOf(o *object) objectKind {
 		return kindNamespace
 	case o.apiVersion == "v1" && o.kind == "Pod":
 		return kindPod
+	case (o.apiVersion == "apps/v1" || o.apiVersion == "batch/v1") && workloadKinds[o.kind] != "":
+		return kindWorkload
 	case o.apiVersion == "networking.k8s.io/v1" && o.kind == "NetworkPolicy":
 		return kindNetworkPolicy
 	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumNetworkPolicy":

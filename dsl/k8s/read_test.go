@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,8 +140,9 @@ endpoint y.c labels(app=web, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/me
 	}
 }
 
-// Rule: pods without an address, in the host's network, or terminated get
-// no endpoint; a namespace without a Namespace object still has its
+// Rule: pods in the host's network or terminated get no endpoint, nor
+// (without Options.Placeholders) do pods without an address, with a
+// warning; a namespace without a Namespace object still has its
 // kubernetes.io/metadata.name label.
 func TestPodsWithoutEndpoint(t *testing.T) {
 	src := `apiVersion: v1
@@ -165,8 +167,9 @@ metadata: {name: run, namespace: z}
 status: {phase: Running, podIPs: [{ip: 10.9.0.2}, {ip: "fd00::2"}]}
 `
 	f, ds := Read("p.yaml", []byte(src))
-	if len(ds) > 0 {
-		t.Fatal(ds)
+	wantDiags := []string{"p.yaml:1:1: warning: Pod z/pending has no address: no endpoint (check, explain and test give it a placeholder address; build does not)"}
+	if diff := cmp.Diff(wantDiags, diagStrings(ds)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
 	}
 	want := "endpoint z.run labels(k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=z, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=z) addr 10.9.0.2, fd00::2\n"
 	if diff := cmp.Diff(want, render(f)); diff != "" {
@@ -450,7 +453,7 @@ metadata: {name: anp}
 `
 	_, ds := Read("in.yaml", []byte(src))
 	want := []string{
-		"in.yaml:2:7: warning: v1 Service ignored: polc reads Pods, Namespaces and network policies",
+		"in.yaml:2:7: warning: v1 Service ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces and network policies",
 		"in.yaml:6:7: policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy",
 	}
 	var got []string
@@ -502,4 +505,76 @@ policy x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
 		`p.yaml:5:3: NetworkPolicy metadata: unknown field "namespce"`)
 	wantDiags(t, cnp("  endpointSelector: {}\n")+"description: allow web\n",
 		`p.yaml:8:1: CiliumNetworkPolicy: unknown field "description" (a CiliumNetworkPolicy has apiVersion, kind, metadata, spec, specs, status)`)
+}
+
+func diagStrings(ds dsl.Diagnostics) []string {
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	return got
+}
+
+// Rule: with Options.Placeholders, a workload's pod template is an
+// endpoint NS.KIND/NAME (deploy, sts, ds, rs, job, cronjob) with the
+// template's labels and service account, and every endpoint without an
+// address gets one from PlaceholderRange in namespace-then-name order,
+// skipping addresses real pods have; each gets a warning.
+func TestWorkloadPlaceholders(t *testing.T) {
+	src := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      serviceAccountName: websa
+      containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          labels: {app: tick}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec:
+  template:
+    spec: {hostNetwork: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: real, namespace: a}
+status: {podIP: 100.64.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: manifest, namespace: a}
+`
+	f, ds := Read("w.yaml", []byte(src), Options{Placeholders: true})
+	wantDiags := []string{
+		"w.yaml:12:1: warning: CronJob default/tick has no address: its endpoint default.cronjob/tick gets the placeholder 100.64.0.3",
+		"w.yaml:1:1: warning: Deployment shop/web has no address: its endpoint shop.deploy/web gets the placeholder 100.64.0.4",
+		"w.yaml:34:1: warning: Pod a/manifest has no address: its endpoint a.manifest gets the placeholder 100.64.0.2",
+	}
+	got := diagStrings(ds)
+	slices.Sort(got)
+	if diff := cmp.Diff(wantDiags, got); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	want := `endpoint shop.deploy/web labels(app=web, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop, k8s:io.cilium.k8s.policy.serviceaccount=websa, k8s:io.kubernetes.pod.namespace=shop) addr 100.64.0.4
+endpoint default.cronjob/tick labels(app=tick, k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=default) addr 100.64.0.3
+endpoint a.real labels(k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=a, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=a) addr 100.64.0.1
+endpoint a.manifest labels(k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=a, k8s:io.cilium.k8s.policy.serviceaccount=default, k8s:io.kubernetes.pod.namespace=a) addr 100.64.0.2
+`
+	if diff := cmp.Diff(want, render(f)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
 }

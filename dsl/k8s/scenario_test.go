@@ -77,7 +77,7 @@ func compileScenario(t *testing.T, path string) *ir.Program {
 		inputs = append(inputs, k8s.Source{Path: p, Src: b})
 		srcs[p] = b
 	}
-	files, ds := k8s.ReadFiles(inputs)
+	files, ds := k8s.ReadFiles(inputs, k8s.Options{Placeholders: true})
 	if ds.HasErrors() {
 		t.Fatalf("reading:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
 	}

@@ -261,7 +261,11 @@ func parseFlowHost(w string) (flowHost, error) {
 		}
 		if a, err := netip.ParseAddr(host); err == nil {
 			h.addr = a
-		} else if host == "" || strings.ContainsAny(host, "/[]") || (host[0] >= '0' && host[0] <= '9' && strings.Count(host, ".") == 3) {
+		} else if _, err := netip.ParsePrefix(host); err == nil {
+			return h, fmt.Errorf("%q: a packet goes to one address, not a prefix", host)
+		} else if host == "" || strings.ContainsAny(host, "[]") || strings.HasPrefix(host, "/") || strings.HasSuffix(host, "/") ||
+			(host[0] >= '0' && host[0] <= '9' && strings.Count(host, ".") == 3) {
+			// A name may hold a slash: a workload's endpoint, NS.deploy/NAME.
 			return h, fmt.Errorf("%q: not an address or endpoint name", host)
 		}
 	}

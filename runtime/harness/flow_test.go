@@ -69,6 +69,9 @@ func TestParseFlow(t *testing.T) {
 		{"tcp web -> api:80 via wbe", `unknown endpoint "wbe" after via; did you mean "web"?`},
 		{"tcp web -> api:80 via db via web", "via given twice"},
 		{"tcp web -> api:80 via db extra", `unexpected "extra": want type, code, flags or via`},
+		{"tcp 10.0.1.0/24 -> api:80", "a packet goes to one address, not a prefix"},
+		{"tcp web -> x.deploy/:80", `"x.deploy/": not an address or endpoint name`},
+		{"tcp web -> x.deploy/web:80", `unknown endpoint "x.deploy/web"`},
 	}
 	for _, c := range bad {
 		_, err := ParseFlow(prog, c.in)
