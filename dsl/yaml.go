@@ -91,11 +91,19 @@ var yamlParserErrors = []string{
 	"found undefined tag handle",
 }
 
-// syntaxError turns a yaml.v3 error into a diagnostic. yaml.v3 gives a line
-// (not always) and no column.
+// syntaxError turns a yaml.v3 error into a diagnostic.
 func (r *yamlReader) syntaxError(err error, src []byte) {
+	pos, msg := YAMLSyntaxError(r.path, err, src)
+	r.ds.Errorf(pos, "YAML syntax error: %s", msg)
+}
+
+// YAMLSyntaxError says where in src (the file at path) a yaml.v3 syntax
+// error is and what it is. yaml.v3 gives a line (not always) and no
+// column; for the common mistakes (a tab in indentation, a key indented
+// deeper than its siblings) the column is found from the text.
+func YAMLSyntaxError(path string, err error, src []byte) (Pos, string) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	pos := Pos{File: r.path, Line: 1, Col: 1}
+	pos := Pos{File: path, Line: 1, Col: 1}
 	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
 		msg = m[2]
 		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 {
@@ -105,10 +113,11 @@ func (r *yamlReader) syntaxError(err error, src []byte) {
 			}
 		}
 	}
-	if msg == "found character that cannot start any token" {
+	lines := strings.Split(string(src), "\n")
+	switch msg {
+	case "found character that cannot start any token":
 		// Most often a tab in indentation; point at it.
-		lines := strings.Split(string(src), "\n")
-		for i := pos.Line - 1; i < len(lines); i++ {
+		for i := pos.Line - 1; i >= 0 && i < len(lines); i++ {
 			l := lines[i]
 			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
 			if j := strings.IndexByte(indent, '\t'); j >= 0 {
@@ -117,8 +126,20 @@ func (r *yamlReader) syntaxError(err error, src []byte) {
 				break
 			}
 		}
+	case "mapping values are not allowed in this context":
+		// A key indented deeper than its siblings, or a colon inside a
+		// plain value: point at the colon.
+		if i := pos.Line - 1; i >= 0 && i < len(lines) {
+			l := strings.TrimRight(lines[i], "\r")
+			for j := 0; j < len(l); j++ {
+				if l[j] == ':' && (j+1 == len(l) || l[j+1] == ' ') {
+					pos.Col = j + 1
+					break
+				}
+			}
+		}
 	}
-	r.ds.Errorf(pos, "YAML syntax error: %s", msg)
+	return pos, msg
 }
 
 func (r *yamlReader) pos(n *yaml.Node) Pos {

@@ -112,8 +112,16 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 					files[i].Decls = append(files[i].Decls, p)
 				}
 			case kindUnsupportedPolicy:
+				if v, ok := readVersions[o.kind]; ok {
+					r.ds.Errorf(o.at("apiVersion"), "%s %s is not supported: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
+					break
+				}
 				r.ds.Errorf(o.at("kind"), "%s %s is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy", o.apiVersion, o.kind)
 			default:
+				if v, ok := readVersions[o.kind]; ok {
+					r.ds.Warnf(o.at("apiVersion"), "%s %s ignored: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
+					break
+				}
 				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces and network policies", o.apiVersion, o.kind)
 			}
 		}
@@ -135,6 +143,16 @@ const (
 	kindUnsupportedPolicy
 	kindWorkload
 )
+
+// readVersions is the API version polc reads each kind it reads in.
+var readVersions = map[string]string{
+	"Namespace": "v1", "Pod": "v1",
+	"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
+	"Job": "batch/v1", "CronJob": "batch/v1",
+	"NetworkPolicy":                  "networking.k8s.io/v1",
+	"CiliumNetworkPolicy":            "cilium.io/v2",
+	"CiliumClusterwideNetworkPolicy": "cilium.io/v2",
+}
 
 func kindOf(o *object) objectKind {
 	switch {

@@ -578,3 +578,32 @@ endpoint a.manifest labels(k8s:io.cilium.k8s.namespace.labels.kubernetes.io/meta
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// Rule: an apiVersion polc does not read for a kind it reads is reported
+// at the apiVersion with the version it reads; a miscased apiVersion or
+// kind key is an unknown field, not an unknown kind; YAML syntax errors
+// point at the line (and, for an over-indented key, the colon).
+func TestErrorWording(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: a}\n",
+			"e.yaml:1:13: networking.k8s.io/v1beta1 NetworkPolicy is not supported: polc reads NetworkPolicy as networking.k8s.io/v1"},
+		{"apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\n",
+			"e.yaml:1:13: cilium.io/v1 CiliumNetworkPolicy is not supported: polc reads CiliumNetworkPolicy as cilium.io/v2"},
+		{"apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n",
+			"e.yaml:1:13: warning: extensions/v1beta1 Deployment ignored: polc reads Deployment as apps/v1"},
+		{"apiversion: v1\nkind: Pod\nmetadata: {name: a}\n",
+			`e.yaml:1:1: unknown field "apiversion" (did you mean "apiVersion"?)`},
+		{"apiVersion: v1\nKind: Pod\nmetadata: {name: a}\n",
+			`e.yaml:2:1: unknown field "Kind" (did you mean "kind"?)`},
+		{"kind: Pod\nmetadata: {name: a}\n", "e.yaml:1:7: Pod has no apiVersion"},
+		{"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n   labels: x\n",
+			"e.yaml:5:10: invalid YAML: mapping values are not allowed in this context"},
+		{"apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {x: [1, }\n",
+			"e.yaml:3:1: invalid YAML: did not find expected node content"},
+	} {
+		_, ds := Read("e.yaml", []byte(c.src))
+		if diff := cmp.Diff([]string{c.want}, diagStrings(ds)); diff != "" {
+			t.Errorf("%q: (-want +got):\n%s", c.src, diff)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,8 +133,6 @@ func scalarField(n *yaml.Node, name string) string {
 	return v.Value
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // splitObjects parses every document of src and returns the objects they
 // hold, unwrapping List documents (`kubectl get ... -o yaml`).
 func splitObjects(file string, src []byte, ds *dsl.Diagnostics) []*object {
@@ -148,7 +145,8 @@ func splitObjects(file string, src []byte, ds *dsl.Diagnostics) []*object {
 			break
 		}
 		if err != nil {
-			ds.Errorf(yamlErrorPos(file, err), "%s", yamlErrorMsg(err))
+			pos, msg := dsl.YAMLSyntaxError(file, err, src)
+			ds.Errorf(pos, "invalid YAML: %s", msg)
 			break
 		}
 		root := &doc
@@ -217,8 +215,27 @@ func appendObject(objs []*object, file string, n *yaml.Node, ds *dsl.Diagnostics
 	}
 	o.apiVersion = scalarField(n, "apiVersion")
 	o.kind = scalarField(n, "kind")
+	// apiversion or Kind would otherwise read as a missing field, and the
+	// object as one of an unknown kind.
+	bad := false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		for _, want := range []string{"apiVersion", "kind"} {
+			if k.Value != want && strings.EqualFold(k.Value, want) {
+				ds.Errorf(o.pos(k), "unknown field %q (did you mean %q?)", k.Value, want)
+				bad = true
+			}
+		}
+	}
+	if bad {
+		return objs
+	}
 	if o.kind == "" {
 		ds.Errorf(o.pos(n), "object has no kind")
+		return objs
+	}
+	if o.apiVersion == "" {
+		ds.Errorf(o.at("kind"), "%s has no apiVersion", o.kind)
 		return objs
 	}
 	if strings.HasSuffix(o.kind, "List") {
@@ -258,27 +275,6 @@ func checkTopFields(o *object, fields []string, ds *dsl.Diagnostics) bool {
 		}
 	}
 	return ok
-}
-
-func yamlErrorPos(file string, err error) dsl.Pos {
-	var te *yaml.TypeError
-	msg := err.Error()
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return dsl.Pos{File: file, Line: line, Col: 1}
-	}
-	return dsl.Pos{File: file, Line: 1, Col: 1}
-}
-
-func yamlErrorMsg(err error) string {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		msg = m[2]
-	}
-	return "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
 }
 
 // describe names what kind of YAML value n is, for error messages.
