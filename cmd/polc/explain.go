@@ -33,9 +33,14 @@ destination's ingress). The packet is written like a test packet:
 
   tcp 10.0.1.10:40000 -> 10.0.2.10:8080
   udp web -> api:53                     (endpoint names)
-  tcp [fd00::1]:40000 -> [fd00::2]:80   (IPv6 in brackets)
+  tcp [fd00::1]:40000 -> [fd00::2]:80   (IPv6 with a port in brackets)
+  icmpv6 fd00::1 -> fd00::2             (without a port, no brackets needed)
   icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0
   tcp web -> api:8080 flags ack
+  tcp shop.deploy/client -> shop.web-0:80   (Kubernetes: NS.POD, NS.KIND/NAME)
+
+An unknown endpoint name suggests the endpoints of that name in any
+namespace, or the nearest name.
 
 The reference evaluator always decides; the packet also runs through the
 kernel programs (BPF_PROG_TEST_RUN on a fresh host) when they can be loaded,

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,11 +76,7 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 				return bad("via given twice")
 			}
 			if flowEndpoint(prog, rest[1]) == nil {
-				names := make([]string, len(prog.Endpoints))
-				for i, e := range prog.Endpoints {
-					names[i] = e.Name
-				}
-				return bad("unknown endpoint %q after via%s", rest[1], dsl.DidYouMean(rest[1], names))
+				return bad("unknown endpoint %q after via%s", rest[1], suggestEndpoint(prog, rest[1]))
 			}
 			p.Via = rest[1]
 			rest = rest[2:]
@@ -181,7 +178,7 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 		}
 		e := flowEndpoint(prog, h.host)
 		if e == nil {
-			return bad("unknown endpoint %q (an address or an endpoint name)", h.host)
+			return bad("unknown endpoint %q (an address or an endpoint name)%s", h.host, suggestEndpoint(prog, h.host))
 		}
 		a, ok := firstAddr(e, v6)
 		if !ok {
@@ -211,6 +208,36 @@ func ParseFlow(prog *ir.Program, s string) (ir.Packet, error) {
 		p.TCPFlags = ir.TCPSyn
 	}
 	return p, nil
+}
+
+// suggestEndpoint is the "did you mean" for an unknown endpoint name: the
+// endpoints of that name in any namespace (NS.NAME, NS.KIND/NAME: Kubernetes
+// endpoints written without their namespace or kind), else the nearest
+// name, else nothing.
+func suggestEndpoint(prog *ir.Program, name string) string {
+	var same, names []string
+	for _, e := range prog.Endpoints {
+		names = append(names, e.Name)
+		_, local, ok := strings.Cut(e.Name, ".")
+		if !ok {
+			continue
+		}
+		_, bare, _ := strings.Cut(local, "/")
+		if local == name || bare == name {
+			same = append(same, e.Name)
+		}
+	}
+	switch {
+	case len(same) == 1:
+		return fmt.Sprintf("; did you mean %q?", same[0])
+	case len(same) > 1:
+		slices.Sort(same)
+		if len(same) > 5 {
+			same = append(same[:5], "...")
+		}
+		return fmt.Sprintf("; did you mean one of %s?", strings.Join(same, ", "))
+	}
+	return dsl.DidYouMean(name, names)
 }
 
 // flowOptions are the words that start an option after the destination.
@@ -253,8 +280,13 @@ func parseFlowHost(w string) (flowHost, error) {
 		}
 		h.addr = a
 	} else {
+		if a, err := netip.ParseAddr(w); err == nil && a.Is6() && a.Zone() == "" && !a.Is4In6() {
+			// An IPv6 address without a port needs no brackets.
+			h.host, h.addr = w, a
+			return h, nil
+		}
 		if strings.Count(w, ":") > 1 {
-			return h, fmt.Errorf("%q: write IPv6 addresses in brackets, e.g. [fd00::1]:80", w)
+			return h, fmt.Errorf("%q: write IPv6 addresses with a port in brackets, e.g. [fd00::1]:80", w)
 		}
 		if i := strings.Index(w, ":"); i >= 0 {
 			host, port = w[:i], w[i+1:]

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/polc-dev/polc/compiler"
+	"github.com/polc-dev/polc/compiler/ir"
 )
 
 func TestParseFlow(t *testing.T) {
@@ -32,6 +33,8 @@ func TestParseFlow(t *testing.T) {
 		{"udp 192.0.2.7 -> api:53 via web", "udp 192.0.2.7:40000 -> 10.0.2.10:53 via web"},
 		{"icmpv6 [fe80::1] -> api type 135 via db", "icmpv6 [fe80::1] -> [fd00::20] type 135 code 0 via db"},
 		{"icmp web -> api VIA api", "icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0 via api"},
+		{"tcp fd00::1 -> [fd00::2]:80", "tcp [fd00::1]:40000 -> [fd00::2]:80 flags syn"},
+		{"icmpv6 fd00::10 -> fd00::20", "icmpv6 [fd00::10] -> [fd00::20] type 128 code 0"},
 	}
 	for _, c := range good {
 		p, err := ParseFlow(prog, c.in)
@@ -52,7 +55,8 @@ func TestParseFlow(t *testing.T) {
 		{"gre web -> api", "unknown protocol"},
 		{"tcp web -> api", "needs a destination port"},
 		{"tcp web -> nobody:80", `unknown endpoint "nobody"`},
-		{"tcp fd00::1 -> api:80", "brackets"},
+		{"tcp web -> fd00::2", "needs a destination port"},
+		{"tcp fe80::1%eth0 -> api:80", "brackets"},
 		{"tcp 10.0.1.10 -> [fd00::2]:80", "mixed address families"},
 		{"icmp web:5 -> api", "have no ports"},
 		{"icmp [fd00::1] -> [fd00::2]", "use icmpv6"},
@@ -77,6 +81,28 @@ func TestParseFlow(t *testing.T) {
 		_, err := ParseFlow(prog, c.in)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got error %v, want one containing %q", c.in, err, c.want)
+		}
+	}
+}
+
+// An unknown endpoint name suggests the endpoints of that name in any
+// namespace (Kubernetes names written without NS. or KIND/), else the
+// nearest name.
+func TestSuggestEndpoint(t *testing.T) {
+	prog := &ir.Program{}
+	for _, n := range []string{"a.web", "b.web", "default.deploy/deathstar", "default.xwing", "api"} {
+		prog.Endpoints = append(prog.Endpoints, &ir.Endpoint{Name: n})
+	}
+	for _, c := range []struct{ name, want string }{
+		{"xwing", `; did you mean "default.xwing"?`},
+		{"deathstar", `; did you mean "default.deploy/deathstar"?`},
+		{"deploy/deathstar", `; did you mean "default.deploy/deathstar"?`},
+		{"web", "; did you mean one of a.web, b.web?"},
+		{"apj", `; did you mean "api"?`},
+		{"zzzzzzzz", ""},
+	} {
+		if got := suggestEndpoint(prog, c.name); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
 		}
 	}
 }
