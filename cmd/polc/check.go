@@ -25,7 +25,7 @@ lowering finds (a map beyond its limit) fails check as it fails build.`,
 			if err := out.validate(); err != nil {
 				return err
 			}
-			if err := checkInputs(args...); err != nil {
+			if err := in.checkInputs(c, args); err != nil {
 				return err
 			}
 			prog, srcs, diags := in.load(args)

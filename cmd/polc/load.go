@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 
@@ -22,11 +23,33 @@ type inputFlags struct {
 	// made-up addresses (k8s.Options.Placeholders): for commands that
 	// reason about policy, never for those that build a bundle.
 	placeholders bool
+	stdin        io.Reader // read for the FILE "-" with --k8s
+	namespace    string    // --namespace: of Kubernetes objects that name none
+	recursive    bool      // -R: a directory's subdirectories too
+}
+
+// k8sOptions are the reader options the flags ask for.
+func (in *inputFlags) k8sOptions() k8s.Options {
+	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin}
+}
+
+// checkInputs is checkInputs for this command's inputs, which with --k8s
+// may be "-" and directories; it also takes the command's standard input.
+func (in *inputFlags) checkInputs(c *cobra.Command, paths []string) error {
+	in.stdin = c.InOrStdin()
+	if !in.k8s && (in.namespace != "" || in.recursive) {
+		return usageError("--namespace and --recursive need --k8s")
+	}
+	return checkInputsOf(in.k8s, paths)
 }
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
-		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace; multi-document YAML or v1 List)")
+		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace; multi-document YAML or v1 List); FILE may be a directory or - (standard input)")
+	c.Flags().StringVarP(&in.namespace, "namespace", "n", "",
+		"with --k8s: the namespace of objects that name none (default \"default\")")
+	c.Flags().BoolVarP(&in.recursive, "recursive", "R", false,
+		"with --k8s: read the subdirectories of a directory FILE too")
 	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,
 		"drop tunnel protocols (IP in IP, IPv6 in IP, GRE, EtherIP, L2TPv3, MPLS in IP) at every endpoint, whatever the policy says")
 	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
@@ -38,13 +61,22 @@ func addInputFlags(c *cobra.Command, in *inputFlags) {
 // error, exit 2, as a wrong argument is; whereas a file that an import
 // names is the policy's business, a diagnostic at the import (exit 1).
 func checkInputs(paths ...string) error {
+	return checkInputsOf(false, paths)
+}
+
+// checkInputsOf is checkInputs; Kubernetes inputs may also be "-"
+// (standard input) and directories.
+func checkInputsOf(k8sInputs bool, paths []string) error {
 	for _, p := range paths {
+		if k8sInputs && p == "-" {
+			continue
+		}
 		f, err := os.Open(p)
 		if err == nil {
 			var info fs.FileInfo
 			info, err = f.Stat()
 			f.Close()
-			if err == nil && info.IsDir() {
+			if err == nil && info.IsDir() && !k8sInputs {
 				err = errors.New("is a directory")
 			}
 		}
@@ -80,7 +112,7 @@ func (in *inputFlags) loadFiles(paths []string) (*ir.Program, compiler.Sources, 
 	if !in.k8s {
 		return compiler.LoadWith(paths, compiler.LoadOptions{ImportRoots: in.importRoots})
 	}
-	files, contents, diags := k8s.ReadPaths(paths, k8s.Options{Placeholders: in.placeholders})
+	files, contents, diags := k8s.ReadPaths(paths, in.k8sOptions())
 	srcs := compiler.Sources(contents)
 	if diags.HasErrors() {
 		return nil, srcs, diags
@@ -96,7 +128,7 @@ func (in *inputFlags) loadFiles(paths []string) (*ir.Program, compiler.Sources, 
 // errors go to stdout as check -o json prints them, so that stdout is
 // always JSON.
 func (in *inputFlags) compile(c *cobra.Command, out *outputFlag, paths []string) (*ir.Program, error) {
-	if err := checkInputs(paths...); err != nil {
+	if err := in.checkInputs(c, paths); err != nil {
 		return nil, err
 	}
 	prog, srcs, diags := in.load(paths)

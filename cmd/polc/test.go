@@ -135,7 +135,10 @@ func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) 
 	if in.cases != "" {
 		inputs = append([]string{in.cases}, args...)
 	}
-	if err := checkInputs(inputs...); err != nil {
+	if in.cases != "" {
+		in.k8s = true // --cases implies --k8s
+	}
+	if err := in.checkInputs(c, inputs); err != nil {
 		return nil, err
 	}
 	var (
@@ -144,7 +147,8 @@ func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) 
 		diags dsl.Diagnostics
 	)
 	if in.cases != "" {
-		prog, srcs, diags = loadCases(in.cases, args)
+		in.placeholders = true
+		prog, srcs, diags = loadCases(in.cases, args, in.k8sOptions())
 		if prog != nil {
 			prog.DropTunnels = in.dropTunnels
 		}
@@ -158,7 +162,7 @@ func (in *harnessInputs) load(c *cobra.Command, out *outputFlag, args []string) 
 // loadCases reads a reachability matrix, the Kubernetes files it loads and
 // those on the command line, and compiles them with the matrix's cells as
 // tests.
-func loadCases(casesPath string, paths []string) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
+func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, compiler.Sources, dsl.Diagnostics) {
 	srcs := compiler.Sources{}
 	var diags dsl.Diagnostics
 	src, err := os.ReadFile(casesPath)
@@ -172,7 +176,7 @@ func loadCases(casesPath string, paths []string) (*ir.Program, compiler.Sources,
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
-	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), k8s.Options{Placeholders: true})
+	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), opt)
 	for p, b := range contents {
 		srcs[p] = b
 	}

@@ -66,3 +66,28 @@ func TestWorkloadsPlaceholdersOnlyOutsideBuild(t *testing.T) {
 		t.Errorf("ir: stderr lacks the no-endpoint warning:\n%s", stderr)
 	}
 }
+
+// --k8s takes directories; --namespace and --recursive need --k8s.
+func TestK8sInputFlags(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(workloadYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runPolc(t, "explain", "--k8s", "--reference", "-o", "json", dir, "tcp client -> shop.deploy/web:8080")
+	if code != exitUsage || !strings.Contains(stderr, `did you mean "shop.deploy/client"?`) {
+		t.Errorf("explain with a bare name: exit %d, stderr %s", code, stderr)
+	}
+	code, stdout, stderr = runPolc(t, "explain", "--k8s", "--reference", "-o", "json", dir, "tcp shop.deploy/client -> shop.deploy/web:8080")
+	if code != exitOK || !strings.Contains(stdout, `"verdict": "allow"`) {
+		t.Errorf("explain on a directory: exit %d, stdout %s, stderr %s", code, stdout, stderr)
+	}
+	for _, args := range [][]string{
+		{"check", "-n", "shop", filepath.Join(dir, "app.yaml")},
+		{"check", "-R", filepath.Join(dir, "app.yaml")},
+		{"check", dir},
+	} {
+		if code, _, stderr := runPolc(t, args...); code != exitUsage {
+			t.Errorf("polc %s: exit %d, want %d (stderr %s)", strings.Join(args, " "), code, exitUsage, stderr)
+		}
+	}
+}

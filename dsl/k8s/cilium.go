@@ -148,7 +148,7 @@ func (r *reader) ciliumPolicy(o *object) []*dsl.Policy {
 		base = "ccnp_" + cp.Metadata.Name
 	} else {
 		if ns == "" {
-			ns = "default"
+			ns = r.cl.defaultNS
 		}
 		base += ns + "." + cp.Metadata.Name
 	}

@@ -49,6 +49,7 @@ type cluster struct {
 	pods       []*pod // with an endpoint, in input order
 	byObj      map[*object]*pod
 	byName     map[string]*pod
+	defaultNS  string // the namespace of objects that name none
 }
 
 type namespace struct {
@@ -71,8 +72,8 @@ type pod struct {
 	needsName bool
 }
 
-func newCluster() *cluster {
-	return &cluster{namespaces: map[string]*namespace{}, byName: map[string]*pod{}, byObj: map[*object]*pod{}}
+func newCluster(defaultNS string) *cluster {
+	return &cluster{namespaces: map[string]*namespace{}, byName: map[string]*pod{}, byObj: map[*object]*pod{}, defaultNS: defaultNS}
 }
 
 // addNamespace records a Namespace object.
@@ -114,7 +115,7 @@ func (c *cluster) addPod(o *object, ds *dsl.Diagnostics) {
 	}
 	ns := p.Namespace
 	if ns == "" {
-		ns = "default"
+		ns = c.defaultNS
 	}
 	if p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return
@@ -208,7 +209,7 @@ func (c *cluster) addWorkload(o *object, ds *dsl.Diagnostics) {
 	}
 	ns := w.Metadata.Namespace
 	if ns == "" {
-		ns = "default"
+		ns = c.defaultNS
 	}
 	tmpl, path := &w.Spec.Template, []any{"spec", "template"}
 	if o.kind == "CronJob" {

@@ -37,7 +37,7 @@ func (r *reader) networkPolicy(o *object) []*dsl.Policy {
 	}
 	ns := np.Namespace
 	if ns == "" {
-		ns = "default"
+		ns = r.cl.defaultNS
 	}
 	sel, ok := r.k8sSelector(o, &np.Spec.PodSelector, []any{"spec", "podSelector"}, "")
 	if !ok {

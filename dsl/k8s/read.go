@@ -1,9 +1,13 @@
 package k8s
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,27 +22,113 @@ type Source struct {
 }
 
 // ReadPaths reads the files at paths from disk and then does what
-// ReadFiles does. It also returns each file's contents by path (for
-// showing diagnostics and for the program's source digests); a file that
-// cannot be read is an error diagnostic, and the other files are still
-// read.
+// ReadFiles does. A directory stands for its *.yaml, *.yml and *.json
+// files in name order (and, with Options.Recursive, those of its
+// subdirectories, like kubectl -R); "-" is standard input, named
+// "<stdin>". It also returns each file's contents by path (for showing
+// diagnostics and for the program's source digests); a file that cannot be
+// read is an error diagnostic, and the other files are still read.
 func ReadPaths(paths []string, opts ...Options) ([]*dsl.File, map[string][]byte, dsl.Diagnostics) {
+	var opt Options
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
 	var ds dsl.Diagnostics
 	srcs := make([]Source, 0, len(paths))
 	contents := make(map[string][]byte, len(paths))
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
+	read := func(p string) {
+		if _, dup := contents[p]; dup {
+			return // named twice (a file inside a directory also named)
+		}
+		b, err := readInput(p, opt.Stdin)
+		if p == "-" {
+			p = StdinName
+		}
 		if err != nil {
 			ds.Errorf(dsl.Pos{File: p}, "%v", err)
-			continue
+			return
 		}
 		srcs = append(srcs, Source{Path: p, Src: b})
 		contents[p] = b
+	}
+	for _, p := range paths {
+		if info, err := os.Stat(p); p != "-" && err == nil && info.IsDir() {
+			files, err := dirInputs(p, opt.Recursive)
+			if err != nil {
+				ds.Errorf(dsl.Pos{File: p}, "%v", err)
+			}
+			for _, f := range files {
+				read(f)
+			}
+			continue
+		}
+		read(p)
 	}
 	files, more := ReadFiles(srcs, opts...)
 	ds = append(ds, more...)
 	ds.Sort()
 	return files, contents, ds
+}
+
+// StdinName is the name standard input ("-") goes by in positions.
+const StdinName = "<stdin>"
+
+// MaxInputSize bounds one input file (and standard input).
+const MaxInputSize = 64 << 20
+
+func readInput(p string, stdin io.Reader) ([]byte, error) {
+	var r io.Reader
+	if p == "-" {
+		r = stdin
+		if r == nil {
+			r = os.Stdin
+		}
+	} else {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, MaxInputSize+1))
+	if err == nil && len(b) > MaxInputSize {
+		err = fmt.Errorf("larger than %d MiB", MaxInputSize>>20)
+	}
+	return b, err
+}
+
+// dirInputs lists the Kubernetes files of a directory: *.yaml, *.yml and
+// *.json, in name order, descending into subdirectories when recursive
+// (hidden ones, like .git, excepted). A directory without any is an
+// error, as it is for kubectl.
+func dirInputs(dir string, recursive bool) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != dir && (!recursive || strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
+				files = append(files, p)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(files) == 0 {
+		err = errors.New("no .yaml, .yml or .json files in the directory (use -R for subdirectories)")
+		if recursive {
+			err = errors.New("no .yaml, .yml or .json files in the directory or below")
+		}
+	}
+	return files, err
 }
 
 // Options change how objects are read.
@@ -49,6 +139,13 @@ type Options struct {
 	// explain, test); a bundle built for a host must not carry made-up
 	// addresses, so without it such objects get no endpoint (a warning).
 	Placeholders bool
+	// Namespace is the namespace of objects whose metadata names none
+	// (kubectl's -n); empty means "default".
+	Namespace string
+	// Stdin is read for the path "-" by ReadPaths (os.Stdin when nil).
+	Stdin io.Reader
+	// Recursive makes ReadPaths read the subdirectories of a directory.
+	Recursive bool
 }
 
 // Read reads one file of Kubernetes objects; see ReadFiles.
@@ -74,7 +171,11 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 	if len(opts) > 0 {
 		opt = opts[0]
 	}
-	r := &reader{cl: newCluster(), names: map[string]dsl.Pos{}}
+	ns := opt.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	r := &reader{cl: newCluster(ns), names: map[string]dsl.Pos{}}
 	files := make([]*dsl.File, len(srcs))
 	objs := make([][]*object, len(srcs))
 	for i, s := range srcs {

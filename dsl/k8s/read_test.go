@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -605,5 +607,65 @@ func TestErrorWording(t *testing.T) {
 		if diff := cmp.Diff([]string{c.want}, diagStrings(ds)); diff != "" {
 			t.Errorf("%q: (-want +got):\n%s", c.src, diff)
 		}
+	}
+}
+
+// Rule: ReadPaths reads a directory's .yaml, .yml and .json files in name
+// order (subdirectories only with Recursive, hidden ones never), "-" from
+// Options.Stdin as <stdin>, and Options.Namespace is the namespace of
+// objects that name none.
+func TestReadPathsDirsStdinNamespace(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := func(name, ip string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + "}\nstatus: {podIP: " + ip + "}\n"
+	}
+	write("b.yml", pod("b", "10.0.0.2"))
+	write("a.yaml", pod("a", "10.0.0.1"))
+	write("c.json", `{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}, "status": {"podIP": "10.0.0.3"}}`)
+	write("notes.txt", "not read")
+	write("sub/d.yaml", pod("d", "10.0.0.4"))
+	write(".git/e.yaml", pod("e", "10.0.0.5"))
+	names := func(files []*dsl.File) []string {
+		var got []string
+		for _, f := range files {
+			for _, d := range f.Decls {
+				if e, ok := d.(*dsl.Endpoint); ok {
+					got = append(got, filepath.Base(f.Path)+":"+e.Name.Name)
+				}
+			}
+		}
+		return got
+	}
+	stdin := strings.NewReader(pod("s", "10.0.0.9"))
+	files, _, ds := ReadPaths([]string{dir, "-"}, Options{Namespace: "shop", Stdin: stdin})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	want := []string{"a.yaml:shop.a", "b.yml:shop.b", "c.json:shop.c", "<stdin>:shop.s"}
+	if diff := cmp.Diff(want, names(files)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	files, _, ds = ReadPaths([]string{dir}, Options{Recursive: true})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	want = []string{"a.yaml:default.a", "b.yml:default.b", "c.json:default.c", "d.yaml:default.d"}
+	if diff := cmp.Diff(want, names(files)); diff != "" {
+		t.Errorf("recursive: (-want +got):\n%s", diff)
+	}
+	empty := t.TempDir()
+	_, _, ds = ReadPaths([]string{empty})
+	if got := diagStrings(ds); len(got) != 1 || !strings.Contains(got[0], "no .yaml, .yml or .json files in the directory") {
+		t.Errorf("empty directory: %v", got)
 	}
 }
