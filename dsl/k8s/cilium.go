@@ -129,12 +129,14 @@ func (r *reader) ciliumPolicy(o *object) []*dsl.Policy {
 		}
 		checkFields(o, n, t, what, &r.ds)
 	}
-	if len(r.ds) > before {
-		return nil
-	}
+	// Fields polc does not read are reported above; go on converting the
+	// rest so that every error in the object shows in one run.
+	fieldErrors := len(r.ds) > before
 	var cp ciliumPolicy
 	if err := decode(o.node, &cp); err != nil {
-		r.ds.Errorf(o.pos(o.node), "%s: %v", what, err)
+		if !fieldErrors { // else the field errors say it better
+			r.ds.Errorf(o.pos(o.node), "%s: %v", what, err)
+		}
 		return nil
 	}
 	if cp.Metadata.Name == "" {
@@ -177,6 +179,9 @@ func (r *reader) ciliumRule(o *object, cr *ciliumRule, path []any, ns, name, des
 	what := o.kind
 	sub := func(p ...any) []any { return append(slices.Clone(path), p...) }
 	if cr.EndpointSelector == nil {
+		if cr.NodeSelector != nil {
+			return nil // reported as a field polc does not read
+		}
 		r.ds.Errorf(o.at(path...), "%s: endpointSelector is missing", what)
 		return nil
 	}
@@ -210,7 +215,7 @@ func (r *reader) ciliumRule(o *object, cr *ciliumRule, path []any, ns, name, des
 		case d.enable != nil && !*d.enable && d.hasRules:
 			r.ds.Errorf(o.at(sub("enableDefaultDeny", d.field)...),
 				"%s: enableDefaultDeny.%s: false with %s rules is not supported: in polc a policy with rules in a direction makes it default-deny", what, d.field, d.field)
-			return nil
+			b.isolate(o.at(sub("enableDefaultDeny", d.field)...), d.dir) // to go on reading the rules
 		case d.enable != nil && *d.enable:
 			b.isolate(o.at(sub("enableDefaultDeny", d.field)...), d.dir)
 		case d.enable == nil && d.hasRules:

@@ -179,3 +179,40 @@ func TestCiliumUnsupported(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { wantDiags(t, cnp(tc.spec), tc.want...) })
 	}
 }
+
+// Rule: every error in a Cilium policy shows in one run: fields polc does
+// not read, unsupported entities and enableDefaultDeny conflicts, across
+// rules and objects.
+func TestCiliumAllErrorsAtOnce(t *testing.T) {
+	src := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: a, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: x}}
+  egress:
+  - toFQDNs: [{matchName: example.com}]
+  - toEntities: [kube-apiserver]
+  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+  ingress:
+  - fromEntities: [host]
+  - fromNodes: [{matchLabels: {a: b}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b, namespace: x}
+spec:
+  endpointSelector: {matchLabels: {app: x}}
+  enableDefaultDeny: {ingress: false}
+  ingress:
+  - fromEntities: [health]
+`
+	wantDiags(t, src,
+		`p.yaml:7:5: CiliumNetworkPolicy: field "toFQDNs" is not supported: FQDN rules need a DNS proxy; polc compiles L3/L4`,
+		`p.yaml:8:18: CiliumNetworkPolicy: entity "kube-apiserver" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+		`p.yaml:9:54: CiliumNetworkPolicy: field "rules" is not supported: L7 rules (HTTP, Kafka, DNS) need a proxy; polc compiles L3/L4`,
+		`p.yaml:11:20: CiliumNetworkPolicy: entity "host" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+		`p.yaml:12:5: CiliumNetworkPolicy: field "fromNodes" is not supported: node selectors; polc models pods only`,
+		`p.yaml:19:32: CiliumNetworkPolicy: enableDefaultDeny.ingress: false with ingress rules is not supported: in polc a policy with rules in a direction makes it default-deny`,
+		`p.yaml:21:20: CiliumNetworkPolicy: entity "health" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+	)
+}
