@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/polc-dev/polc/compiler"
+	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
 	"github.com/spf13/cobra"
 )
@@ -12,6 +13,7 @@ import (
 func newCheckCmd() *cobra.Command {
 	var out outputFlag
 	in := inputFlags{placeholders: true}
+	var quiet bool
 	c := &cobra.Command{
 		Use:   "check FILE...",
 		Short: "Report every error and warning in policy files",
@@ -19,7 +21,9 @@ func newCheckCmd() *cobra.Command {
 they import, and prints every diagnostic as file:line:col with the source
 line. It exits 1 if there is any error; warnings alone exit 0. A policy
 without errors is also lowered, as build would, so that what only the
-lowering finds (a map beyond its limit) fails check as it fails build.`,
+lowering finds (a map beyond its limit) fails check as it fails build.
+On success it prints one line of what it read (files, Kubernetes objects,
+endpoints, policies, tests) unless -q.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -35,9 +39,16 @@ lowering finds (a map beyond its limit) fails check as it fails build.`,
 					diags.Errorf(dsl.Pos{File: args[0]}, "%s (polc build refuses it too)", strings.TrimPrefix(err.Error(), "build: "))
 				}
 			}
-			return reportDiagnostics(c, &out, srcs, diags)
+			if err := reportDiagnostics(c, &out, srcs, diags); err != nil {
+				return err
+			}
+			if !quiet && !out.json() {
+				fmt.Fprintln(c.OutOrStdout(), checkSummary(&in, len(srcs), prog))
+			}
+			return nil
 		},
 	}
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing on success but warnings")
 	addOutputFlag(c, &out)
 	addInputFlags(c, &in)
 	return c
@@ -71,4 +82,27 @@ func reportDiagnostics(c *cobra.Command, out *outputFlag, srcs compiler.Sources,
 		return quietFailure
 	}
 	return nil
+}
+
+// checkSummary is check's line on success: what it read.
+func checkSummary(in *inputFlags, files int, prog *ir.Program) string {
+	var parts []string
+	if in.k8s {
+		parts = append(parts, plural(in.objects, "object"))
+	}
+	parts = append(parts, plural(len(prog.Endpoints), "endpoint"), plural(len(prog.Policies), "policy"))
+	if len(prog.Tests) > 0 {
+		parts = append(parts, plural(len(prog.Tests), "test"))
+	}
+	return fmt.Sprintf("ok: read %s: %s", plural(files, "file"), strings.Join(parts, ", "))
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(what, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

@@ -67,15 +67,23 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 
 	warn := writePolicy(t, "warn.pol", withWarning)
-	code, stdout, stderr = runPolc(t, "check", warn)
+	code, stdout, stderr = runPolc(t, "check", "-q", warn)
 	if code != exitOK || stdout != "" || !strings.Contains(stderr, `:3:10: warning: policy "p" selects no endpoint`) {
 		t.Errorf("check with a warning: exit %d, stdout %q, stderr %q; want exit 0 and the warning", code, stdout, stderr)
 	}
 
 	chdirRoot(t)
 	code, stdout, stderr = runPolc(t, "check", "testdata/quickstart.pol")
+	if want := "ok: read 1 file: 3 endpoints, 2 policies, 6 tests\n"; code != exitOK || stdout != want || stderr != "" {
+		t.Errorf("check quickstart: exit %d, stdout %q, stderr %q; want the summary %q alone", code, stdout, stderr, want)
+	}
+	code, stdout, stderr = runPolc(t, "check", "-q", "testdata/quickstart.pol")
 	if code != exitOK || stdout != "" || stderr != "" {
-		t.Errorf("check quickstart: exit %d, stdout %q, stderr %q; want a silent success", code, stdout, stderr)
+		t.Errorf("check -q quickstart: exit %d, stdout %q, stderr %q; want a silent success", code, stdout, stderr)
+	}
+	code, stdout, _ = runPolc(t, "check", "--k8s", "testdata/k8s/starwars")
+	if want := "ok: read 2 files: 5 objects, 3 endpoints, 1 policy\n"; code != exitOK || stdout != want {
+		t.Errorf("check --k8s starwars: exit %d, stdout %q; want %q", code, stdout, want)
 	}
 }
 

@@ -26,11 +26,12 @@ type inputFlags struct {
 	stdin        io.Reader // read for the FILE "-" with --k8s
 	namespace    string    // --namespace: of Kubernetes objects that name none
 	recursive    bool      // -R: a directory's subdirectories too
+	objects      int       // Kubernetes objects read, for check's summary
 }
 
 // k8sOptions are the reader options the flags ask for.
 func (in *inputFlags) k8sOptions() k8s.Options {
-	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin}
+	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects}
 }
 
 // checkInputs is checkInputs for this command's inputs, which with --k8s

@@ -146,6 +146,9 @@ type Options struct {
 	Stdin io.Reader
 	// Recursive makes ReadPaths read the subdirectories of a directory.
 	Recursive bool
+	// Objects, when set, is given the number of objects read (List
+	// items counted one by one).
+	Objects *int
 }
 
 // Read reads one file of Kubernetes objects; see ReadFiles.
@@ -181,6 +184,12 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 	for i, s := range srcs {
 		files[i] = &dsl.File{Path: s.Path}
 		objs[i] = splitObjects(s.Path, s.Src, &r.ds)
+	}
+	if opt.Objects != nil {
+		*opt.Objects = 0
+		for _, os := range objs {
+			*opt.Objects += len(os)
+		}
 	}
 	// First the cluster, which every policy is resolved against.
 	for _, os := range objs {
