@@ -317,6 +317,7 @@ struct pkt_state {
 	__u32 rule;          /* decision */
 	__u32 len;
 	__u32 frag_id;
+	__u32 endpoint;      /* index of the endpoint the interface serves */
 	__u16 policy_port;   /* port (or ICMP type<<8|code) the policy is asked about */
 	__u16 ev_sport;      /* ports reported in events */
 	__u16 ev_dport;
@@ -332,7 +333,7 @@ struct pkt_state {
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
-	__u8 pad[1];
+	__u8 pad[5];
 };
 
 #endif /* POLC_COMMON_H */

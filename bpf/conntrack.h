@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "policy.h"
 
 #define POLC_NSEC 1000000000ull
 
@@ -17,6 +18,16 @@ enum polc_ct {
 	POLC_CT_HIT,     /* established or reply, current generation: pass */
 	POLC_CT_RECHECK, /* entry of another generation: st->flow/pol_dir set for policy */
 };
+
+/*
+ * polc_ct_table is the conntrack table of the endpoint with index
+ * endpoint, or NULL when it has none (no endpoint, or none bound here).
+ * The verifier inlines the array-of-maps lookup.
+ */
+static __always_inline void *polc_ct_table(__u32 endpoint)
+{
+	return bpf_map_lookup_elem(&conntrack, &endpoint);
+}
 
 static __always_inline __u64 polc_ct_lifetime(__u8 proto)
 {
@@ -60,7 +71,7 @@ static __always_inline void polc_ct_key(struct ct_key *k, const struct polc_tupl
  * cfg_ct_lifetime_closing; other packets extend an open flow (written at
  * most once a second, to keep the cache line quiet).
  */
-static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_value *v,
+static __always_inline void polc_ct_refresh(void *table, const struct ct_key *key, struct ct_value *v,
 					    const struct pkt_state *st, __u64 now)
 {
 	__u64 life;
@@ -69,7 +80,7 @@ static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_
 	__sync_fetch_and_add(&v->bytes, st->len);
 	if (key->proto == POLC_PROTO_TCP) {
 		if (st->tcp_flags & POLC_TCP_RST) {
-			bpf_map_delete_elem(&conntrack, key);
+			bpf_map_delete_elem(table, key);
 			return;
 		}
 		if (st->tcp_flags & POLC_TCP_FIN) {
@@ -95,16 +106,20 @@ static __always_inline void polc_ct_refresh(const struct ct_key *key, struct ct_
  * request only matches its own exchange and a reply only the request it
  * answers. A stale-generation hit asks for a policy recheck of the
  * original flow: same subject and remote, the direction that opened it and
- * its destination port.
+ * its destination port. The endpoint's own table is the only one probed.
  */
 static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 {
-	struct ct_value *v = bpf_map_lookup_elem(&conntrack, &st->flow);
+	void *table = polc_ct_table(st->endpoint);
+	struct ct_value *v;
 
+	if (!table)
+		return POLC_CT_MISS;
+	v = bpf_map_lookup_elem(table, &st->flow);
 	if (!v || v->expires <= now)
 		return POLC_CT_MISS;
 	if (v->generation == cfg_generation) {
-		polc_ct_refresh(&st->flow, v, st, now);
+		polc_ct_refresh(table, &st->flow, v, st, now);
 		return POLC_CT_HIT;
 	}
 	if (v->origin != st->tuple.dir) {
@@ -119,10 +134,22 @@ static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 	return POLC_CT_RECHECK;
 }
 
-static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
+/*
+ * polc_ct_live: is the flow with key live in the table of the endpoint
+ * that owns key->laddr (entries are only ever made there)? owner is that
+ * endpoint's index when the caller knows it, 0 to look it up.
+ */
+static __always_inline int polc_ct_live(const struct ct_key *key, __u32 owner, __u64 now)
 {
-	struct ct_value *v = bpf_map_lookup_elem(&conntrack, key);
+	void *table;
+	struct ct_value *v;
 
+	if (!owner)
+		owner = polc_ipcache(key->laddr, key->family).endpoint;
+	table = polc_ct_table(owner);
+	if (!table)
+		return 0;
+	v = bpf_map_lookup_elem(table, key);
 	return v && v->expires > now && v->generation == cfg_generation;
 }
 
@@ -138,7 +165,9 @@ static __always_inline int polc_ct_live(const struct ct_key *key, __u64 now)
  * routes, say) passes its egress when the flow is live at either end, as
  * in the reference. A quoted echo request or reply names its exchange by
  * the key's echo field (polc_ct_key); any other quoted ICMP message
- * belongs to no flow.
+ * belongs to no flow. Each view is looked up in the table of the endpoint
+ * it belongs to (the one owning its laddr): the hook's own when that is
+ * the hook's endpoint, another local endpoint's otherwise.
  */
 static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 {
@@ -150,12 +179,13 @@ static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 	if (q[0] != d[0] || q[1] != d[1])
 		return 0;
 	polc_ct_key(&k, &st->inner, POLC_DIR_EGRESS, st->inner_echo);
-	if (polc_ct_live(&k, now))
+	/* at ingress the error's destination is the hook's endpoint */
+	if (polc_ct_live(&k, st->tuple.dir == POLC_DIR_INGRESS ? st->endpoint : 0, now))
 		return 1;
 	if (st->tuple.dir != POLC_DIR_EGRESS)
 		return 0;
 	polc_ct_key(&k, &st->inner, POLC_DIR_INGRESS, st->inner_echo);
-	return polc_ct_live(&k, now);
+	return polc_ct_live(&k, 0, now);
 }
 
 /*
@@ -166,16 +196,20 @@ static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
  */
 static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 {
+	void *table = polc_ct_table(st->endpoint);
+
+	if (!table)
+		return;
 	if (st->kind == POLC_KIND_RECHECK) {
 		if (st->verdict != POLC_VERDICT_ALLOW || st->ct_skip) {
-			bpf_map_delete_elem(&conntrack, &st->flow);
+			bpf_map_delete_elem(table, &st->flow);
 			return;
 		}
-		struct ct_value *v = bpf_map_lookup_elem(&conntrack, &st->flow);
+		struct ct_value *v = bpf_map_lookup_elem(table, &st->flow);
 		if (v) {
 			v->generation = cfg_generation;
 			v->rule = st->rule;
-			polc_ct_refresh(&st->flow, v, st, now);
+			polc_ct_refresh(table, &st->flow, v, st, now);
 		}
 		return;
 	}
@@ -196,7 +230,7 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 		nv.state = POLC_CT_CLOSING;
 		nv.expires = now + (__u64)cfg_ct_lifetime_closing * POLC_NSEC;
 	}
-	bpf_map_update_elem(&conntrack, &st->flow, &nv, BPF_ANY);
+	bpf_map_update_elem(table, &st->flow, &nv, BPF_ANY);
 }
 
 static __always_inline void polc_frag_key(struct frag_key *k, const struct pkt_state *st)

@@ -224,13 +224,13 @@ func TestConntrackFromGo(t *testing.T) {
 	p := tcp(world.v4, epA.v4, 5, 6, tcpACK)
 	k := ctKeyOf(p, DirIngress)
 	v := CTValue{Expires: monotonicNow(t) + uint64(time.Minute), Rule: 99, Generation: 1, State: CTOpen}
-	if err := d.coll.Maps[MapConntrack].Put(k, v); err != nil {
+	if err := d.table(idA).Put(k, v); err != nil {
 		t.Fatal(err)
 	}
 	d.expect("go entry", ProgEndpointIngress, p, actOK, RuleEstablishedID)
 	d.expect("go entry reply", ProgEndpointEgress, p.reply(tcpACK), actOK, RuleEstablishedID)
 	v.Expires = monotonicNow(t) - uint64(time.Second) // the datapath's coarse clock lags by up to a tick
-	if err := d.coll.Maps[MapConntrack].Put(k, v); err != nil {
+	if err := d.table(idA).Put(k, v); err != nil {
 		t.Fatal(err)
 	}
 	d.expect("expired entry is a miss", ProgEndpointIngress, tcp(world.v4, epA.v4, 5, 6, tcpACK), actOK, 23)
@@ -281,4 +281,49 @@ func TestEchoIdentifiers(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestConntrackPerEndpoint: each endpoint has a conntrack table of its
+// own, so an endpoint opening flows by the thousand (a flood to the
+// world) evicts only its own: another endpoint's idle flow keeps its
+// entry, and its reply into an isolated direction still passes. With one
+// table shared by all endpoints the flood evicted it.
+func TestConntrackPerEndpoint(t *testing.T) {
+	const size = 256
+	in, out := ProgEndpointIngress, ProgEndpointEgress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		d := loadDatapathSized(t, testConsts(), nil, size)
+		setupWorld(d)
+		// C is egress-isolated: its replies need C's entry
+		syn := tcp(world.get(v6), epC.get(v6), 40000, 22, tcpSYN)
+		d.expect("world opens a flow to C", in, syn, actOK, RuleDefaultAllowID)
+		// B, open both ways, opens size*40 flows to the world
+		for i := range size * 40 {
+			if act := d.run(out, udp(epB.get(v6), far.get(v6), uint16(10000+i), 53).bytes()); act != actOK {
+				t.Fatalf("flood packet %d: action %d", i, act)
+			}
+		}
+		d.drainEvents()
+		if n := len(d.ctEntriesOf(idB)); n > size || n < size/2 {
+			t.Errorf("B's table has %d entries, want its own flows up to its size %d", n, size)
+		}
+		if _, ok := d.ctEntriesOf(idC)[ctKeyOf(syn, DirIngress)]; !ok {
+			t.Fatalf("C's entry was evicted by B's flood (C's table holds %d entries)", len(d.ctEntriesOf(idC)))
+		}
+		d.expect("C's reply after B's flood", out, syn.reply(tcpSYN|tcpACK), actOK, RuleEstablishedID)
+		// B's own oldest flows are what it lost
+		d.expect("B's first flow is forgotten: its reply meets policy", in,
+			udp(far.get(v6), epB.get(v6), 53, 10000), actOK, RuleDefaultAllowID)
+	})
+}
+
+// drainEvents reads and drops every event waiting in the ring buffer.
+func (d *datapath) drainEvents() {
+	d.tb.Helper()
+	for {
+		d.events.SetDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := d.events.Read(); err != nil {
+			return
+		}
+	}
 }

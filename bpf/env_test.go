@@ -3,6 +3,7 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
 	"net/netip"
 	"os"
 	"testing"
@@ -40,6 +41,11 @@ type datapath struct {
 	// interface to; nil binds the endpoint that owns the hook's address
 	// (see bindFor).
 	bound *uint32
+	// tables are the conntrack tables the datapath's endpoints have, by
+	// endpoint index, created when a run binds an endpoint or an address
+	// becomes local. Datapaths that share the conntrack map share it.
+	tables map[uint32]*ebpf.Map
+	inner  *ebpf.MapSpec // the tables' spec
 }
 
 // testIfindex is the interface BPF_PROG_TEST_RUN runs tc programs on:
@@ -94,6 +100,9 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 			ms.MaxEntries = entries
 		}
 	}
+	// room for every endpoint index tests use (identities, otherEndpoint)
+	spec.Maps[MapConntrack].MaxEntries = 1 << 16
+	spec.Maps[MapConntrack].InnerMap.MaxEntries = entries
 	spec.Maps[MapCounters].MaxEntries = 256
 	spec.Maps[MapEvents].MaxEntries = 1 << 16
 	for name, v := range consts {
@@ -137,7 +146,41 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { rd.Close() })
-	return &datapath{tb: tb, coll: coll, events: rd}
+	d := &datapath{tb: tb, coll: coll, events: rd, tables: map[uint32]*ebpf.Map{}, inner: spec.Maps[MapConntrack].InnerMap.Copy()}
+	if outer, ok := share[MapConntrack]; ok {
+		d.tables = sharedTables[outer]
+	} else {
+		sharedTables[coll.Maps[MapConntrack]] = d.tables
+		tb.Cleanup(func() {
+			delete(sharedTables, coll.Maps[MapConntrack])
+			for _, m := range d.tables {
+				m.Close()
+			}
+		})
+	}
+	return d
+}
+
+// sharedTables are the conntrack tables of each loaded conntrack map, so
+// that a datapath reusing another's map knows its tables.
+var sharedTables = map[*ebpf.Map]map[uint32]*ebpf.Map{}
+
+// table is endpoint ep's conntrack table, created (and put into the
+// conntrack map) on first use.
+func (d *datapath) table(ep uint32) *ebpf.Map {
+	d.tb.Helper()
+	if m := d.tables[ep]; m != nil {
+		return m
+	}
+	m, err := ebpf.NewMap(d.inner)
+	if err == nil {
+		err = d.coll.Maps[MapConntrack].Put(ep, m)
+	}
+	if err != nil {
+		d.tb.Fatalf("conntrack table of endpoint %d: %v", ep, err)
+	}
+	d.tables[ep] = m
+	return m
 }
 
 func addr4(s string) [4]byte   { return netip.MustParseAddr(s).As4() }
@@ -148,6 +191,9 @@ func (d *datapath) host(addr string, id, flags uint32) {
 	d.tb.Helper()
 	a := netip.MustParseAddr(addr)
 	var err error
+	if ep := localEndpoint(id, flags); ep != 0 {
+		d.table(ep)
+	}
 	if a.Is4() {
 		err = d.coll.Maps[MapIPCache4].Put(a.As4(), IPCacheValue{id, flags, localEndpoint(id, flags)})
 	} else {
@@ -163,6 +209,9 @@ func (d *datapath) prefix(p string, id, flags uint32) {
 	d.tb.Helper()
 	pf := netip.MustParsePrefix(p)
 	var err error
+	if ep := localEndpoint(id, flags); ep != 0 {
+		d.table(ep)
+	}
 	if pf.Addr().Is4() {
 		err = d.coll.Maps[MapIPCache4LPM].Put(LPMKey4{uint32(pf.Bits()), pf.Addr().As4()}, IPCacheValue{id, flags, localEndpoint(id, flags)})
 	} else {
@@ -258,6 +307,9 @@ func (d *datapath) bindFor(prog string, frame []byte) uint32 {
 // setBinding writes the test interface's binding.
 func (d *datapath) setBinding(ep uint32) {
 	d.tb.Helper()
+	if ep != 0 && ep != EndpointPass {
+		d.table(ep)
+	}
 	if err := d.coll.Maps[MapIfaceEndpoints].Put(testIfindex, IfaceValue{Endpoint: ep}); err != nil {
 		d.tb.Fatal(err)
 	}
@@ -325,17 +377,33 @@ func (d *datapath) counter(rule uint32) Counter {
 	return c
 }
 
+// ctEntries lists the entries of every endpoint's conntrack table.
 func (d *datapath) ctEntries() map[CTKey]CTValue {
 	d.tb.Helper()
 	out := map[CTKey]CTValue{}
+	for _, m := range d.tables {
+		maps.Copy(out, tableEntries(d.tb, m))
+	}
+	return out
+}
+
+// ctEntriesOf lists the entries of endpoint ep's conntrack table.
+func (d *datapath) ctEntriesOf(ep uint32) map[CTKey]CTValue {
+	d.tb.Helper()
+	return tableEntries(d.tb, d.table(ep))
+}
+
+func tableEntries(tb testing.TB, m *ebpf.Map) map[CTKey]CTValue {
+	tb.Helper()
+	out := map[CTKey]CTValue{}
 	var k CTKey
 	var v CTValue
-	it := d.coll.Maps[MapConntrack].Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		out[k] = v
 	}
 	if err := it.Err(); err != nil {
-		d.tb.Fatal(err)
+		tb.Fatal(err)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/polc-dev/polc/compiler/ir"
@@ -28,7 +29,7 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{MapIPCache6LPM, LPMKey6{}, IPCacheValue{}},
 		{MapPolicy, PolicyKey{}, PolicyValue{}},
 		{MapPolicyRanges, PolicyRangeKey{}, PolicyValue{}},
-		{MapConntrack, CTKey{}, CTValue{}},
+		{MapConntrack, uint32(0), nil}, // its tables' records: below
 		{MapFrags, FragKey{}, FragValue{}},
 		{MapCounters, uint32(0), Counter{}},
 		{MapPrefilter4, LPMKey4{}, uint32(0)},
@@ -47,7 +48,15 @@ func TestLayoutMatchesBTF(t *testing.T) {
 			continue
 		}
 		checkType(t, m.name+" key", ms.Key, reflect.TypeOf(m.key))
-		checkType(t, m.name+" value", ms.Value, reflect.TypeOf(m.value))
+		if m.value != nil {
+			checkType(t, m.name+" value", ms.Value, reflect.TypeOf(m.value))
+		}
+	}
+	if ct := spec.Maps[MapConntrack]; ct.Type != ebpf.ArrayOfMaps || ct.InnerMap == nil || ct.InnerMap.Type != ebpf.LRUHash {
+		t.Errorf("conntrack: %v of %v, want an array of LRU hashes", ct.Type, ct.InnerMap)
+	} else {
+		checkType(t, "conntrack table key", ct.InnerMap.Key, reflect.TypeOf(CTKey{}))
+		checkType(t, "conntrack table value", ct.InnerMap.Value, reflect.TypeOf(CTValue{}))
 	}
 	for name := range spec.Maps {
 		if !seen[name] && !strings.HasPrefix(name, ".") {

@@ -57,12 +57,28 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } policy_ranges SEC(".maps");
 
-/* Conntrack: allowed flows, keyed endpoint side first (struct ct_key). */
-struct {
+/*
+ * Conntrack: one table of allowed flows per endpoint, keyed endpoint side
+ * first (struct ct_key), in an array indexed by the endpoint's index (the
+ * interface binding's). An endpoint that opens flows faster than its table
+ * holds evicts only its own least recently used flows, never another
+ * endpoint's. The runtime creates a table when it binds an endpoint's
+ * interface and carries it over apply; a slot without a table tracks
+ * nothing (its flows always meet policy). max_entries of both are set at
+ * load: the outer from the bundle's endpoints, the tables' per endpoint.
+ */
+struct ct_table {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct_key);
 	__type(value, struct ct_value);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 8192);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1024);
+	__array(values, struct ct_table);
 } conntrack SEC(".maps");
 
 /* Verdicts of first fragments, for the later fragments of the datagram. */

@@ -19,8 +19,8 @@
 #include "common.h"
 #include "maps.h"
 #include "parse.h"
-#include "conntrack.h"
 #include "policy.h"
+#include "conntrack.h"
 #include "verdict.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
@@ -32,6 +32,8 @@ char __license[] SEC("license") = "Dual BSD/GPL";
  */
 const struct event *const polc_btf_event = 0;
 const enum polc_rule *const polc_btf_rule = 0;
+/* the conntrack tables' value: the maps name it only through a pointer */
+const struct ct_value *const polc_btf_ct_value = 0;
 
 static __always_inline struct pkt_state *polc_state(void)
 {
@@ -178,6 +180,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_TUNNEL);
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
+	st->endpoint = endpoint;
 	now = bpf_ktime_get_coarse_ns();
 
 	/* a non-first fragment has no ports: follow its first fragment */

@@ -54,6 +54,7 @@ const (
 	polcVarCfgSlotEpilogue      = "cfg_slot_epilogue"
 	polcVarCfgSlotPolicy4       = "cfg_slot_policy4"
 	polcVarCfgSlotPolicy6       = "cfg_slot_policy6"
+	polcVarPolcBtfCtValue       = "polc_btf_ct_value"
 	polcVarPolcBtfEvent         = "polc_btf_event"
 	polcVarPolcBtfRule          = "polc_btf_rule"
 )
@@ -150,6 +151,7 @@ type polcVariableSpecs struct {
 	CfgSlotEpilogue      *ebpf.VariableSpec `ebpf:"cfg_slot_epilogue"`
 	CfgSlotPolicy4       *ebpf.VariableSpec `ebpf:"cfg_slot_policy4"`
 	CfgSlotPolicy6       *ebpf.VariableSpec `ebpf:"cfg_slot_policy6"`
+	PolcBtfCtValue       *ebpf.VariableSpec `ebpf:"polc_btf_ct_value"`
 	PolcBtfEvent         *ebpf.VariableSpec `ebpf:"polc_btf_event"`
 	PolcBtfRule          *ebpf.VariableSpec `ebpf:"polc_btf_rule"`
 }
@@ -233,6 +235,7 @@ type polcVariables struct {
 	CfgSlotEpilogue      *ebpf.Variable `ebpf:"cfg_slot_epilogue"`
 	CfgSlotPolicy4       *ebpf.Variable `ebpf:"cfg_slot_policy4"`
 	CfgSlotPolicy6       *ebpf.Variable `ebpf:"cfg_slot_policy6"`
+	PolcBtfCtValue       *ebpf.Variable `ebpf:"polc_btf_ct_value"`
 	PolcBtfEvent         *ebpf.Variable `ebpf:"polc_btf_event"`
 	PolcBtfRule          *ebpf.Variable `ebpf:"polc_btf_rule"`
 }

@@ -167,7 +167,7 @@ const (
 	MapIPCache6LPM  = "ipcache6_lpm"  // LPM_TRIE LPMKey6 → IPCacheValue
 	MapPolicy       = "policy"        // HASH PolicyKey → PolicyValue
 	MapPolicyRanges = "policy_ranges" // LPM_TRIE PolicyRangeKey → PolicyValue
-	MapConntrack    = "conntrack"     // LRU_HASH CTKey → CTValue
+	MapConntrack    = "conntrack"     // ARRAY_OF_MAPS uint32 (endpoint index) → LRU_HASH CTKey → CTValue, one per endpoint
 	MapFrags        = "frags"         // LRU_HASH FragKey → FragValue
 	MapCounters     = "counters"      // PERCPU_ARRAY uint32 (rule id) → Counter
 	MapEvents       = "events"        // RINGBUF of Event
@@ -358,6 +358,7 @@ type PacketState struct {
 	Rule         uint32
 	Len          uint32
 	FragID       uint32
+	Endpoint     uint32 // index of the endpoint the interface serves
 	PolicyPort   uint16
 	EvSport      uint16
 	EvDport      uint16
@@ -373,5 +374,5 @@ type PacketState struct {
 	Portless     uint8
 	HopLimit     uint8
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
-	Pad          [1]uint8
+	Pad          [5]uint8
 }

@@ -678,16 +678,14 @@ func TestE2EPrefilter(t *testing.T) {
 	w.check(t, "prefilter detached", []flow{{w.db, w.web, "tcp", 8080, true}})
 }
 
-// logConntrack logs the fill level of the shared conntrack map.
+// logConntrack logs the fill level of each endpoint's conntrack table.
 func logConntrack(t *testing.T, h *Host, name string) {
 	sts, err := h.Status(name)
 	if err != nil {
 		t.Log(err)
 		return
 	}
-	for _, m := range sts[0].Maps {
-		if m.Name == bpf.MapConntrack {
-			t.Logf("conntrack: %d of %d entries", m.Entries, m.MaxEntries)
-		}
+	for _, c := range sts[0].Conntrack {
+		t.Logf("conntrack of %s: %d of %d entries", c.Endpoint, c.Entries, c.MaxEntries)
 	}
 }

@@ -56,8 +56,8 @@ type Host struct {
 	ParseObject func(*bundle.Bundle) (*ebpf.CollectionSpec, error)
 	// CrashAt is a crash point (see CrashEnv) for tests.
 	CrashAt string
-	// ConntrackEntries sizes the conntrack map at load (0: from the
-	// bundle, DefaultConntrackEntries). Apply keeps the map, and its size.
+	// ConntrackEntries sizes each endpoint's conntrack table at load (0:
+	// ConntrackPerEndpoint). Apply keeps the tables, and their size.
 	ConntrackEntries uint32
 }
 
@@ -274,6 +274,7 @@ func (h *Host) finishDetaches(p pins, st *State, pinned map[string]bool) error {
 			_ = h.unbind(p, st.Generation, a.Ifindex)
 		}
 	}
+	h.dropConntrackTables(p, st, done)
 	return nil
 }
 
@@ -326,6 +327,9 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 		}
 		return nil, fmt.Errorf("%w: %s runs bundle %.12s; use apply to replace it", ErrAlreadyLoaded, name, st.BundleDigest)
 	}
+	if n := h.ConntrackEntries; n != 0 && (n < ConntrackMinEntries || n > ConntrackMaxEntries) {
+		return nil, fmt.Errorf("conntrack entries %d: each endpoint's table holds %d to %d flows", n, ConntrackMinEntries, ConntrackMaxEntries)
+	}
 	spec, err := h.spec(b)
 	if err != nil {
 		return nil, err
@@ -346,7 +350,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	const gen = 1
 	ct := h.ConntrackEntries
 	if ct == 0 {
-		ct = DefaultConntrackEntries(b)
+		ct = ConntrackPerEndpoint
 	}
 	l, err := Load(b, LoadOptions{PinDir: p.gen(gen), Generation: gen, Spec: spec, ConntrackEntries: ct})
 	if err != nil {
@@ -373,7 +377,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	st = &State{
 		Name: name, Generation: gen, BundleDigest: digest,
 		SourceDigest: b.Manifest.SourceDigest, Compiler: b.Manifest.Compiler, SharedLayout: layout,
-		Updated: time.Now().UTC(), Hooks: hooksOf(b), Attachments: []Attachment{},
+		Updated: time.Now().UTC(), Hooks: hooksOf(b), Attachments: []Attachment{}, ConntrackEntries: ct,
 	}
 	if err := writeState(p, st); err != nil {
 		return fail(fmt.Errorf("commit: %w", err))
@@ -423,7 +427,8 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	}
 	p := h.pins(name)
 	hooks := hooksOf(b)
-	bindings := map[int]uint32{} // ifindex → the endpoint's index in b
+	bindings := map[int]uint32{}  // ifindex → the endpoint's index in b
+	tables := map[string]uint32{} // bound endpoint → its index in b
 	for _, a := range st.Attachments {
 		if hooks[a.Hook] == "" {
 			return nil, fmt.Errorf("%w: the new bundle has no program for %s, attached to %s: detach it first", ErrMissingHook, a.Hook, a.Iface)
@@ -441,6 +446,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 				ErrBinding, a.Endpoint, a.Iface, a.Iface, name, a.Iface)
 		}
 		bindings[a.Ifindex] = e.Index
+		tables[a.Endpoint] = e.Index
 	}
 	reuse := map[string]*ebpf.Map{}
 	defer func() {
@@ -471,10 +477,17 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 		return nil, err
 	}
 	defer l.Close()
-	// The new generation's bindings, before any interface runs its programs.
+	// The new generation's conntrack tables and bindings, before any
+	// interface runs its programs.
 	bm, err := loadedBindingMaps(l)
 	if err == nil {
 		err = pinEndpoints(filepath.Join(stage, endpointsPin), b.Endpoints)
+	}
+	for _, ep := range sortedKeys(tables) {
+		if err != nil {
+			break
+		}
+		_, err = placeConntrackTable(p, st, l.Maps[bpf.MapConntrack], ep, tables[ep])
 	}
 	for ifindex, idx := range bindings {
 		if err != nil {
@@ -920,6 +933,7 @@ func (h *Host) Detach(name, iface string, what AttachOptions) ([]Attachment, err
 			}
 		}
 	}
+	h.dropConntrackTables(p, st, removed)
 	return removed, nil
 }
 
@@ -992,19 +1006,55 @@ func (h *Host) bind(p pins, st *State, ns uint64, ifc *net.Interface, endpoint s
 				ErrBinding, ifc.Index, a.Iface, a.Netns, a.Endpoint)
 		}
 	}
+	// the endpoint's conntrack table first: its flows are tracked from
+	// the first packet the binding lets through
+	outer, err := ebpf.LoadPinnedMap(p.genMap(st.Generation, bpf.MapConntrack), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s of generation %d: %w", bpf.MapConntrack, st.Generation, err)
+	}
+	created, err := placeConntrackTable(p, st, outer, endpoint, idx)
+	outer.Close()
+	if err != nil {
+		return nil, err
+	}
+	dropTable := func() {
+		if created && !servesElsewhere(st, endpoint) {
+			_ = dropConntrackTable(p, st.Generation, endpoint, idx)
+		}
+	}
 	bm, err := openBindingMaps(p, st.Generation)
 	if err != nil {
+		dropTable()
 		return nil, err
 	}
 	defer bm.Close()
 	if err := bm.set(ifc.Index, idx); err != nil {
+		dropTable()
 		return nil, err
 	}
 	return func() {
 		if !shared && !boundElsewhere(st, ifc.Index) {
 			_ = h.unbind(p, st.Generation, ifc.Index)
 		}
+		dropTable()
 	}, nil
+}
+
+// dropConntrackTables drops the conntrack table of each endpoint a tc
+// attachment of gone served, once no attachment st lists serves it.
+func (h *Host) dropConntrackTables(p pins, st *State, gone []Attachment) {
+	for _, a := range gone {
+		if !a.isTC() || a.Endpoint == "" || servesElsewhere(st, a.Endpoint) {
+			continue
+		}
+		idx, err := endpointIndex(p, st.Generation, a.Endpoint)
+		if err == nil {
+			err = dropConntrackTable(p, st.Generation, a.Endpoint, idx)
+		}
+		if err != nil {
+			h.notice("drop the conntrack table of %q: %v (unload frees it)", a.Endpoint, err)
+		}
+	}
 }
 
 func (h *Host) unbind(p pins, gen uint32, ifindex int) error {

@@ -20,7 +20,6 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/polc-dev/polc/bpf"
-	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/runtime/netnstest"
 )
 
@@ -136,7 +135,7 @@ func checkClean(t *testing.T, h *Host, name string, gen uint32) {
 
 func sharedCounter(t *testing.T, h *Host, name string) uint64 {
 	t.Helper()
-	m, err := ebpf.LoadPinnedMap(filepath.Join(h.pins(name).shared(), "conntrack"), nil)
+	m, err := ebpf.LoadPinnedMap(filepath.Join(h.pins(name).shared(), bpf.MapFrags), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +182,7 @@ func TestLoadAttachApplyUnload(t *testing.T) {
 	before := sharedCounter(t, h, name)
 	expectReach(t, "allow applied", a, b, true)
 	if after := sharedCounter(t, h, name); after <= before {
-		t.Errorf("shared conntrack counter %d → %d: the new generation does not use the old map", before, after)
+		t.Errorf("shared counter %d → %d: the new generation does not use the old map", before, after)
 	}
 	if res, err := h.Apply(name, testBundle(2, tcActOK)); err != nil || res.Changed {
 		t.Fatalf("re-apply of the same bundle: %+v, %v", res, err)
@@ -197,8 +196,11 @@ func TestLoadAttachApplyUnload(t *testing.T) {
 	if s.Generation != 2 || len(s.Attachments) != 3 || !s.Attachments[0].Live {
 		t.Errorf("status: %+v", s)
 	}
-	if i := slices.IndexFunc(s.Maps, func(m MapStatus) bool { return m.Name == "conntrack" }); i < 0 || !s.Maps[i].Shared {
+	if i := slices.IndexFunc(s.Maps, func(m MapStatus) bool { return m.Name == bpf.MapFrags }); i < 0 || !s.Maps[i].Shared {
 		t.Errorf("status maps: %+v", s.Maps)
+	}
+	if len(s.Conntrack) != 1 || s.Conntrack[0].Endpoint != testEndpoint || s.Conntrack[0].MaxEntries != ConntrackPerEndpoint {
+		t.Errorf("status conntrack tables: %+v, want one of %d entries for %q", s.Conntrack, ConntrackPerEndpoint, testEndpoint)
 	}
 
 	mustApply(t, h, name, 3, tcActShot)
@@ -730,47 +732,5 @@ func TestCrashDuringDetachAndUnload(t *testing.T) {
 			}
 			expectReach(t, "after recovery", a, b, true)
 		})
-	}
-}
-
-// TestConntrackSize: the conntrack table is sized from the bundle (its
-// endpoints) unless Host.ConntrackEntries says otherwise, and apply keeps
-// it.
-func TestConntrackSize(t *testing.T) {
-	if got := DefaultConntrackEntries(&bundle.Bundle{}); got != ConntrackMin {
-		t.Errorf("no endpoints: %d, want %d", got, ConntrackMin)
-	}
-	b := &bundle.Bundle{Endpoints: make([]bundle.Endpoint, 50)}
-	if got := DefaultConntrackEntries(b); got != 1<<18 {
-		t.Errorf("50 endpoints: %d, want %d", got, 1<<18)
-	}
-	b.Endpoints = make([]bundle.Endpoint, 10000)
-	if got := DefaultConntrackEntries(b); got != ConntrackMax {
-		t.Errorf("10 000 endpoints: %d, want the cap %d", got, ConntrackMax)
-	}
-	h := testHost(t)
-	h.ParseObject = nil
-	src := "endpoint a labels(app=a) addr 10.0.0.1\n"
-	h.ConntrackEntries = 12345
-	if _, err := h.Load("ct", compileBundle(t, src)); err != nil {
-		t.Fatal(err)
-	}
-	defer h.Unload("ct")
-	size := func() uint32 {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(h.pins("ct").shared(), bpf.MapConntrack), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		return m.MaxEntries()
-	}
-	if got := size(); got != 12345 {
-		t.Errorf("conntrack has %d entries, want 12345", got)
-	}
-	if _, err := h.Apply("ct", compileBundle(t, src+"endpoint b labels(app=b) addr 10.0.0.2\n")); err != nil {
-		t.Fatal(err)
-	}
-	if got := size(); got != 12345 {
-		t.Errorf("after apply conntrack has %d entries, want 12345 (kept)", got)
 	}
 }

@@ -6,15 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
 )
 
-// ErrSharedLayout: the bundle's shared maps (conntrack, frags) are laid out
+// ErrSharedLayout: the bundle's shared maps (frags, conntrack tables) are laid out
 // differently from the loaded bundle's, so their entries cannot carry over
 // an apply.
 var ErrSharedLayout = errors.New("shared maps changed layout")
@@ -32,10 +34,14 @@ func sharedLayout(b *bundle.Bundle, spec *ebpf.CollectionSpec) (string, error) {
 		}
 	}
 	var sb strings.Builder
-	for _, n := range SharedMaps {
+	for _, n := range append(slices.Clone(SharedMaps), bpf.MapConntrack) {
 		ms, ok := spec.Maps[n]
 		if !ok {
 			continue
+		}
+		if n == bpf.MapConntrack && ms.InnerMap != nil {
+			// the tables carry over, not the array
+			ms = ms.InnerMap
 		}
 		fmt.Fprintf(&sb, "%s %s %d %d %d;", n, ms.Type, ms.KeySize, ms.ValueSize, ms.Flags)
 		for _, t := range []btf.Type{ms.Key, ms.Value} {

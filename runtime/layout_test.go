@@ -34,16 +34,22 @@ func TestSharedLayoutSeesMeaning(t *testing.T) {
 	if got, _ := sharedLayout(b, other); got != base {
 		t.Errorf("a policy map change moved the fingerprint")
 	}
-	// a conntrack key field renamed, same size and offset
+	// nor does the size of the array of conntrack tables
+	other = spec.Copy()
+	other.Maps[bpf.MapConntrack].MaxEntries++
+	if got, _ := sharedLayout(b, other); got != base {
+		t.Errorf("a conntrack array size change moved the fingerprint")
+	}
+	// a conntrack table's key field renamed, same size and offset
 	renamed := spec.Copy()
-	key := btf.Copy(renamed.Maps[bpf.MapConntrack].Key)
+	key := btf.Copy(renamed.Maps[bpf.MapConntrack].InnerMap.Key)
 	st, ok := btf.UnderlyingType(key).(*btf.Struct)
 	if !ok {
 		t.Fatalf("conntrack key is %T", key)
 	}
 	st.Members = slices.Clone(st.Members)
 	st.Members[0].Name = "saddr"
-	renamed.Maps[bpf.MapConntrack].Key = key
+	renamed.Maps[bpf.MapConntrack].InnerMap.Key = key
 	if got, _ := sharedLayout(b, renamed); got == base {
 		t.Errorf("renaming %s.laddr did not change the fingerprint", st.Name)
 	}

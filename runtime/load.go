@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -35,8 +36,9 @@ type LoadOptions struct {
 	// Spec is the parsed object; nil parses the bundle's Object. Tests pass
 	// programs built with cilium/ebpf's asm package here.
 	Spec *ebpf.CollectionSpec
-	// ConntrackEntries, when non-zero, sizes the conntrack map (ignored
-	// when ReuseMaps holds it).
+	// ConntrackEntries, when non-zero, sizes the conntrack table of each
+	// endpoint (the tables the outer conntrack map's template describes;
+	// Load creates none).
 	ConntrackEntries uint32
 }
 
@@ -202,10 +204,17 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 			return nil, err
 		}
 	}
+	// One conntrack table per endpoint (the runtime creates them when it
+	// binds interfaces): the array has a slot for every endpoint index.
+	ct, ok := spec.Maps[bpf.MapConntrack]
+	if !ok || ct.Type != ebpf.ArrayOfMaps || ct.InnerMap == nil || ct.InnerMap.Type != ebpf.LRUHash ||
+		int(ct.InnerMap.KeySize) != binary.Size(bpf.CTKey{}) || int(ct.InnerMap.ValueSize) != binary.Size(bpf.CTValue{}) {
+		return nil, fmt.Errorf("map %s: the object has no per-endpoint conntrack tables this polc knows (rebuild the bundle with this polc)", bpf.MapConntrack)
+	}
+	ct.MaxEntries = uint32(len(b.Endpoints)) + 1
+	ct.Contents = nil
 	if n := opts.ConntrackEntries; n != 0 {
-		if s, ok := spec.Maps[bpf.MapConntrack]; ok {
-			s.MaxEntries = n
-		}
+		ct.InnerMap.MaxEntries = n
 	}
 	// A reused map keeps the size it was created with.
 	for n, m := range opts.ReuseMaps {
@@ -327,25 +336,14 @@ func BundleDigest(b *bundle.Bundle) (string, error) {
 	return strings.TrimPrefix(d, bundle.DigestPrefix), err
 }
 
-// Conntrack sizes: the default gives each endpoint of the bundle room for
-// ConntrackPerEndpoint flows, never less than ConntrackMin entries and
-// never more than ConntrackMax (an LRU map is preallocated, about 128
-// bytes an entry: 64 MiB at the most by default; --conntrack-entries may
-// ask for more).
+// ConntrackPerEndpoint is the default size of each endpoint's conntrack
+// table: the flows one endpoint can have open at once before its least
+// recently used are forgotten (its own only: every endpoint has a table
+// of its own). An LRU table is preallocated, about 160 bytes an entry:
+// 1.25 MiB per endpoint bound on the host. --conntrack-entries sets
+// another size, from ConntrackMinEntries to ConntrackMaxEntries.
 const (
-	ConntrackMin         = 65536
-	ConntrackPerEndpoint = 4096
-	ConntrackMax         = 1 << 19
+	ConntrackPerEndpoint = 8192
+	ConntrackMinEntries  = 256
+	ConntrackMaxEntries  = 1 << 22
 )
-
-// DefaultConntrackEntries is the conntrack size Host.Load gives b when
-// Host.ConntrackEntries is 0: ConntrackPerEndpoint per endpoint, at least
-// ConntrackMin, rounded up to a power of two, at most ConntrackMax.
-func DefaultConntrackEntries(b *bundle.Bundle) uint32 {
-	n := max(ConntrackMin, ConntrackPerEndpoint*len(b.Endpoints))
-	p := 1
-	for p < n {
-		p <<= 1
-	}
-	return uint32(min(p, ConntrackMax))
-}

@@ -21,7 +21,8 @@ import (
 // Pin layout of one loaded bundle, under Host.Root/NAME:
 //
 //	state              pinned 1-entry array map: the State as JSON (the commit point)
-//	shared/MAP         maps that survive apply (conntrack, frags, events)
+//	shared/MAP         maps that survive apply (frags, events)
+//	shared/conntrack/E each bound endpoint's conntrack table (ctables.go)
 //	gen-G/maps/MAP     generation G's other maps
 //	gen-G/progs/PROG   generation G's programs
 //	gen-G/endpoints    generation G's endpoint names → indices (binding.go)
@@ -41,9 +42,11 @@ const (
 )
 
 // SharedMaps are the maps a new generation reuses from the old one
-// instead of creating them: flow state that must survive apply, and the
-// events ring buffer, so that a reader follows the bundle across applies.
-var SharedMaps = []string{bpf.MapConntrack, bpf.MapFrags, bpf.MapEvents}
+// instead of creating them: fragment state that must survive apply, and
+// the events ring buffer, so that a reader follows the bundle across
+// applies. Conntrack survives apply too, as per-endpoint tables that each
+// generation's conntrack array holds (ctables.go).
+var SharedMaps = []string{bpf.MapFrags, bpf.MapEvents}
 
 // stateValueSize bounds the State's JSON (a few hundred bytes per
 // attachment).
@@ -61,8 +64,12 @@ type State struct {
 	Compiler     string    `json:"compiler,omitempty"`
 	Updated      time.Time `json:"updated"`
 	// SharedLayout fingerprints the layout of the shared maps' entries
-	// (see sharedLayout); apply keeps them only for a bundle with the same.
+	// and the conntrack tables' (see sharedLayout); apply keeps them only
+	// for a bundle with the same.
 	SharedLayout string `json:"shared_layout,omitempty"`
+	// ConntrackEntries is the size of each endpoint's conntrack table
+	// (0: ConntrackPerEndpoint), set at load.
+	ConntrackEntries uint32 `json:"conntrack_entries,omitempty"`
 	// Hooks maps each hook (bundle.Hook*) to the program that runs there.
 	Hooks map[string]string `json:"hooks"`
 	// Attachments are read from the attachments map (attachrecords.go);

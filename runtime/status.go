@@ -16,6 +16,7 @@ import (
 type Status struct {
 	State
 	Maps        []MapStatus        `json:"maps"`
+	Conntrack   []ConntrackStatus  `json:"conntrack"` // the bound endpoints' tables
 	Counters    *CounterTotals     `json:"counters,omitempty"`
 	Attachments []AttachmentStatus `json:"attachments"`
 }
@@ -92,6 +93,7 @@ func (h *Host) Status(name string) ([]Status, error) {
 		s.Maps = append(mapStatuses(filepath.Join(p.gen(st.Generation), "maps"), false), mapStatuses(p.shared(), true)...)
 		sort.Slice(s.Maps, func(i, j int) bool { return s.Maps[i].Name < s.Maps[j].Name })
 		s.Counters = counterTotals(p.genMap(st.Generation, bpf.MapCounters))
+		s.Conntrack = conntrackStatuses(p, st)
 		for _, a := range st.Attachments {
 			_, live, err := linkState(p, &a)
 			s.Attachments = append(s.Attachments, AttachmentStatus{Attachment: a, Live: err == nil && live})

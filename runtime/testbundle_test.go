@@ -24,7 +24,7 @@ import (
 //	           interface bound to bpf.EndpointPass, like the real
 //	           datapath; else tail-calls slot 0 of "tailcalls"; an empty
 //	           slot drops, so a prog array left unfilled shows as loss.
-//	tc_policy  (slot 0) counts the packet in the shared "conntrack" map,
+//	tc_policy  (slot 0) counts the packet in the shared "frags" map,
 //	           drops unless genmark[0] equals the mark compiled into the
 //	           program — a packet that met a program of one bundle and
 //	           maps of another would be dropped — and returns verdict[0].
@@ -81,7 +81,7 @@ func testSpec(b *bundle.Bundle) (*ebpf.CollectionSpec, error) {
 		}
 	}
 	policy := asm.Instructions{asm.StoreImm(asm.RFP, -4, 0, asm.Word)}
-	policy = append(policy, lookup("conntrack")...)
+	policy = append(policy, lookup("frags")...)
 	policy = append(policy,
 		asm.JEq.Imm(asm.R0, 0, "marks"),
 		asm.Mov.Imm(asm.R1, 1),
@@ -107,7 +107,10 @@ func testSpec(b *bundle.Bundle) (*ebpf.CollectionSpec, error) {
 	}
 	spec := &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
-			"conntrack":              array(8),
+			"frags": array(8),
+			// per-endpoint conntrack tables, as in the real datapath (unused)
+			bpf.MapConntrack: {Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 2,
+				InnerMap: ConntrackTableSpec(ConntrackMinEntries)},
 			"genmark":                array(4),
 			"verdict":                array(4),
 			"tailcalls":              {Type: ebpf.ProgramArray, KeySize: 4, ValueSize: 4, MaxEntries: 4},

@@ -185,8 +185,10 @@ attach. Loading the bundle already loaded under NAME does nothing; a
 different one is refused (use apply). An interrupted load leaves nothing
 behind once polc runs again. --digest sha256:HEX refuses (exit 1) a bundle
 whose root digest is another, so a host loads exactly what CI built.
---conntrack-entries sizes the connection-tracking table, which apply keeps
-(resizing it means unload and load).`,
+--conntrack-entries sizes the connection-tracking table of each endpoint
+attached (every endpoint has its own, so one that opens flows faster
+than its table holds forgets its own oldest flows, never another's); apply
+keeps the tables and their size (resizing them means unload and load).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -194,6 +196,9 @@ whose root digest is another, so a host loads exactly what CI built.
 			}
 			if name == "" {
 				return usageError("load needs --name")
+			}
+			if conntrack != 0 && (conntrack < runtime.ConntrackMinEntries || conntrack > runtime.ConntrackMaxEntries) {
+				return usageError("--conntrack-entries %d: each endpoint's table holds %d to %d flows", conntrack, runtime.ConntrackMinEntries, runtime.ConntrackMaxEntries)
 			}
 			b, err := readBundle(args[0])
 			if err != nil {
@@ -213,8 +218,7 @@ whose root digest is another, so a host loads exactly what CI built.
 	}
 	c.Flags().StringVar(&name, "name", "", "name to load the bundle under")
 	c.Flags().Uint32Var(&conntrack, "conntrack-entries", 0, fmt.Sprintf(
-		"size of the conntrack table, kept across apply (default: %d per endpoint of the bundle, at least %d)",
-		runtime.ConntrackPerEndpoint, runtime.ConntrackMin))
+		"flows each endpoint's conntrack table holds, kept across apply (default %d)", runtime.ConntrackPerEndpoint))
 	digest.add(c)
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
@@ -566,6 +570,9 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 				extra = "kept across apply"
 			}
 			fmt.Fprintf(tw, "  map\t%s\t%s\t%s\t%s\n", m.Name, strings.ToLower(m.Type), fill, extra)
+		}
+		for _, c := range s.Conntrack {
+			fmt.Fprintf(tw, "  conntrack\t%s\tlru_hash\t%d/%d\tkept across apply\n", c.Endpoint, c.Entries, c.MaxEntries)
 		}
 		tw.Flush()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,7 +66,12 @@ policy a {
 	if code, _, stderr := runPolc(t, "build", policy, "-o", dir); code != exitOK {
 		t.Fatalf("build: exit %d: %s", code, stderr)
 	}
-	code, stdout, stderr := runPolc(t, "load", "--root", root, "--name", "clitest", dir)
+	for _, n := range []string{"1", "255", "4194305"} {
+		if code, _, stderr := runPolc(t, "load", "--root", root, "--name", "clitest", "--conntrack-entries", n, dir); code != exitUsage || !strings.Contains(stderr, "each endpoint's table holds 256 to 4194304 flows") {
+			t.Errorf("load --conntrack-entries %s: exit %d, %q; want a usage error", n, code, stderr)
+		}
+	}
+	code, stdout, stderr := runPolc(t, "load", "--root", root, "--name", "clitest", "--conntrack-entries", "1000", dir)
 	if code == exitFailure && strings.Contains(stderr, "corrupt bundle") {
 		// polc build wrote a bundle its own reader rejects: a bundle-format
 		// bug that the build and inspect tests report.
@@ -128,8 +134,12 @@ policy a {
 	if s := sts[0]; s.Name != "clitest" || s.Generation != 1 || len(s.Attachments) != 2 || !s.Attachments[0].Live || s.Attachments[0].Endpoint != "a" {
 		t.Errorf("status: %+v", s)
 	}
-	if code, stdout, _ := runPolc(t, "status", "--root", root, "clitest"); code != exitOK || !strings.Contains(stdout, "endpoint a") {
-		t.Errorf("status does not show the binding: exit %d, %q", code, stdout)
+	if s := sts[0]; len(s.Conntrack) != 1 || s.Conntrack[0] != (runtime.ConntrackStatus{Endpoint: "a", Entries: 0, MaxEntries: 1000}) {
+		t.Errorf("status conntrack: %+v, want a's empty table of 1000", s.Conntrack)
+	}
+	if code, stdout, _ := runPolc(t, "status", "--root", root, "clitest"); code != exitOK || !strings.Contains(stdout, "endpoint a") ||
+		!regexp.MustCompile(`(?m)^  conntrack +a +lru_hash +0/1000 +kept across apply$`).MatchString(stdout) {
+		t.Errorf("status does not show the binding and a's conntrack table: exit %d, %q", code, stdout)
 	}
 	if code, stdout, _ := runPolc(t, "unload", "--root", root, "clitest"); code != exitOK || stdout != "clitest: unloaded\n" {
 		t.Errorf("unload: exit %d, %q", code, stdout)

@@ -9,8 +9,9 @@ import (
 
 // FormatVersion is the bundle format this package writes and reads.
 // Format 2 added endpoints.json and the endpoint field of ipcache values
-// (the interface binding).
-const FormatVersion = 2
+// (the interface binding); format 3 objects keep one conntrack table per
+// endpoint (an array of maps), which the runtime fills.
+const FormatVersion = 3
 
 // File names inside a bundle.
 const (

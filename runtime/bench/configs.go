@@ -103,9 +103,9 @@ func Polc(compile func(src []byte) (*bundle.Bundle, error)) Config {
 		}); err != nil {
 			return nil, fmt.Errorf("attach: %w", err)
 		}
-		ct, err := ebpf.LoadPinnedMap(filepath.Join(root, name, "shared", bpf.MapConntrack), nil)
+		ct, err := h.ConntrackTable(name, SinkEndpoint)
 		if err != nil {
-			return nil, fmt.Errorf("open conntrack: %w", err)
+			return nil, err
 		}
 		t.Cleanup(func() { ct.Close() })
 		return func() error { return clearMap(ct) }, nil

@@ -48,6 +48,14 @@ type Kernel struct {
 	ifaces *ebpf.Map
 	// endpoints are the bundle's endpoint indices by name.
 	endpoints map[string]uint32
+	// names are the bundle's endpoint names by index.
+	names map[uint32]string
+	// conntrack is the array of per-endpoint conntrack tables; tables are
+	// the tables (shared with a Share kernel), placed holds the indices
+	// whose slot this kernel has filled.
+	conntrack *ebpf.Map
+	tables    *ctTables
+	placed    map[uint32]bool
 	// host runs the programs, in a network namespace of the harness's
 	// own (netns.go).
 	host *hostThread
@@ -72,9 +80,56 @@ type OpenOptions struct {
 	// keeps the object's default, 0).
 	Generation uint32
 	// Share, when set, is a loaded Kernel whose connection state (the
-	// conntrack and frags maps) the new one uses, as `polc apply` keeps
-	// conntrack across bundles. Reset on either empties both.
+	// endpoints' conntrack tables, by endpoint name, and the frags map)
+	// the new one uses, as `polc apply` keeps conntrack across bundles.
+	// Reset on either empties both.
 	Share *Kernel
+}
+
+// ctTables are the conntrack tables of the endpoints a harness has run
+// hooks of, by endpoint name, created on first use (as attach does):
+// shared by a Kernel and those opened to Share its state.
+type ctTables struct {
+	byName map[string]*ebpf.Map
+	refs   int
+}
+
+// harnessConntrackEntries sizes each endpoint's table: what `polc load`
+// gives endpoints by default.
+const harnessConntrackEntries = runtime.ConntrackPerEndpoint
+
+func (c *ctTables) release() error {
+	c.refs--
+	if c.refs > 0 {
+		return nil
+	}
+	var errs []error
+	for _, m := range c.byName {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// table places endpoint idx's conntrack table (created on first use) in
+// the kernel's conntrack array.
+func (k *Kernel) table(idx uint32) error {
+	name, ok := k.names[idx]
+	if !ok || k.placed[idx] {
+		return nil
+	}
+	m := k.tables.byName[name]
+	if m == nil {
+		var err error
+		if m, err = ebpf.NewMap(runtime.ConntrackTableSpec(harnessConntrackEntries)); err != nil {
+			return fmt.Errorf("conntrack table of %s: %w", name, err)
+		}
+		k.tables.byName[name] = m
+	}
+	if err := k.conntrack.Update(idx, m, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("conntrack table of %s: %w", name, err)
+	}
+	k.placed[idx] = true
+	return nil
 }
 
 // OpenWith is Open with options: a generation and shared connection
@@ -94,8 +149,7 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 	lo := runtime.LoadOptions{PinDir: "", Generation: opts.Generation}
 	if opts.Share != nil {
 		lo.ReuseMaps = map[string]*ebpf.Map{
-			bpf.MapConntrack: opts.Share.loaded.Maps[bpf.MapConntrack],
-			bpf.MapFrags:     opts.Share.loaded.Maps[bpf.MapFrags],
+			bpf.MapFrags: opts.Share.loaded.Maps[bpf.MapFrags],
 		}
 	}
 	l, err := runtime.Load(&cp, lo)
@@ -136,15 +190,25 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 	k.ipcache6, k.ipcache6LPM = l.Maps[bpf.MapIPCache6], l.Maps[bpf.MapIPCache6LPM]
 	k.ifaces = l.Maps[bpf.MapIfaceEndpoints]
 	k.endpoints = make(map[string]uint32, len(b.Endpoints))
+	k.names = make(map[uint32]string, len(b.Endpoints))
 	for _, e := range b.Endpoints {
 		k.endpoints[e.Name] = e.Index
+		k.names[e.Index] = e.Name
+	}
+	k.conntrack, k.placed = l.Maps[bpf.MapConntrack], map[uint32]bool{}
+	if opts.Share != nil {
+		k.tables = opts.Share.tables
+	} else {
+		k.tables = &ctTables{byName: map[string]*ebpf.Map{}}
 	}
 	k.events, err = ringbuf.NewReader(l.Maps[bpf.MapEvents])
 	if err != nil {
 		return nil, fmt.Errorf("open events: %w", err)
 	}
+	k.tables.refs++
 	if k.host, err = newHostThread(); err != nil {
 		k.events.Close()
+		k.tables.release()
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: %v", ErrPrivilege, err)
 		}
@@ -156,7 +220,7 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 // Close unloads everything Open loaded.
 func (k *Kernel) Close() error {
 	k.host.close()
-	return errors.Join(k.events.Close(), k.loaded.Close())
+	return errors.Join(k.events.Close(), k.loaded.Close(), k.tables.release())
 }
 
 // runProg runs prog once on frame, on the harness's host thread.
@@ -168,9 +232,12 @@ func (k *Kernel) runProg(prog *ebpf.Program, frame []byte) (ret uint32, err erro
 // Reset empties the connection state (conntrack and fragment verdicts) and
 // drains stray events, so that the next packet meets a fresh host.
 func (k *Kernel) Reset() error {
-	for _, name := range []string{bpf.MapConntrack, bpf.MapFrags} {
-		if err := clearMap(k.loaded.Maps[name]); err != nil {
-			return fmt.Errorf("reset %s: %w", name, err)
+	if err := clearMap(k.loaded.Maps[bpf.MapFrags]); err != nil {
+		return fmt.Errorf("reset %s: %w", bpf.MapFrags, err)
+	}
+	for name, m := range k.tables.byName {
+		if err := clearMap(m); err != nil {
+			return fmt.Errorf("reset the conntrack table of %s: %w", name, err)
 		}
 	}
 	for k.events.AvailableBytes() > 0 {
@@ -389,6 +456,9 @@ func (k *Kernel) run(frame []byte, src, dst netip.Addr, uplink bool, via string)
 		}
 	}
 	for _, h := range hooks {
+		if err := k.table(h.endpoint); err != nil {
+			return res, err
+		}
 		if err := k.ifaces.Update(testIfindex, bpf.IfaceValue{Endpoint: h.endpoint}, ebpf.UpdateAny); err != nil {
 			return res, fmt.Errorf("bind the test interface: %w", err)
 		}
