@@ -60,13 +60,15 @@ golden:
 	POLC_UPDATE_GOLDEN=1 $(GO) test -count=1 ./...
 
 # demo runs polc's main job on the bundled example: check it, build the
-# bundle, run its tests in the kernel (BPF_PROG_TEST_RUN; needs root) and
-# explain one verdict.
+# bundle, run its tests in the kernel (BPF_PROG_TEST_RUN; needs root),
+# explain one verdict, and review a change that opens one port (diff
+# exits 1 when reachability changes).
 demo: deps build
 	./$(BIN) check testdata/quickstart.pol
 	./$(BIN) build -o bin/quickstart testdata/quickstart.pol
 	./$(BIN) test testdata/quickstart.pol
 	./$(BIN) explain testdata/quickstart.pol 'tcp web -> api:8080'
+	./$(BIN) diff testdata/quickstart.pol -- testdata/diff/add-rule.pol; test $$? -eq 1
 
 # difftest runs the differential tester (kernel against the reference
 # evaluator) longer than make test does: N packets, about 100 per policy;

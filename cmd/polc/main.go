@@ -103,6 +103,7 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error
 		newStatusCmd(),
 		newTestCmd(),
 		newExplainCmd(),
+		newDiffCmd(),
 	)
 	// Wrong argument counts are usage errors too, and say where help is.
 	for _, sub := range root.Commands() {

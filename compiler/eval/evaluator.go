@@ -353,3 +353,31 @@ func ruleName(id ir.RuleID) string {
 	}
 	return "rule " + strconv.Itoa(int(id))
 }
+
+// Decide is the policy decision at one observation point, without the
+// path around it (spoofing, fragments, conntrack, neighbour discovery):
+// subject, the endpoint of that name, in direction dir, with remote the
+// other side's address, for the L4 fields of pkt (Proto, DPort, ICMP type
+// and code; pkt.Src says the address family, for ICMP). ok is false when
+// the program has no endpoint called subject.
+func (e *Evaluator) Decide(subject string, dir dsl.Direction, remote netip.Addr, pkt Packet) (v dsl.Verdict, rule ir.RuleID, ok bool) {
+	i, ok := e.byName[subject]
+	if !ok {
+		return dsl.VerdictAllow, ir.RuleNone, false
+	}
+	v, rule = e.decide(i, dir, remote, &pkt)
+	return v, rule, true
+}
+
+// SubjectRules says what decides for the endpoint called subject in
+// direction dir: whether a policy isolates it, and the rules of every
+// policy that selects it, sorted by ID. ok is false when the program has
+// no such endpoint.
+func (e *Evaluator) SubjectRules(subject string, dir dsl.Direction) (isolated bool, rules []*ir.Rule, ok bool) {
+	i, ok := e.byName[subject]
+	if !ok {
+		return false, nil, false
+	}
+	s := &e.subjects[i]
+	return s.isolated[dir], s.rules[dir], true
+}
