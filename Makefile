@@ -88,6 +88,8 @@ bench: deps
 	$(MAKE) bench-datapath
 	$(GO) test -run '^$$' -bench CompileScale -benchtime 1x -count 3 ./compiler/lower/
 	$(GO) test -run '^$$' -bench 'ManyLabels' -benchtime 3x ./compiler/ ./dsl/k8s/
+	$(GO) test -run '^$$' -bench 'Monitor' -benchtime 1x ./cmd/polc/
+	$(GO) test -run '^$$' -bench 'Compare' -benchtime 3x ./compiler/diff/
 
 # bpf regenerates the BPF objects and their Go bindings (bpf2go).
 bpf: deps

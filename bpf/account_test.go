@@ -2,6 +2,9 @@ package bpf
 
 import (
 	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // TestCountersAndEvents: every verdict is counted under its rule id; drops
@@ -35,7 +38,7 @@ func TestCountersAndEvents(t *testing.T) {
 	want := Event{
 		Rule: RuleDefaultDenyID, Verdict: VerdictDeny, Dir: DirIngress, Family: FamilyIPv6, Proto: 6,
 		Saddr: denied.src.As16(), Daddr: denied.dst.As16(), Sport: 40001, Dport: 81,
-		Subject: idA, Remote: idB, Len: uint32(len(denied.bytes())),
+		Subject: idA, Remote: idB, Len: uint32(len(denied.bytes())), Generation: 1,
 	}
 	if e != want {
 		t.Errorf("event\n got %+v\nwant %+v", e, want)
@@ -139,4 +142,68 @@ func TestVerifierVariants(t *testing.T) {
 	d.bind(idA)
 	d.expect("no IPv6: not the endpoint's address", ProgEndpointIngress, tcp(epB.v6, epA.v6, 1, 81, tcpSYN), actShot, RuleWrongDestinationID)
 	d.expect("no IPv6: not the endpoint's source", ProgEndpointEgress, tcp(epA.v6, epB.v6, 1, 81, tcpSYN), actShot, RuleSpoofedSourceID)
+}
+
+// TestEventsAllowOnRequest: with cfg_events_allow off, allowed packets are
+// reported only while events_allow holds a time still to come.
+func TestEventsAllowOnRequest(t *testing.T) {
+	d := loadDatapath(t, map[string]uint32{ConstEventsAllow: 0, ConstGeneration: 3}, nil)
+	setupWorld(d)
+	allowed := udp(world.v4, epB.v4, 5, 53).bytes() // B is open
+	set := func(until uint64) {
+		t.Helper()
+		if err := d.coll.Maps[MapEventsAllow].Put(uint32(0), until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if act := d.run(ProgEndpointIngress, allowed); act != actOK {
+		t.Fatalf("allowed packet: %d", act)
+	}
+	d.noEvent()
+	set(monotonicNow(t) + uint64(10*time.Second))
+	d.run(ProgEndpointIngress, allowed)
+	if e := d.event(); e.Verdict != VerdictAllow || e.Generation != 3 {
+		t.Errorf("event while requested: %+v", e)
+	}
+	set(monotonicNow(t) - uint64(time.Second))
+	d.run(ProgEndpointIngress, allowed)
+	d.noEvent()
+	set(0)
+	d.run(ProgEndpointIngress, allowed)
+	d.noEvent()
+}
+
+// TestEventsLost: drops that find the ring buffer full are counted in
+// events_lost, so that a reader can tell how many it missed.
+func TestEventsLost(t *testing.T) {
+	d := loadDatapathSpec(t, testConsts(), nil, 4096, func(s *ebpf.CollectionSpec) {
+		s.Maps[MapEvents].MaxEntries = 4096 // room for about 50 events
+	})
+	setupWorld(d)
+	denied := tcp(epB.v4, epA.v4, 40001, 81, tcpSYN).bytes()
+	const sent = 200
+	for range sent {
+		if act := d.run(ProgEndpointIngress, denied); act != actShot {
+			t.Fatalf("denied packet: %d", act)
+		}
+	}
+	got := 0
+	for {
+		d.events.SetDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := d.events.Read(); err != nil {
+			break
+		}
+		got++
+	}
+	var per []uint64
+	if err := d.coll.Maps[MapEventsLost].Lookup(uint32(0), &per); err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, n := range per {
+		lost += int(n)
+	}
+	if got == sent || got+lost != sent {
+		t.Errorf("%d events read, %d counted lost, of %d drops", got, lost, sent)
+	}
 }

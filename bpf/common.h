@@ -278,6 +278,7 @@ struct event {
 	__u32 subject; /* identity of the subject (0 when not looked up) */
 	__u32 remote;  /* identity of the remote (0 when not looked up: conntrack or fragment decided) */
 	__u32 len;     /* packet length */
+	__u32 generation; /* cfg_generation of the programs that decided */
 };
 
 /* Kinds of decision the policy program makes (pkt_state.kind). */

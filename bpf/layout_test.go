@@ -32,6 +32,8 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{MapConntrack, uint32(0), nil}, // its tables' records: below
 		{MapFrags, FragKey{}, FragValue{}},
 		{MapCounters, uint32(0), Counter{}},
+		{MapEventsLost, uint32(0), uint64(0)},
+		{MapEventsAllow, uint32(0), uint64(0)},
 		{MapPrefilter4, LPMKey4{}, uint32(0)},
 		{MapPrefilter6, LPMKey6{}, uint32(0)},
 		{MapTailCalls, uint32(0), uint32(0)},

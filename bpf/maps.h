@@ -97,11 +97,35 @@ struct {
 	__uint(max_entries, 1024);
 } counters SEC(".maps");
 
-/* struct event records: every drop, and allows with cfg_events_allow. */
+/*
+ * struct event records: every drop, and allows with cfg_events_allow or
+ * while events_allow asks for them.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
+
+/* Events that found the ring buffer full (per CPU; sum to read). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} events_lost SEC(".maps");
+
+/*
+ * Allow events on request: until the CLOCK_MONOTONIC time (ns) in slot 0,
+ * allowed packets are reported too. `polc monitor --allow` keeps moving it
+ * a few seconds ahead, so the events stop soon after the monitor does,
+ * however it ends. 0: off.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} events_allow SEC(".maps");
 
 /* Source prefixes dropped at XDP. */
 struct {

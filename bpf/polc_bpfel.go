@@ -19,6 +19,8 @@ const (
 	polcMapConntrack            = "conntrack"
 	polcMapCounters             = "counters"
 	polcMapEvents               = "events"
+	polcMapEventsAllow          = "events_allow"
+	polcMapEventsLost           = "events_lost"
 	polcMapFrags                = "frags"
 	polcMapIfaceEndpoints       = "iface_endpoints"
 	polcMapIfaceEndpointsBig    = "iface_endpoints_big"
@@ -116,6 +118,8 @@ type polcMapSpecs struct {
 	Conntrack         *ebpf.MapSpec `ebpf:"conntrack"`
 	Counters          *ebpf.MapSpec `ebpf:"counters"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
+	EventsAllow       *ebpf.MapSpec `ebpf:"events_allow"`
+	EventsLost        *ebpf.MapSpec `ebpf:"events_lost"`
 	Frags             *ebpf.MapSpec `ebpf:"frags"`
 	IfaceEndpoints    *ebpf.MapSpec `ebpf:"iface_endpoints"`
 	IfaceEndpointsBig *ebpf.MapSpec `ebpf:"iface_endpoints_big"`
@@ -179,6 +183,8 @@ type polcMaps struct {
 	Conntrack         *ebpf.Map `ebpf:"conntrack"`
 	Counters          *ebpf.Map `ebpf:"counters"`
 	Events            *ebpf.Map `ebpf:"events"`
+	EventsAllow       *ebpf.Map `ebpf:"events_allow"`
+	EventsLost        *ebpf.Map `ebpf:"events_lost"`
 	Frags             *ebpf.Map `ebpf:"frags"`
 	IfaceEndpoints    *ebpf.Map `ebpf:"iface_endpoints"`
 	IfaceEndpointsBig *ebpf.Map `ebpf:"iface_endpoints_big"`
@@ -199,6 +205,8 @@ func (m *polcMaps) Close() error {
 		m.Conntrack,
 		m.Counters,
 		m.Events,
+		m.EventsAllow,
+		m.EventsLost,
 		m.Frags,
 		m.IfaceEndpoints,
 		m.IfaceEndpointsBig,

@@ -171,6 +171,8 @@ const (
 	MapFrags        = "frags"         // LRU_HASH FragKey → FragValue
 	MapCounters     = "counters"      // PERCPU_ARRAY uint32 (rule id) → Counter
 	MapEvents       = "events"        // RINGBUF of Event
+	MapEventsLost   = "events_lost"   // PERCPU_ARRAY 1 × uint64: events the full ring buffer refused
+	MapEventsAllow  = "events_allow"  // ARRAY 1 × uint64: allow events until this CLOCK_MONOTONIC ns
 	MapPrefilter4   = "prefilter4"    // LPM_TRIE LPMKey4 → uint32 (reserved, write 1)
 	MapPrefilter6   = "prefilter6"    // LPM_TRIE LPMKey6 → uint32 (reserved, write 1)
 	MapTailCalls    = "tailcalls"     // PROG_ARRAY, slots from Const*Slot*
@@ -341,6 +343,9 @@ type Event struct {
 	Subject uint32
 	Remote  uint32
 	Len     uint32
+	// Generation is the cfg_generation of the programs that decided (the
+	// policy generation: 1 after load, one more per apply).
+	Generation uint32
 }
 
 // PacketState is the value of the scratch map: the state the tc programs

@@ -24,9 +24,15 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
-	/* ring full: the counter still has it */
-	if (!e)
+	/* ring full: the rule's counter still has the packet; count the loss */
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+
+		if (lost)
+			*lost += 1;
 		return;
+	}
 	e->rule = rule;
 	e->verdict = verdict;
 	e->dir = st->tuple.dir;
@@ -39,10 +45,23 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 	e->subject = st->subject;
 	e->remote = st->remote;
 	e->len = st->len;
+	e->generation = cfg_generation;
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* polc_verdict counts, reports (drops always, allows with cfg_events_allow) and returns the tc action. */
+/* polc_allow_requested: does a monitor ask for allow events right now? */
+static __always_inline int polc_allow_requested(void)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&events_allow, &zero);
+
+	return until && *until && bpf_ktime_get_coarse_ns() < *until;
+}
+
+/*
+ * polc_verdict counts, reports (drops always, allows with cfg_events_allow
+ * or on a monitor's request) and returns the tc action.
+ */
 static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict, __u32 rule)
 {
 	polc_count(rule, st->len);
@@ -50,7 +69,7 @@ static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict
 		polc_event(st, verdict, rule);
 		return TC_ACT_SHOT;
 	}
-	if (cfg_events_allow)
+	if (cfg_events_allow || polc_allow_requested())
 		polc_event(st, verdict, rule);
 	return TC_ACT_OK;
 }

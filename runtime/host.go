@@ -370,6 +370,9 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err := pinEndpoints(filepath.Join(p.gen(gen), endpointsPin), b.Endpoints); err != nil {
 		return fail(err)
 	}
+	if err := pinCatalog(filepath.Join(p.gen(gen), catalogPin), b); err != nil {
+		return fail(err)
+	}
 	if err := createAttachments(p); err != nil {
 		return fail(err)
 	}
@@ -483,6 +486,9 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err == nil {
 		err = pinEndpoints(filepath.Join(stage, endpointsPin), b.Endpoints)
 	}
+	if err == nil {
+		err = pinCatalog(filepath.Join(stage, catalogPin), b)
+	}
 	for _, ep := range sortedKeys(tables) {
 		if err != nil {
 			break
@@ -542,8 +548,12 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	}
 	h.crash(CrashApplyAfterCommit)
 
-	// 4. Retire the old generation, once no packet runs its programs.
+	// 4. Retire the old generation, once no packet runs its programs,
+	// carrying its rules' counts over to the same rules of the new one.
 	waitForInFlight()
+	if err := carryCounters(p, old, gen, b); err != nil {
+		h.notice("the rule counters start again at 0: %v", err)
+	}
 	if err := os.RemoveAll(p.gen(old)); err != nil {
 		h.notice("remove generation %d: %v (the next run retries)", old, err)
 	}

@@ -26,6 +26,8 @@ import (
 //	gen-G/maps/MAP     generation G's other maps
 //	gen-G/progs/PROG   generation G's programs
 //	gen-G/endpoints    generation G's endpoint names → indices (binding.go)
+//	gen-G/catalog      generation G's rules, identities, endpoints (catalog.go)
+//	gen-G/counters_base rule counts carried over from earlier generations (counters.go)
 //	links/NETNS-IFINDEX-HOOK pinned tcx and XDP links (they keep enforcement alive)
 //
 // bpffs refuses names with dots, so none of these (nor bundle names) has one.
@@ -46,7 +48,7 @@ const (
 // the events ring buffer, so that a reader follows the bundle across
 // applies. Conntrack survives apply too, as per-endpoint tables that each
 // generation's conntrack array holds (ctables.go).
-var SharedMaps = []string{bpf.MapFrags, bpf.MapEvents}
+var SharedMaps = []string{bpf.MapFrags, bpf.MapEvents, bpf.MapEventsLost, bpf.MapEventsAllow}
 
 // stateValueSize bounds the State's JSON (a few hundred bytes per
 // attachment).

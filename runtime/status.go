@@ -15,8 +15,11 @@ import (
 // Status describes one loaded bundle.
 type Status struct {
 	State
-	Maps        []MapStatus        `json:"maps"`
-	Conntrack   []ConntrackStatus  `json:"conntrack"` // the bound endpoints' tables
+	Maps      []MapStatus       `json:"maps"`
+	Conntrack []ConntrackStatus `json:"conntrack"` // the bound endpoints' tables
+	// EventsLost counts the events the ring buffer had no room for (nil:
+	// the bundle predates the count).
+	EventsLost  *uint64            `json:"events_lost,omitempty"`
 	Counters    *CounterTotals     `json:"counters,omitempty"`
 	Attachments []AttachmentStatus `json:"attachments"`
 }
@@ -94,6 +97,12 @@ func (h *Host) Status(name string) ([]Status, error) {
 		sort.Slice(s.Maps, func(i, j int) bool { return s.Maps[i].Name < s.Maps[j].Name })
 		s.Counters = counterTotals(p.genMap(st.Generation, bpf.MapCounters))
 		s.Conntrack = conntrackStatuses(p, st)
+		if m, err := ebpf.LoadPinnedMap(filepath.Join(p.shared(), bpf.MapEventsLost), nil); err == nil {
+			if n, err := sumPerCPU(m); err == nil {
+				s.EventsLost = &n
+			}
+			m.Close()
+		}
 		for _, a := range st.Attachments {
 			_, live, err := linkState(p, &a)
 			s.Attachments = append(s.Attachments, AttachmentStatus{Attachment: a, Live: err == nil && live})
@@ -166,4 +175,32 @@ func counterTotals(pin string) *CounterTotals {
 		}
 	}
 	return t
+}
+
+// readOnly takes the host lock shared and reads the state of the bundle
+// loaded under name; release drops the lock.
+func (h *Host) readOnly(name string) (st *State, release func(), err error) {
+	if err := ValidName(name); err != nil {
+		return nil, nil, err
+	}
+	ok, err := IsBPFFS(h.Root)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, nil, fmt.Errorf("%w: read %s: %v", ErrPrivilege, h.Root, err)
+	}
+	if err != nil || !ok {
+		return nil, nil, fmt.Errorf("%s: %w", name, ErrNotLoaded)
+	}
+	lk, err := lockHost(h.LockPath, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = readState(h.pins(name))
+	if err == nil && st == nil {
+		err = fmt.Errorf("%s: %w", name, ErrNotLoaded)
+	}
+	if err != nil {
+		lk.Unlock()
+		return nil, nil, err
+	}
+	return st, lk.Unlock, nil
 }

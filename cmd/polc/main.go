@@ -104,6 +104,8 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error
 		newTestCmd(),
 		newExplainCmd(),
 		newDiffCmd(),
+		newMonitorCmd(),
+		newMetricsCmd(),
 	)
 	// Wrong argument counts are usage errors too, and say where help is.
 	for _, sub := range root.Commands() {

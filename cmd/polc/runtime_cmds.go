@@ -505,10 +505,20 @@ its pins. Unloading a name that is not loaded does nothing.`,
 func newStatusCmd() *cobra.Command {
 	var hf hostFlags
 	var out outputFlag
+	var rules bool
 	c := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "List loaded bundles, generations, attachments, map fill and counters",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `status lists the bundles loaded under ROOT (or the one named): generation,
+bundle digest, attachments and the endpoints they serve, map fill levels,
+each endpoint's conntrack table, and the packets counted.
+
+--rules NAME lists every rule of the bundle with the packets and bytes it
+decided, the most first, each as file:line (policy) and its text; reserved
+reasons (default-deny, spoofed-source, ...) are rules too. Counts survive
+apply for rules that stay the same (same policy, same text); new or
+changed rules start at 0.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
 				return err
@@ -516,6 +526,20 @@ func newStatusCmd() *cobra.Command {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
+			}
+			if rules {
+				if name == "" {
+					return usageError("status --rules needs the NAME of a loaded bundle")
+				}
+				rcs, err := hf.existingHost(c).RuleCounts(name)
+				if err != nil {
+					return runtimeError(err)
+				}
+				if out.json() {
+					return writeJSON(c.OutOrStdout(), rcs)
+				}
+				printRuleCounts(c.OutOrStdout(), rcs)
+				return nil
 			}
 			sts, err := hf.existingHost(c).Status(name)
 			if err != nil {
@@ -531,9 +555,38 @@ func newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&rules, "rules", false, "list the bundle's rules with their packet and byte counts")
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c
+}
+
+func printRuleCounts(w io.Writer, rcs []runtime.RuleCount) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "PACKETS\tBYTES\tRULE\tPOLICY\tTEXT")
+	for _, r := range rcs {
+		where, text := ruleWhere(&r.Rule), r.Text
+		if r.Name != "" {
+			text = "(" + r.Name + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", r.Packets, r.Bytes, where, orDash(r.Policy), text)
+	}
+	tw.Flush()
+}
+
+// ruleWhere names a rule: file:line, or its reserved name.
+func ruleWhere(r *bundle.Rule) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprintf("%s:%d", r.File, r.Line)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printStatus(w io.Writer, sts []runtime.Status) {
@@ -548,6 +601,9 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 		fmt.Fprintf(w, "%s: generation %d, bundle %.12s, updated %s\n", s.Name, s.Generation, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
 		if s.Counters != nil {
 			fmt.Fprintf(w, "  counters: %d packets, %d bytes\n", s.Counters.Packets, s.Counters.Bytes)
+		}
+		if s.EventsLost != nil && *s.EventsLost > 0 {
+			fmt.Fprintf(w, "  events lost: %d (the ring buffer was full)\n", *s.EventsLost)
 		}
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		if len(s.Attachments) == 0 {

@@ -256,6 +256,9 @@ type Rule struct {
 	Col    int    `json:"col,omitempty"`
 	Policy string `json:"policy,omitempty"`
 	Text   string `json:"text,omitempty"`
+	// Verdict is what the rule (or reserved reason) decides: "allow" or
+	// "deny".
+	Verdict string `json:"verdict,omitempty"`
 }
 
 // Digest is the hex SHA-256 of b.

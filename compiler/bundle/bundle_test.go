@@ -232,8 +232,8 @@ func editManifest(dir string, edit func(string) string) error {
 // marshalRules writes what encoding/json would.
 func TestMarshalRulesMatchesJSON(t *testing.T) {
 	rules := []Rule{
-		{ID: 1, Name: "default-allow"},
-		{ID: 16, File: "a b/c.pol", Line: 3, Col: 7, Policy: "p-1", Text: `ingress allow from "x" \ <y> & z` + "\t\n\x01 é \u2028 \xff"},
+		{ID: 1, Name: "default-allow", Verdict: "allow"},
+		{ID: 16, File: "a b/c.pol", Line: 3, Col: 7, Policy: "p-1", Text: `ingress allow from "x" \ <y> & z` + "\t\n\x01 é \u2028 \xff", Verdict: "deny"},
 		{ID: 17},
 	}
 	want, err := marshalLines(rules)

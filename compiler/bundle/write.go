@@ -135,6 +135,7 @@ func marshalRules(rules []Rule) []byte {
 		num("col", r.Col)
 		str("policy", r.Policy)
 		str("text", r.Text)
+		str("verdict", r.Verdict)
 		buf = append(buf, '}')
 	}
 	return append(buf, "\n]\n"...)

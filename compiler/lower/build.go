@@ -7,6 +7,7 @@ import (
 	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
 )
 
 // Options tune a build.
@@ -146,12 +147,21 @@ func endpoints(prog *ir.Program) []bundle.Endpoint {
 func rules(prog *ir.Program) []bundle.Rule {
 	var out []bundle.Rule
 	for id := ir.RuleDefaultAllow; id <= ir.LastReservedRule; id++ {
-		out = append(out, bundle.Rule{ID: uint32(id), Name: ir.ReservedName(id)})
+		v := "deny"
+		switch id {
+		case ir.RuleDefaultAllow, ir.RuleEstablished, ir.RuleRelated, ir.RuleNonIP:
+			v = "allow"
+		}
+		out = append(out, bundle.Rule{ID: uint32(id), Name: ir.ReservedName(id), Verdict: v})
 	}
 	for _, r := range prog.Rules {
+		v := "allow"
+		if r.Action == dsl.Deny {
+			v = "deny"
+		}
 		out = append(out, bundle.Rule{
 			ID: uint32(r.ID), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col,
-			Policy: r.Policy, Text: r.Text,
+			Policy: r.Policy, Text: r.Text, Verdict: v,
 		})
 	}
 	return out
