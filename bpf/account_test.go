@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/polc-dev/polc/compiler/ir"
 )
 
 // TestCountersAndEvents: every verdict is counted under its rule id; drops
@@ -205,5 +207,62 @@ func TestEventsLost(t *testing.T) {
 	}
 	if got == sent || got+lost != sent {
 		t.Errorf("%d events read, %d counted lost, of %d drops", got, lost, sent)
+	}
+}
+
+// TestAudit: a subject with audit entries gets, for a packet its
+// enforcing entries allow, the answer of every policy: a deny (or no
+// allow at all) passes the packet all the same, reported as an audit
+// event naming the rule that would deny, and counted under it; an allow
+// reports nothing.
+func TestAudit(t *testing.T) {
+	d := loadDatapath(t, map[string]uint32{ConstEventsAllow: 0, ConstGeneration: 1}, nil)
+	setupWorld(d)
+	// B is open; an audit policy isolates its ingress: deny tcp/22 from
+	// anyone (rule 40), allow tcp/443 from the world (rule 41)
+	d.host(epB.v4, idB, IPCacheLocal|IPCacheIngressAudit)
+	d.policy(PolicyKey{Subject: idB, Remote: IdentityAny, Port: 22, Proto: 6, Flags: PolicyAudit}, VerdictDeny, 40)
+	d.policy(PolicyKey{Subject: idB, Remote: IdentityWorld, Port: 443, Proto: 6, Flags: PolicyAudit}, VerdictAllow, 41)
+	in := ProgEndpointIngress
+	for _, c := range []struct {
+		name  string
+		port  uint16
+		audit uint32
+	}{
+		{"audit deny rule", 22, 40},
+		{"audit default deny", 80, uint32(ir.RuleAuditDefaultDeny)},
+		{"audit allow", 443, 0},
+	} {
+		before := d.counter(c.audit)
+		if act := d.run(in, tcp(world.v4, epB.v4, 4000+c.port, c.port, tcpSYN).bytes()); act != actOK {
+			t.Errorf("%s: action %d, want pass", c.name, act)
+		}
+		if c.audit == 0 {
+			d.noEvent()
+			continue
+		}
+		e := d.event()
+		if e.Verdict != VerdictAudit || e.Audit != c.audit || e.Rule != RuleDefaultAllowID {
+			t.Errorf("%s: event %+v, want audit %d with rule default-allow", c.name, e, c.audit)
+		}
+		if got := d.counter(c.audit); got.Packets != before.Packets+1 {
+			t.Errorf("%s: audit rule counted %d packets, want %d", c.name, got.Packets, before.Packets+1)
+		}
+	}
+	// the audited flow was allowed: its next packet is established, not audited again
+	est := d.counter(RuleEstablishedID)
+	if act := d.run(in, tcp(world.v4, epB.v4, 4022, 22, tcpACK).bytes()); act != actOK {
+		t.Errorf("established after audit: action %d", act)
+	}
+	d.noEvent()
+	if got := d.counter(RuleEstablishedID); got.Packets != est.Packets+1 {
+		t.Errorf("established after audit: counted %d, want %d", got.Packets, est.Packets+1)
+	}
+	// an enforced deny stays a drop, whatever the audit entries say
+	if act := d.run(in, tcp(epC.v4, epB.v4, 5000, 443, tcpSYN).bytes()); act != actShot {
+		t.Errorf("enforced deny: action %d", act)
+	}
+	if e := d.event(); e.Verdict != VerdictDeny || e.Audit != 0 {
+		t.Errorf("enforced deny event %+v", e)
 	}
 }

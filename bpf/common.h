@@ -33,12 +33,14 @@ enum polc_rule {
 	POLC_RULE_ETHERTYPE     = 11, /* neither ARP, IPv4 nor IPv6, or VLAN-tagged */
 	POLC_RULE_UNBOUND       = 12, /* interface bound to no endpoint of the bundle */
 	POLC_RULE_TUNNEL        = 13, /* a tunnel protocol at an endpoint, with cfg_drop_tunnels */
+	POLC_RULE_AUDIT_DEFAULT_DENY = 14, /* audit: an audit policy's isolation would deny (passes) */
 	POLC_FIRST_RULE_ID      = 16,
 };
 
 /* Verdicts in policy values, conntrack-related state and events. */
 #define POLC_VERDICT_ALLOW 1
 #define POLC_VERDICT_DENY  2
+#define POLC_VERDICT_AUDIT 3 /* events only: passed, but an audit policy would deny (event.audit) */
 
 /* Directions, from the endpoint's point of view. Equal to the PolicyEgress bit. */
 #define POLC_DIR_INGRESS 0
@@ -67,10 +69,18 @@ enum polc_rule {
 #define POLC_HINT_ALL        0xfu
 #define POLC_IPC_INGRESS_HINT_SHIFT 5
 #define POLC_IPC_EGRESS_HINT_SHIFT  9
+/*
+ * Audit: an audit policy selects the subject in that direction, so when
+ * the enforcing policies allow a packet the policy program asks again with
+ * every policy (keys with POLC_POLICY_AUDIT), and reports what would deny.
+ */
+#define POLC_IPC_INGRESS_AUDIT (1u << 13)
+#define POLC_IPC_EGRESS_AUDIT  (1u << 14)
 
 /* policy_key.flags */
 #define POLC_POLICY_EGRESS  (1u << 0)
 #define POLC_POLICY_ANYPORT (1u << 1)
+#define POLC_POLICY_AUDIT   (1u << 2) /* an entry of every policy, audit ones too */
 
 /* Address families in conntrack keys, fragment keys and events. */
 #define POLC_FAMILY_IPV4 4
@@ -279,6 +289,7 @@ struct event {
 	__u32 remote;  /* identity of the remote (0 when not looked up: conntrack or fragment decided) */
 	__u32 len;     /* packet length */
 	__u32 generation; /* cfg_generation of the programs that decided */
+	__u32 audit;      /* with POLC_VERDICT_AUDIT: the audit rule that would deny */
 };
 
 /* Kinds of decision the policy program makes (pkt_state.kind). */
@@ -319,6 +330,7 @@ struct pkt_state {
 	__u32 len;
 	__u32 frag_id;
 	__u32 endpoint;      /* index of the endpoint the interface serves */
+	__u32 audit;         /* the policy allows, but this audit rule would deny (0: none) */
 	__u16 policy_port;   /* port (or ICMP type<<8|code) the policy is asked about */
 	__u16 ev_sport;      /* ports reported in events */
 	__u16 ev_dport;
@@ -334,7 +346,7 @@ struct pkt_state {
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
-	__u8 pad[5];
+	__u8 pad[1];
 };
 
 #endif /* POLC_COMMON_H */

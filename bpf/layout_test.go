@@ -130,21 +130,22 @@ func TestReservedRulesMatchIR(t *testing.T) {
 		got[v.Name] = v.Value
 	}
 	want := map[string]ir.RuleID{
-		"POLC_RULE_NONE":           ir.RuleNone,
-		"POLC_RULE_DEFAULT_ALLOW":  ir.RuleDefaultAllow,
-		"POLC_RULE_DEFAULT_DENY":   ir.RuleDefaultDeny,
-		"POLC_RULE_ESTABLISHED":    ir.RuleEstablished,
-		"POLC_RULE_RELATED":        ir.RuleRelated,
-		"POLC_RULE_MALFORMED":      ir.RuleMalformed,
-		"POLC_RULE_NON_IP":         ir.RuleNonIP,
-		"POLC_RULE_FRAGMENT":       ir.RuleFragment,
-		"POLC_RULE_PREFILTER":      ir.RulePrefilter,
-		"POLC_RULE_SPOOFED_SOURCE": ir.RuleSpoofedSource,
-		"POLC_RULE_WRONG_DEST":     ir.RuleWrongDestination,
-		"POLC_RULE_ETHERTYPE":      ir.RuleEtherType,
-		"POLC_RULE_UNBOUND":        ir.RuleUnbound,
-		"POLC_RULE_TUNNEL":         ir.RuleTunnel,
-		"POLC_FIRST_RULE_ID":       ir.FirstRuleID,
+		"POLC_RULE_NONE":               ir.RuleNone,
+		"POLC_RULE_DEFAULT_ALLOW":      ir.RuleDefaultAllow,
+		"POLC_RULE_DEFAULT_DENY":       ir.RuleDefaultDeny,
+		"POLC_RULE_ESTABLISHED":        ir.RuleEstablished,
+		"POLC_RULE_RELATED":            ir.RuleRelated,
+		"POLC_RULE_MALFORMED":          ir.RuleMalformed,
+		"POLC_RULE_NON_IP":             ir.RuleNonIP,
+		"POLC_RULE_FRAGMENT":           ir.RuleFragment,
+		"POLC_RULE_PREFILTER":          ir.RulePrefilter,
+		"POLC_RULE_SPOOFED_SOURCE":     ir.RuleSpoofedSource,
+		"POLC_RULE_WRONG_DEST":         ir.RuleWrongDestination,
+		"POLC_RULE_ETHERTYPE":          ir.RuleEtherType,
+		"POLC_RULE_UNBOUND":            ir.RuleUnbound,
+		"POLC_RULE_TUNNEL":             ir.RuleTunnel,
+		"POLC_RULE_AUDIT_DEFAULT_DENY": ir.RuleAuditDefaultDeny,
+		"POLC_FIRST_RULE_ID":           ir.FirstRuleID,
 	}
 	for name, id := range want {
 		v, ok := got[name]

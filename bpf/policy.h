@@ -171,6 +171,31 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 }
 
 /*
+ * polc_policy_audit asks every policy, audit ones too (the entries with
+ * POLC_POLICY_AUDIT), about a flow the enforcing policies allow: the
+ * lowest deny rule, or POLC_RULE_AUDIT_DEFAULT_DENY when no rule allows
+ * (an audit entry set exists only for subjects some policy isolates), or
+ * 0 when every policy allows it too. Without hints: audit is for rollout,
+ * not for speed.
+ */
+static __always_inline __u32 polc_policy_audit(const struct pkt_state *st, const struct polc_asker *a)
+{
+	struct polc_decision d = {};
+	__u8 flags = (a->dir == POLC_DIR_EGRESS) | POLC_POLICY_AUDIT;
+	int ranges = cfg_has_ranges && !st->portless;
+
+	polc_probe_remote(&d, st, a->subject, a->remote, flags, ranges, POLC_HINT_ALL);
+	polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, flags, ranges, POLC_HINT_ALL);
+	if (!(a->remote_flags & POLC_IPC_LOCAL) && a->remote != POLC_IDENTITY_WORLD)
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, flags, ranges, POLC_HINT_ALL);
+	if (d.deny)
+		return d.deny;
+	if (d.allow)
+		return 0;
+	return POLC_RULE_AUDIT_DEFAULT_DENY;
+}
+
+/*
  * polc_policy_decide sets st->verdict and st->rule for the flow st->flow,
  * asked in direction st->pol_dir. When the hook allows and the remote is a
  * local endpoint, the remote's own hook will judge the same packet in the
@@ -195,7 +220,11 @@ static __always_inline void polc_policy_decide(struct pkt_state *st)
 	__u32 rule;
 
 	st->verdict = polc_policy_ask(st, &a, &st->rule);
-	if (st->verdict != POLC_VERDICT_ALLOW || !(st->remote_flags & POLC_IPC_LOCAL))
+	if (st->verdict != POLC_VERDICT_ALLOW)
+		return;
+	if (st->subject_flags & (st->pol_dir == POLC_DIR_EGRESS ? POLC_IPC_EGRESS_AUDIT : POLC_IPC_INGRESS_AUDIT))
+		st->audit = polc_policy_audit(st, &a);
+	if (!(st->remote_flags & POLC_IPC_LOCAL))
 		return;
 	a.subject = st->remote;
 	a.subject_flags = st->remote_flags;

@@ -59,6 +59,11 @@ const (
 	IPCacheEgressIsolated  uint32 = 1 << 2 // some policy selects it for egress: default deny
 	IPCacheIngressRanges   uint32 = 1 << 3 // policy_ranges has ingress entries for it
 	IPCacheEgressRanges    uint32 = 1 << 4 // policy_ranges has egress entries for it
+	// IPCacheIngressAudit and IPCacheEgressAudit: an audit policy selects
+	// the subject in that direction, and the policy maps hold its entries
+	// of every policy (PolicyAudit) for the audit question.
+	IPCacheIngressAudit uint32 = 1 << 13
+	IPCacheEgressAudit  uint32 = 1 << 14
 )
 
 // Probe hints in IPCacheValue.Flags, read by the datapath only when
@@ -113,6 +118,10 @@ type PolicyKey struct {
 const (
 	PolicyEgress  uint8 = 1 << 0 // the entry governs the subject's egress (else ingress)
 	PolicyAnyPort uint8 = 1 << 1 // the entry matches every port of Proto
+	// PolicyAudit: the entry is of every policy, audit ones included; the
+	// datapath asks these only for audited subjects, about what the
+	// enforcing entries allow. Also in PolicyRangeKey.Flags.
+	PolicyAudit uint8 = 1 << 2
 )
 
 // PolicyValue is a precomputed verdict.
@@ -126,6 +135,9 @@ type PolicyValue struct {
 const (
 	VerdictAllow uint8 = 1
 	VerdictDeny  uint8 = 2
+	// VerdictAudit is an Event's verdict only: the packet passed, and
+	// Event.Audit is the audit policy's rule that would have denied it.
+	VerdictAudit uint8 = 3
 )
 
 // PolicyRangeKey keys the policy_ranges LPM trie, which holds port
@@ -346,6 +358,9 @@ type Event struct {
 	// Generation is the cfg_generation of the programs that decided (the
 	// policy generation: 1 after load, one more per apply).
 	Generation uint32
+	// Audit, with VerdictAudit, is the audit rule that would have denied
+	// the packet (Rule is the one that passed it).
+	Audit uint32
 }
 
 // PacketState is the value of the scratch map: the state the tc programs
@@ -364,6 +379,7 @@ type PacketState struct {
 	Len          uint32
 	FragID       uint32
 	Endpoint     uint32 // index of the endpoint the interface serves
+	Audit        uint32 // the policy allows, but this audit rule would deny (0: none)
 	PolicyPort   uint16
 	EvSport      uint16
 	EvDport      uint16
@@ -379,5 +395,5 @@ type PacketState struct {
 	Portless     uint8
 	HopLimit     uint8
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
-	Pad          [5]uint8
+	Pad          [1]uint8
 }

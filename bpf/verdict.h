@@ -46,6 +46,11 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 	e->remote = st->remote;
 	e->len = st->len;
 	e->generation = cfg_generation;
+	e->audit = 0;
+	if (verdict == POLC_VERDICT_ALLOW && st->audit) {
+		e->verdict = POLC_VERDICT_AUDIT;
+		e->audit = st->audit;
+	}
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -69,7 +74,11 @@ static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict
 		polc_event(st, verdict, rule);
 		return TC_ACT_SHOT;
 	}
-	if (cfg_events_allow || polc_allow_requested())
+	/* audited: passes, counted under the audit rule too, always reported */
+	if (st->audit) {
+		polc_count(st->audit, st->len);
+		polc_event(st, verdict, rule);
+	} else if (cfg_events_allow || polc_allow_requested())
 		polc_event(st, verdict, rule);
 	return TC_ACT_OK;
 }

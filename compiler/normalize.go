@@ -44,6 +44,7 @@ func normalize(s *symbols) *ir.Program {
 			Pos:     p.Pos,
 			Subject: normSelector(p.Select),
 			Rules:   []ir.RuleID{},
+			Audit:   p.Audit.IsValid(),
 		}
 		pol.Subjects = slices.Clone(selectEndpoints(s, pol.Subject))
 		for _, d := range p.Isolate {
@@ -59,6 +60,7 @@ func normalize(s *symbols) *ir.Program {
 				Action: r.Action,
 				Peers:  normPeers(r.Peers, s, &discard),
 				Ports:  normPorts(r.Ports, &discard),
+				Audit:  pol.Audit,
 			}
 			rule.Text = ruleText(r, rule, &discard)
 			prog.Rules = append(prog.Rules, rule)

@@ -125,6 +125,9 @@ type Policy struct {
 	// line(s); the printer writes all directions on one line under it.
 	IsolateDoc Doc
 	Rules      []*Rule
+	// Audit, when valid, is where the policy says `audit`: its rules and
+	// isolation are reported (would-deny), never enforced.
+	Audit Pos
 }
 
 // DirectionAt is a direction keyword with its position.

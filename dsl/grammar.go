@@ -42,9 +42,16 @@ type gCIDR struct {
 
 type gPolicy struct {
 	Pos    lexer.Position
-	Name   *gName     `parser:"'policy' @@ '{'"`
+	Name   *gName     `parser:"'policy' @@"`
+	Audit  *gAudit    `parser:"@@? '{'"`
 	Select *gSelector `parser:"'select' @@"`
 	Items  []*gItem   `parser:"@@* '}'"`
+}
+
+// gAudit is the `audit` keyword after a policy's name.
+type gAudit struct {
+	Pos lexer.Position
+	Kw  string `parser:"@'audit'"`
 }
 
 type gItem struct {

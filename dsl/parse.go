@@ -336,6 +336,9 @@ func polCidr(g *gCIDR) CIDR {
 
 func (p *polParser) policy(g *gPolicy) Decl {
 	d := &Policy{Pos: polPos(g.Pos), Name: polIdent(g.Name), Select: p.selector(g.Select)}
+	if g.Audit != nil {
+		d.Audit = polPos(g.Audit.Pos)
+	}
 	p.anchor(g.Pos, &d.Doc)
 	for _, it := range g.Items {
 		if it.Isolate != nil {
@@ -1262,6 +1265,9 @@ func (f *polFast) policy() *gPolicy {
 	f.want("policy")
 	if g.Name = f.name(); !f.ok {
 		return nil
+	}
+	if f.is("audit") {
+		g.Audit = &gAudit{Pos: f.next().Pos, Kw: "audit"}
 	}
 	f.want("{")
 	f.want("select")

@@ -128,7 +128,11 @@ func polDeclText(d Decl) string {
 	case *Prefilter:
 		b.WriteString("prefilter drop from " + polCIDRList(d.Entries))
 	case *Policy:
-		b.WriteString("policy " + d.Name.Name + " {\n")
+		b.WriteString("policy " + d.Name.Name)
+		if d.Audit.IsValid() {
+			b.WriteString(" audit")
+		}
+		b.WriteString(" {\n")
 		b.WriteString("  select " + polSelectorText(d.Select) + "\n")
 		polWriteDoc(&b, "  ", d.IsolateDoc)
 		if len(d.Isolate) > 0 {

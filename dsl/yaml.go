@@ -701,13 +701,22 @@ func (r *yamlReader) policy(f *File, n *yaml.Node) {
 		return
 	}
 	p := &Policy{Pos: r.pos(n), Doc: yamlDocLines(n.HeadComment)}
-	fs := r.fields(n, "in policy", []string{"name", "select", "isolate", "ingress", "egress"})
+	fs := r.fields(n, "in policy", []string{"name", "audit", "select", "isolate", "ingress", "egress"})
 	r.requireName(n, fs, "policy")
 	hasSelect := false
 	for _, fl := range fs {
 		switch fl.key.Value {
 		case "name":
 			p.Name, _ = r.ident(fl.val, "policy name")
+		case "audit":
+			var b bool
+			if fl.val.Kind != yaml.ScalarNode || fl.val.ShortTag() != "!!bool" || fl.val.Decode(&b) != nil {
+				r.errorf(fl.val, "expected true or false, got %s", yamlDescribe(fl.val))
+				continue
+			}
+			if b {
+				p.Audit = r.pos(fl.key)
+			}
 		case "select":
 			hasSelect = true
 			p.Select = r.selector(fl.val)
@@ -1741,7 +1750,11 @@ func yamlCidrNode(c CIDR) *yaml.Node {
 }
 
 func yamlPolicyNode(p *Policy) *yaml.Node {
-	n := yamlMapNode(false, yamlStr("name"), yamlStr(p.Name.Name), yamlStr("select"), yamlSelectorNode(p.Select))
+	n := yamlMapNode(false, yamlStr("name"), yamlStr(p.Name.Name))
+	if p.Audit.IsValid() {
+		n.Content = append(n.Content, yamlStr("audit"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	}
+	n.Content = append(n.Content, yamlStr("select"), yamlSelectorNode(p.Select))
 	if len(p.Isolate) > 0 {
 		iso := yamlFlowSeq()
 		for _, d := range p.Isolate {

@@ -167,6 +167,9 @@ func (ex *explanation) text(w io.Writer) error {
 	fmt.Fprintf(w, "destination:  %s is %s\n", ex.pkt.Dst, identityText(ex.ev.Resolve(ex.pkt.Dst)))
 	fmt.Fprintf(w, "verdict:      %s\n", r.Verdict)
 	fmt.Fprintf(w, "decided by:   %s\n", ruleDetail(ex.prog, r.Rule))
+	if r.Audit != 0 {
+		fmt.Fprintf(w, "audit:        would be denied by %s (an audit policy: reported, not enforced)\n", ruleDetail(ex.prog, r.Audit))
+	}
 	switch {
 	case r.Rule == ir.RulePrefilter:
 		fmt.Fprintf(w, "  dropped by the XDP prefilter before any hook (the source is outside, in a prefilter prefix)\n")
@@ -179,6 +182,9 @@ func (ex *explanation) text(w io.Writer) error {
 			peer = "to"
 		}
 		fmt.Fprintf(w, "  %s %s %s %s: %s by %s%s\n", p.Subject.Name, p.Dir, peer, p.Remote, p.Verdict, ruleDetail(ex.prog, p.Rule), pointReason(p))
+		if p.Audit != 0 {
+			fmt.Fprintf(w, "    audit: would be denied by %s\n", ruleDetail(ex.prog, p.Audit))
+		}
 	}
 	switch k := ex.out.Kernel; {
 	case k == nil:
@@ -196,6 +202,7 @@ type (
 		Packet      string        `json:"packet"`
 		Verdict     string        `json:"verdict"`
 		Rule        ruleJSON      `json:"rule"`
+		Audit       *ruleJSON     `json:"audit,omitempty"`
 		Source      sideJSON      `json:"source"`
 		Destination sideJSON      `json:"destination"`
 		Points      []pointJSON   `json:"points"`
@@ -245,6 +252,7 @@ func (ex *explanation) json() explainJSON {
 		Packet:      harness.FormatPacket(ex.pkt),
 		Verdict:     ref.Verdict,
 		Rule:        ref.Rule,
+		Audit:       ref.Audit,
 		Source:      sideToJSON(ex.pkt.Src, ex.ev.Resolve(ex.pkt.Src), ex.kernelIDs[0]),
 		Destination: sideToJSON(ex.pkt.Dst, ex.ev.Resolve(ex.pkt.Dst), ex.kernelIDs[1]),
 		Points:      ref.Points,

@@ -19,6 +19,7 @@ type inputFlags struct {
 	k8s         bool     // read Kubernetes/Cilium objects instead of polc files
 	importRoots []string // directories imports may reach besides the file's own tree
 	dropTunnels bool     // ir.Program.DropTunnels
+	audit       bool     // every policy in audit mode
 	// placeholders gives Kubernetes objects without an address (manifests)
 	// made-up addresses (k8s.Options.Placeholders): for commands that
 	// reason about policy, never for those that build a bundle.
@@ -51,6 +52,8 @@ func addInputFlags(c *cobra.Command, in *inputFlags) {
 		"with --k8s: the namespace of objects that name none (default \"default\")")
 	c.Flags().BoolVarP(&in.recursive, "recursive", "R", false,
 		"with --k8s: read the subdirectories of a directory FILE too")
+	c.Flags().BoolVar(&in.audit, "audit", false,
+		"put every policy in audit mode: what they would deny passes and is reported (polc monitor: audit events), nothing is enforced")
 	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,
 		"drop tunnel protocols (IP in IP, IPv6 in IP, GRE, EtherIP, L2TPv3, MPLS in IP) at every endpoint, whatever the policy says")
 	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
@@ -105,6 +108,14 @@ func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.D
 	prog, srcs, diags := in.loadFiles(paths)
 	if prog != nil {
 		prog.DropTunnels = in.dropTunnels
+		if in.audit {
+			for _, p := range prog.Policies {
+				p.Audit = true
+			}
+			for _, r := range prog.Rules {
+				r.Audit = true
+			}
+		}
 	}
 	return prog, srcs, diags
 }

@@ -40,7 +40,9 @@ ports, the remote (an endpoint, a CIDR identity or the world) and the
 deciding rule as file:line (policy), or a reserved reason (default-deny,
 spoofed-source, ...).
 
-Every drop is an event. Allowed packets are events while a monitor runs
+Every drop is an event, and so is every packet an audit policy would
+deny but that passes (verdict "audit": the audit rule that would deny it,
+and the rule that passed it). Allowed packets are events while a monitor runs
 with --allow: it asks the datapath for them a few seconds ahead and keeps
 renewing, so they stop within 3 s after monitor ends, however it ends
 (kill -9 too). A bundle built to report allows always does so.
@@ -49,8 +51,9 @@ Events the ring buffer had no room for are counted by the datapath;
 monitor prints how many it missed ("lost N events"), never silently.
 Events are consumed: two monitors of one bundle split them.
 
-Filters: --verdict drop|allow, --endpoint NAME (the hook's endpoint),
---rule ID, FILE:LINE or a reserved name (default-deny). -o json prints
+Filters: --verdict drop|allow|audit, --endpoint NAME (the hook's
+endpoint), --rule ID, FILE:LINE or a reserved name (default-deny), which
+matches the deciding rule or the audit rule. -o json prints
 JSON Lines: one object per event, and {"lost": N} when events were missed.
 --count N stops after N events printed, --duration D after D; otherwise
 monitor runs until interrupted.`,
@@ -98,7 +101,7 @@ monitor runs until interrupted.`,
 			return run.loop(ctx.Done())
 		},
 	}
-	c.Flags().StringVar(&f.verdict, "verdict", "", "only events of this verdict: drop or allow")
+	c.Flags().StringVar(&f.verdict, "verdict", "", "only events of this verdict: drop, allow or audit")
 	c.Flags().StringVar(&f.endpoint, "endpoint", "", "only events at this endpoint's hooks")
 	c.Flags().StringVar(&f.rule, "rule", "", "only events of this rule: its id, FILE:LINE, or a reserved name such as default-deny")
 	c.Flags().BoolVar(&allow, "allow", false, "report allowed packets too, while monitor runs")
@@ -138,10 +141,10 @@ type monitorFilter struct {
 
 func (f *monitorFilter) validate() error {
 	switch f.verdict {
-	case "", "drop", "allow":
+	case "", "drop", "allow", "audit":
 		return nil
 	}
-	return usageError("--verdict %q: want drop or allow", f.verdict)
+	return usageError("--verdict %q: want drop, allow or audit", f.verdict)
 }
 
 // matches applies the filter to an event as named.
@@ -155,7 +158,10 @@ func (f *monitorFilter) matches(ev *monitorEvent) bool {
 	if f.rule == "" {
 		return true
 	}
-	r := &ev.Rule
+	return f.ruleIs(&ev.Rule) || (ev.Audit != nil && f.ruleIs(ev.Audit))
+}
+
+func (f *monitorFilter) ruleIs(r *bundle.Rule) bool {
 	switch {
 	case f.rule == strconv.FormatUint(uint64(r.ID), 10):
 		return true
@@ -184,7 +190,10 @@ type monitorEvent struct {
 	ICMPCode   *uint8      `json:"icmp_code,omitempty"`
 	Remote     string      `json:"remote,omitempty"` // an endpoint, "cidr ...", or "world"
 	Rule       bundle.Rule `json:"rule"`
-	Len        uint32      `json:"len"`
+	// Audit, with verdict "audit", is the audit policy's rule that would
+	// have denied the packet, which passed by Rule.
+	Audit *bundle.Rule `json:"audit,omitempty"`
+	Len   uint32       `json:"len"`
 }
 
 type monitorRun struct {
@@ -301,8 +310,12 @@ func writeJSONLine(w io.Writer, v any) error {
 // generation's catalog.
 func (r *monitorRun) name(e *bpf.Event, now time.Time) monitorEvent {
 	ev := monitorEvent{Time: now, Generation: e.Generation, Verdict: "drop", Direction: "ingress", Len: e.Len}
-	if e.Verdict == bpf.VerdictAllow {
+	switch e.Verdict {
+	case bpf.VerdictAllow:
 		ev.Verdict = "allow"
+	case bpf.VerdictAudit:
+		ev.Verdict = "audit"
+		ev.Audit = &bundle.Rule{ID: e.Audit, Name: ir.ReservedName(ir.RuleID(e.Audit))}
 	}
 	if e.Family != bpf.FamilyIPv4 && e.Family != bpf.FamilyIPv6 {
 		// decided before the IP header: ARP, other ethertypes, VLAN tags
@@ -336,6 +349,11 @@ func (r *monitorRun) name(e *bpf.Event, now time.Time) monitorEvent {
 	}
 	if rule := cat.Rule(e.Rule); rule != nil {
 		ev.Rule = *rule
+	}
+	if ev.Audit != nil {
+		if rule := cat.Rule(e.Audit); rule != nil {
+			ev.Audit = rule
+		}
 	}
 	ev.Endpoint = cat.Owner(local)
 	if n := cat.Owner(remote); n != "" {
@@ -377,14 +395,23 @@ func (r *monitorRun) print(ev *monitorEvent) error {
 			peer = "  to " + ev.Remote
 		}
 	}
-	rule := ruleWhere(&ev.Rule)
-	switch {
-	case ev.Rule.Name == "" && ev.Rule.File == "":
-		rule = "rule " + strconv.FormatUint(uint64(ev.Rule.ID), 10)
-	case ev.Rule.Policy != "":
-		rule += " (" + ev.Rule.Policy + ")"
+	rule := ruleText(&ev.Rule)
+	if ev.Audit != nil {
+		rule = "would be denied by " + ruleText(ev.Audit) + "; passed by " + rule
 	}
 	_, err := fmt.Fprintf(r.w, "%s %-5s %s %s  %s %s → %s%s  %s\n", ev.Time.Format("15:04:05.000000"), ev.Verdict,
 		orDash(ev.Endpoint), ev.Direction, l4, src, dst, peer, rule)
 	return err
+}
+
+// ruleText names a rule in monitor's lines: file:line (policy), a
+// reserved name, or its id.
+func ruleText(r *bundle.Rule) string {
+	switch {
+	case r.Name == "" && r.File == "":
+		return "rule " + strconv.FormatUint(uint64(r.ID), 10)
+	case r.Policy != "":
+		return ruleWhere(r) + " (" + r.Policy + ")"
+	}
+	return ruleWhere(r)
 }

@@ -105,13 +105,18 @@ func (p *cliProcess) stop(t *testing.T) {
 
 func sendUDP(t *testing.T, ns *netnstest.NS, src, dst net.IP, port int) {
 	t.Helper()
+	sendUDPPayload(t, ns, src, dst, port, "hello")
+}
+
+func sendUDPPayload(t *testing.T, ns *netnstest.NS, src, dst net.IP, port int, payload string) {
+	t.Helper()
 	if err := ns.Do(func() error {
 		c, err := net.DialUDP("udp", &net.UDPAddr{IP: src}, &net.UDPAddr{IP: dst, Port: port})
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		_, err = c.Write([]byte("hello"))
+		_, err = c.Write([]byte(payload))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -128,7 +133,7 @@ func TestMonitorCountersMetrics(t *testing.T) {
 	requireRoot(t)
 	topo := netnstest.Routed(t, 2)
 	a, b := topo.Endpoints[0], topo.Endpoints[1]
-	netnstest.ServeUDP(t, b.NS, 5353)
+	udpLog := netnstest.ServeUDPLog(t, b.NS, 5353)
 	dir := t.TempDir()
 	policy := func(extra string) string {
 		path := filepath.Join(dir, fmt.Sprintf("policy%d.pol", rand.IntN(1<<20)))
@@ -266,4 +271,59 @@ func TestMonitorCountersMetrics(t *testing.T) {
 		t.Errorf("metrics lack the rule at line 6 with 5 packets:\n%s", text)
 	}
 	srv.stop(t)
+
+	// audit: a policy that would deny a's datagrams lets them through and
+	// reports each one
+	auditDir := t.TempDir()
+	auditSrc := filepath.Join(auditDir, "audit.pol")
+	if err := os.WriteFile(auditSrc, []byte("policy b-next audit {\n  select app=b\n  ingress deny from app=a on udp/5353\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.TrimSuffix(policy(""), ".bundle")
+	auditBundle := filepath.Join(auditDir, "bundle")
+	if code, _, stderr := runPolc(t, "build", "-o", auditBundle, base, auditSrc); code != exitOK {
+		t.Fatalf("build with the audit policy: %s", stderr)
+	}
+	if code, _, stderr := runPolc(t, "apply", "--root", root, "mon", auditBundle); code != exitOK {
+		t.Fatalf("apply: %s", stderr)
+	}
+	mon, _ = startPolc(t, "monitoring", "monitor", "--root", root, "-o", "json", "--verdict", "audit")
+	for i := range n {
+		sendUDPPayload(t, a.NS, netnstest.EndpointV4(0), netnstest.EndpointV4(1), 5353, fmt.Sprintf("audited %d", i))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !udpLog.Got(fmt.Sprintf("audited %d", n-1)) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range n {
+		if !udpLog.Got(fmt.Sprintf("audited %d", i)) {
+			t.Errorf("datagram %d did not reach b: audit must not drop", i)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	mon.stop(t)
+	audited := 0
+	for _, line := range strings.Split(strings.TrimSpace(mon.stdout.String()), "\n") {
+		var ev monitorEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("monitor printed %q: %v", line, err)
+		}
+		if ev.Verdict == "audit" && ev.Endpoint == "b" && ev.Audit != nil && ev.Audit.Line == 3 && strings.HasSuffix(ev.Audit.File, "audit.pol") &&
+			ev.Audit.Policy == "b-next" && ev.Rule.Line == 5 {
+			audited++
+		}
+	}
+	if audited != n {
+		t.Errorf("monitor reported %d audit events, want %d:\n%s", audited, n, mon.stdout.String())
+	}
+	code, stdout, _ := runPolc(t, "status", "--root", root, "--rules", "mon", "-o", "json")
+	var rcs []runtime.RuleCount
+	if code != exitOK || json.Unmarshal([]byte(stdout), &rcs) != nil {
+		t.Fatalf("status --rules: %d %q", code, stdout)
+	}
+	for _, r := range rcs {
+		if r.Policy == "b-next" && (r.Packets != n || r.Verdict != "audit") {
+			t.Errorf("audit rule: %d packets, verdict %q; want %d, audit", r.Packets, r.Verdict, n)
+		}
+	}
 }

@@ -242,6 +242,9 @@ func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, ker
 			if s.Kernel != nil && s.Kernel.Rule != s.Reference.Rule {
 				rule += " (kernel: " + harness.RuleSource(prog, s.Kernel.Rule) + ")"
 			}
+			if a := s.Reference.Audit; a != 0 {
+				rule += "; audit: would be denied by " + harness.RuleSource(prog, a)
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tr.Test.Name, stepName(s), expect, kv,
 				s.Reference.Verdict, rule, result)
 		}
@@ -335,14 +338,16 @@ type (
 	decisionJSON struct {
 		Verdict     string      `json:"verdict"`
 		Rule        ruleJSON    `json:"rule"`
+		Audit       *ruleJSON   `json:"audit,omitempty"` // passed, but this audit rule would deny
 		Prefiltered bool        `json:"prefiltered,omitempty"`
 		Points      []pointJSON `json:"points"`
 	}
 	pointJSON struct {
-		Subject string   `json:"subject"` // endpoint name (reference) or address (kernel)
-		Dir     string   `json:"dir"`
-		Verdict string   `json:"verdict"`
-		Rule    ruleJSON `json:"rule"`
+		Subject string    `json:"subject"` // endpoint name (reference) or address (kernel)
+		Dir     string    `json:"dir"`
+		Verdict string    `json:"verdict"`
+		Rule    ruleJSON  `json:"rule"`
+		Audit   *ruleJSON `json:"audit,omitempty"`
 	}
 	ruleJSON struct {
 		ID     uint32 `json:"id"`
@@ -364,9 +369,9 @@ func ruleToJSON(prog *ir.Program, id ir.RuleID) ruleJSON {
 }
 
 func referenceJSON(prog *ir.Program, r eval.Result) decisionJSON {
-	d := decisionJSON{Verdict: r.Verdict.String(), Rule: ruleToJSON(prog, r.Rule), Points: []pointJSON{}}
+	d := decisionJSON{Verdict: r.Verdict.String(), Rule: ruleToJSON(prog, r.Rule), Audit: auditJSON(prog, r.Audit), Points: []pointJSON{}}
 	for _, p := range r.Points {
-		d.Points = append(d.Points, pointJSON{p.Subject.Name, p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule)})
+		d.Points = append(d.Points, pointJSON{p.Subject.Name, p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule), auditJSON(prog, p.Audit)})
 	}
 	return d
 }
@@ -375,11 +380,20 @@ func kernelJSON(prog *ir.Program, k *harness.KernelResult) *decisionJSON {
 	if k == nil {
 		return nil
 	}
-	d := &decisionJSON{Verdict: k.Verdict.String(), Rule: ruleToJSON(prog, k.Rule), Prefiltered: k.Prefiltered, Points: []pointJSON{}}
+	d := &decisionJSON{Verdict: k.Verdict.String(), Rule: ruleToJSON(prog, k.Rule), Audit: auditJSON(prog, k.Audit), Prefiltered: k.Prefiltered, Points: []pointJSON{}}
 	for _, p := range k.Points {
-		d.Points = append(d.Points, pointJSON{p.Subject.String(), p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule)})
+		d.Points = append(d.Points, pointJSON{p.Subject.String(), p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule), auditJSON(prog, p.Audit)})
 	}
 	return d
+}
+
+// auditJSON is the rule an audit policy would deny with, nil for none.
+func auditJSON(prog *ir.Program, id ir.RuleID) *ruleJSON {
+	if id == 0 {
+		return nil
+	}
+	r := ruleToJSON(prog, id)
+	return &r
 }
 
 func testReportJSON(prog *ir.Program, res []harness.TestResult, kernel bool) testReport {

@@ -256,8 +256,9 @@ type Rule struct {
 	Col    int    `json:"col,omitempty"`
 	Policy string `json:"policy,omitempty"`
 	Text   string `json:"text,omitempty"`
-	// Verdict is what the rule (or reserved reason) decides: "allow" or
-	// "deny".
+	// Verdict is what the rule (or reserved reason) decides: "allow",
+	// "deny", or "audit" for the rules of audit policies (reported, never
+	// enforced).
 	Verdict string `json:"verdict,omitempty"`
 }
 

@@ -18,6 +18,10 @@ type Result struct {
 	// decided before any point (unbound interface, prefilter, ethertype,
 	// ARP) carry the reason.
 	Rule ir.RuleID
+	// Audit, for a packet that passes, is what the first point with an
+	// audit verdict reports: the audit policy's rule (or
+	// ir.RuleAuditDefaultDeny) that would have denied it. 0: none.
+	Audit ir.RuleID
 	// Points are the observation points in the order the packet meets them:
 	// the sender's egress, then the destination's ingress. Both are
 	// evaluated even when the first denies.
@@ -34,11 +38,18 @@ type PointDecision struct {
 	RemoteIs Resolution
 	Verdict  dsl.Verdict
 	Rule     ir.RuleID
+	// Audit, at a point that passes the packet, is the rule of an audit
+	// policy that would deny it, or ir.RuleAuditDefaultDeny when an audit
+	// policy's isolation would; 0 when all policies pass it too.
+	Audit ir.RuleID
 }
 
 func (r Result) String() string {
 	var b strings.Builder
 	b.WriteString(r.Verdict.String() + " (" + ruleName(r.Rule) + ")")
+	if r.Audit != 0 {
+		b.WriteString(" audit: would be denied (" + ruleName(r.Audit) + ")")
+	}
 	for _, p := range r.Points {
 		b.WriteString("; " + p.String())
 	}
@@ -51,7 +62,14 @@ func (p PointDecision) String() string {
 		peer = "to"
 	}
 	return p.Subject.Name + " " + p.Dir.String() + " " + peer + " " + p.Remote.String() +
-		" [" + p.RemoteIs.String() + "]: " + p.Verdict.String() + " (" + ruleName(p.Rule) + ")"
+		" [" + p.RemoteIs.String() + "]: " + p.Verdict.String() + " (" + ruleName(p.Rule) + ")" + auditText(p.Audit)
+}
+
+func auditText(id ir.RuleID) string {
+	if id == 0 {
+		return ""
+	}
+	return " audit: would be denied (" + ruleName(id) + ")"
 }
 
 // point is an observation point before it is decided.
@@ -145,6 +163,9 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 		return res
 	}
 	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
+	setAudited := func(i int, v dsl.Verdict, r, audit ir.RuleID) {
+		res.Points[i].Verdict, res.Points[i].Rule, res.Points[i].Audit = v, r, audit
+	}
 
 	ndAll := pkt.neighbourDiscovery()
 	for _, pt := range pts {
@@ -205,8 +226,8 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			if reply {
 				dir = 1 - dir
 			}
-			v, r := e.decide(pt.subject, dir, pt.remote, &orig)
-			set(i, v, r)
+			v, r, a := e.decide(pt.subject, dir, pt.remote, &orig)
+			setAudited(i, v, r, a)
 		}
 	default:
 		for i, pt := range pts {
@@ -216,8 +237,8 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 				set(i, dsl.VerdictAllow, ir.RuleNonIP)
 				continue
 			}
-			v, r := e.decide(pt.subject, pt.dir, pt.remote, &pkt)
-			set(i, v, r)
+			v, r, a := e.decide(pt.subject, pt.dir, pt.remote, &pkt)
+			setAudited(i, v, r, a)
 		}
 	}
 	res.combine()
@@ -287,6 +308,11 @@ func (r *Result) combine() {
 		}
 	}
 	r.Verdict, r.Rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	for _, p := range r.Points {
+		if r.Audit == 0 {
+			r.Audit = p.Audit
+		}
+	}
 	for _, p := range r.Points {
 		if p.Rule != ir.RuleDefaultAllow {
 			r.Rule = p.Rule

@@ -28,7 +28,12 @@ type Evaluator struct {
 // subject, per direction (indexed by dsl.Direction).
 type subject struct {
 	isolated [2]bool
-	rules    [2][]*ir.Rule // from every policy that selects it, sorted by ID
+	rules    [2][]*ir.Rule // from every enforcing policy that selects it, sorted by ID
+	// audited: an audit policy selects it in that direction; then
+	// allIsolated and allRules are what every policy, audit or not, says.
+	audited     [2]bool
+	allIsolated [2]bool
+	allRules    [2][]*ir.Rule
 }
 
 // New indexes a program. The program must be checked IR (package compiler
@@ -76,20 +81,31 @@ func New(p *ir.Program) *Evaluator {
 			}
 			s := &e.subjects[i]
 			for d := range s.isolated {
-				s.isolated[d] = s.isolated[d] || pol.Isolates[d]
+				if !pol.Audit {
+					s.isolated[d] = s.isolated[d] || pol.Isolates[d]
+				}
+				s.allIsolated[d] = s.allIsolated[d] || pol.Isolates[d]
+				s.audited[d] = s.audited[d] || (pol.Audit && pol.Isolates[d])
 			}
 			for _, id := range pol.Rules {
 				if r := rules[id]; r != nil && (r.Dir == dsl.Ingress || r.Dir == dsl.Egress) {
-					s.rules[r.Dir] = append(s.rules[r.Dir], r)
+					if !pol.Audit {
+						s.rules[r.Dir] = append(s.rules[r.Dir], r)
+					}
+					s.allRules[r.Dir] = append(s.allRules[r.Dir], r)
+					s.audited[r.Dir] = s.audited[r.Dir] || pol.Audit
 				}
 			}
 		}
 	}
+	sortRules := func(rs []*ir.Rule) []*ir.Rule {
+		slices.SortFunc(rs, func(a, b *ir.Rule) int { return int(a.ID) - int(b.ID) })
+		return slices.CompactFunc(rs, func(a, b *ir.Rule) bool { return a.ID == b.ID })
+	}
 	for i := range e.subjects {
 		for d := range e.subjects[i].rules {
-			rs := e.subjects[i].rules[d]
-			slices.SortFunc(rs, func(a, b *ir.Rule) int { return int(a.ID) - int(b.ID) })
-			e.subjects[i].rules[d] = slices.CompactFunc(rs, func(a, b *ir.Rule) bool { return a.ID == b.ID })
+			e.subjects[i].rules[d] = sortRules(e.subjects[i].rules[d])
+			e.subjects[i].allRules[d] = sortRules(e.subjects[i].allRules[d])
 		}
 	}
 	return e
@@ -179,15 +195,34 @@ func (e *Evaluator) Prefiltered(src netip.Addr) bool { return containsAny(e.pref
 func EvalPrefilter(p *ir.Program, src netip.Addr) (drop bool) { return containsAny(p.Prefilter, src) }
 
 // decide applies policy at one point: subject si in direction dir, remote
-// address remote, for the L4 fields of pkt.
-func (e *Evaluator) decide(si int, dir dsl.Direction, remote netip.Addr, pkt *Packet) (dsl.Verdict, ir.RuleID) {
+// address remote, for the L4 fields of pkt. The verdict and rule are the
+// enforcing policies'. When they pass the packet and an audit policy
+// selects the subject in dir, every policy (audit ones too) is asked the
+// same way; if that denies, audit is its rule (ir.RuleAuditDefaultDeny
+// for the default), and the packet still passes.
+func (e *Evaluator) decide(si int, dir dsl.Direction, remote netip.Addr, pkt *Packet) (v dsl.Verdict, rule, audit ir.RuleID) {
 	s := &e.subjects[si]
-	if !s.isolated[dir] {
+	v, rule = e.decideBy(s.isolated[dir], s.rules[dir], remote, pkt)
+	if v != dsl.VerdictAllow || !s.audited[dir] {
+		return v, rule, 0
+	}
+	if av, ar := e.decideBy(s.allIsolated[dir], s.allRules[dir], remote, pkt); av == dsl.VerdictDeny {
+		if ar == ir.RuleDefaultDeny {
+			ar = ir.RuleAuditDefaultDeny
+		}
+		return v, rule, ar
+	}
+	return v, rule, 0
+}
+
+// decideBy decides with one set of policies: isolation and rules.
+func (e *Evaluator) decideBy(isolated bool, rules []*ir.Rule, remote netip.Addr, pkt *Packet) (dsl.Verdict, ir.RuleID) {
+	if !isolated {
 		return dsl.VerdictAllow, ir.RuleDefaultAllow
 	}
 	owner := e.owner(remote)
 	allow := ir.RuleNone
-	for _, r := range s.rules[dir] { // sorted by ID: the first match of a kind is the lowest
+	for _, r := range rules { // sorted by ID: the first match of a kind is the lowest
 		if r.Action == dsl.Allow && allow != ir.RuleNone {
 			continue
 		}
@@ -365,7 +400,7 @@ func (e *Evaluator) Decide(subject string, dir dsl.Direction, remote netip.Addr,
 	if !ok {
 		return dsl.VerdictAllow, ir.RuleNone, false
 	}
-	v, rule = e.decide(i, dir, remote, &pkt)
+	v, rule, _ = e.decide(i, dir, remote, &pkt)
 	return v, rule, true
 }
 

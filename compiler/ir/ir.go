@@ -138,6 +138,11 @@ type Policy struct {
 	// for its subjects: it has a rule in that direction or says `isolate`.
 	Isolates [2]bool
 	Rules    []RuleID
+	// Audit: the policy is reported, not enforced. Its rules and
+	// isolation give a packet the enforcing policies pass an audit
+	// verdict (it passes; the rule that would deny it is reported), and
+	// never make a packet pass or drop.
+	Audit bool
 }
 
 // RuleID identifies a rule, or a reserved reason for a verdict, everywhere:
@@ -171,9 +176,13 @@ const (
 	// RuleTunnel: a tunnel protocol (TunnelProtos) at an endpoint, with
 	// Program.DropTunnels: dropped.
 	RuleTunnel RuleID = 13
+	// RuleAuditDefaultDeny: an audit policy isolates the subject and no
+	// rule of any policy allows the packet, which the enforcing policies
+	// pass: it passes, reported as what default-deny would do.
+	RuleAuditDefaultDeny RuleID = 14
 
 	// LastReservedRule is the highest reserved id in use.
-	LastReservedRule = RuleTunnel
+	LastReservedRule = RuleAuditDefaultDeny
 
 	// FirstRuleID is the id of the first rule of the policy; rules are
 	// numbered from it in source order.
@@ -211,6 +220,8 @@ func ReservedName(id RuleID) string {
 		return "unbound-interface"
 	case RuleTunnel:
 		return "tunnel"
+	case RuleAuditDefaultDeny:
+		return "audit-default-deny"
 	}
 	if id < FirstRuleID {
 		return "reserved"
@@ -228,6 +239,7 @@ type Rule struct {
 	Action dsl.Action
 	Peers  []Peer      // never empty
 	Ports  []PortMatch // never empty
+	Audit  bool        // the rule's policy is in audit mode
 }
 
 // PeerKind says what a peer matches.

@@ -50,6 +50,9 @@ func (p *Program) Text() string {
 	for _, pol := range p.Policies {
 		b.WriteByte('\n')
 		w(false, "policy", pol.Name, "at", pol.Pos.String())
+		if pol.Audit {
+			w(true, "audit")
+		}
 		w(true, "select", pol.Subject.String())
 		w(true, append([]string{"subjects"}, orNone(pol.Subjects)...)...)
 		var iso []string

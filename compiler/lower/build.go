@@ -151,6 +151,8 @@ func rules(prog *ir.Program) []bundle.Rule {
 		switch id {
 		case ir.RuleDefaultAllow, ir.RuleEstablished, ir.RuleRelated, ir.RuleNonIP:
 			v = "allow"
+		case ir.RuleAuditDefaultDeny:
+			v = "audit"
 		}
 		out = append(out, bundle.Rule{ID: uint32(id), Name: ir.ReservedName(id), Verdict: v})
 	}
@@ -158,6 +160,9 @@ func rules(prog *ir.Program) []bundle.Rule {
 		v := "allow"
 		if r.Action == dsl.Deny {
 			v = "deny"
+		}
+		if r.Audit {
+			v = "audit" // reported, never enforced
 		}
 		out = append(out, bundle.Rule{
 			ID: uint32(r.ID), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col,

@@ -33,6 +33,14 @@ type labelSet struct {
 	endpoints []int  // indices into Program.Endpoints
 	classes   []*class
 	group     [2]*subjectGroup // per direction; nil when not isolated
+	// audit is, per direction, the group of every policy (audit ones
+	// too), for label sets an audit policy selects in that direction.
+	audit [2]*subjectGroup
+}
+
+// groups are the label set's enforcing and audit groups (nil ones too).
+func (ls *labelSet) groups() [4]*subjectGroup {
+	return [4]*subjectGroup{ls.group[0], ls.group[1], ls.audit[0], ls.audit[1]}
 }
 
 // A class is a set of addresses that every rule treats alike: the same

@@ -73,6 +73,12 @@ func classFlags(c *class) uint32 {
 			f |= bpf.IPCacheEgressRanges
 		}
 	}
+	if c.owner.audit[dsl.Ingress] != nil {
+		f |= bpf.IPCacheIngressAudit
+	}
+	if c.owner.audit[dsl.Egress] != nil {
+		f |= bpf.IPCacheEgressAudit
+	}
 	return f
 }
 

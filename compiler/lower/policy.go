@@ -17,6 +17,7 @@ import (
 // computed once and stamped onto every identity of its label sets.
 type subjectGroup struct {
 	dir      dsl.Direction
+	audit    bool  // the group of every policy, for the audit question (bpf.PolicyAudit)
 	policies []int // indices into Program.Policies, ascending
 	exact    []groupEntry
 	ranges   []groupRange
@@ -90,29 +91,47 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 	}
 	var groups []*subjectGroup
 	byKey := map[string]*subjectGroup{}
+	group := func(dir dsl.Direction, ps []int, audit bool) *subjectGroup {
+		var kb strings.Builder
+		kb.WriteString(dir.String())
+		if audit {
+			kb.WriteString(",audit")
+		}
+		for _, pi := range ps {
+			kb.WriteByte(',')
+			kb.WriteString(strconv.Itoa(pi))
+		}
+		g := byKey[kb.String()]
+		if g == nil {
+			g = &subjectGroup{dir: dir, policies: ps, audit: audit}
+			byKey[kb.String()] = g
+			groups = append(groups, g)
+		}
+		return g
+	}
 	for _, ls := range s.labelSets {
-		ps := policies[ls]
+		all := policies[ls]
+		var enforcing []int
+		for _, pi := range all {
+			if !prog.Policies[pi].Audit {
+				enforcing = append(enforcing, pi)
+			}
+		}
 		for _, dir := range []dsl.Direction{dsl.Ingress, dsl.Egress} {
-			isolated := false
-			for _, pi := range ps {
-				isolated = isolated || prog.Policies[pi].Isolates[dir]
+			isolated, audited := false, false
+			for _, pi := range all {
+				p := prog.Policies[pi]
+				isolated = isolated || (p.Isolates[dir] && !p.Audit)
+				audited = audited || (p.Isolates[dir] && p.Audit)
 			}
-			if !isolated {
-				continue
+			if isolated {
+				ls.group[dir] = group(dir, enforcing, false)
 			}
-			var kb strings.Builder
-			kb.WriteString(dir.String())
-			for _, pi := range ps {
-				kb.WriteByte(',')
-				kb.WriteString(strconv.Itoa(pi))
+			// the audit question: every policy, asked only when the
+			// enforcing ones allow
+			if audited {
+				ls.audit[dir] = group(dir, all, true)
 			}
-			g := byKey[kb.String()]
-			if g == nil {
-				g = &subjectGroup{dir: dir, policies: ps}
-				byKey[kb.String()] = g
-				groups = append(groups, g)
-			}
-			ls.group[dir] = g
 		}
 	}
 	return groups, nil

@@ -17,7 +17,7 @@ import (
 func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 	nPol, nRanges := 0, 0
 	for _, ls := range s.labelSets {
-		for _, g := range ls.group {
+		for _, g := range ls.groups() {
 			if g != nil {
 				nPol += len(ls.classes) * len(g.exact)
 				nRanges += len(ls.classes) * len(g.ranges)
@@ -49,18 +49,21 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 	sortedEntries := map[*labelSet][]policyEntryKey{}
 	sortedRanges := map[*labelSet][]rangeEntryKey{}
 	for _, ls := range s.labelSets {
-		if ls.group[0] == nil && ls.group[1] == nil {
+		if ls.groups() == [4]*subjectGroup{} {
 			continue
 		}
 		var es []policyEntryKey
 		var rs []rangeEntryKey
-		for _, g := range ls.group {
+		for _, g := range ls.groups() {
 			if g == nil {
 				continue
 			}
 			dirFlag := uint8(0)
 			if g.dir == dsl.Egress {
 				dirFlag = bpf.PolicyEgress
+			}
+			if g.audit {
+				dirFlag |= bpf.PolicyAudit
 			}
 			for _, e := range g.exact {
 				es = append(es, policyEntryKey{e, dirFlag | e.flags})
@@ -71,7 +74,7 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 		}
 		slices.SortFunc(es, func(a, b policyEntryKey) int { return cmp.Compare(a.sortKey(), b.sortKey()) })
 		sortedEntries[ls] = es
-		slices.SortFunc(rs, func(a, b rangeEntryKey) int { return cmp.Compare(a.sortKey(), b.sortKey()) })
+		slices.SortFunc(rs, compareRanges)
 		sortedRanges[ls] = rs
 		for _, c := range ls.classes {
 			subjects = append(subjects, subject{c, ls})
@@ -120,10 +123,11 @@ type rangeEntryKey struct {
 	dirFlag uint8
 }
 
-// sortKey orders a label set's ranges by the key bytes after the subject,
-// prefix length first: (bits, remote, proto, flags, port).
-func (r rangeEntryKey) sortKey() uint64 {
-	return uint64(r.port.bits)<<58 | uint64(r.remote)<<26 | uint64(r.proto)<<18 | uint64(r.dirFlag)<<16 | uint64(r.port.port)
+// compareRanges orders a label set's ranges by the key bytes after the
+// subject, prefix length first: (bits, remote, proto, flags, port).
+func compareRanges(a, b rangeEntryKey) int {
+	return cmp.Or(cmp.Compare(a.port.bits, b.port.bits), cmp.Compare(a.remote, b.remote), cmp.Compare(a.proto, b.proto),
+		cmp.Compare(a.dirFlag, b.dirFlag), cmp.Compare(a.port.port, b.port.port))
 }
 
 // counterSlots sizes the counters array: one slot per rule id up to the

@@ -170,6 +170,11 @@ func (r *reader) ciliumPolicy(o *object) []*dsl.Policy {
 		out = append(out, r.ciliumRule(o, &cp.Specs[i], []any{"specs", i}, ns,
 			fmt.Sprintf("%s_%d", base, i+1), fmt.Sprintf("%s, specs[%d]", desc, i))...)
 	}
+	if pos, ok := r.auditAnnotation(o, cp.Metadata.Annotations); ok {
+		for _, p := range out {
+			p.Audit = pos
+		}
+	}
 	return out
 }
 

@@ -50,6 +50,9 @@ func (r *reader) networkPolicy(o *object) []*dsl.Policy {
 		Name:   dsl.Ident{Pos: o.at("metadata", "name"), Name: ns + "." + np.Name},
 		Select: sel,
 	})
+	if pos, ok := r.auditAnnotation(o, np.Annotations); ok {
+		b.main.Audit = pos
+	}
 
 	// policyTypes, inferred as the API server does when absent: Ingress
 	// always, Egress when there are egress rules.
@@ -282,4 +285,27 @@ func selectorReqs(o *object, ls *metav1.LabelSelector, path []any, mapKey func(s
 		sel.Reqs = append(sel.Reqs, req)
 	}
 	return sel, ok
+}
+
+// AuditAnnotation puts a NetworkPolicy or CiliumNetworkPolicy in audit
+// mode (docs/kubernetes.md): "true" reports what its rules and isolation
+// would deny and enforces nothing; "false" or no annotation enforces it.
+const AuditAnnotation = "polc.dev/audit"
+
+// auditAnnotation reads AuditAnnotation: ok with its position when it is
+// "true"; any value other than "true" or "false" is an error.
+func (r *reader) auditAnnotation(o *object, annotations map[string]string) (dsl.Pos, bool) {
+	v, set := annotations[AuditAnnotation]
+	if !set {
+		return dsl.Pos{}, false
+	}
+	pos := o.at("metadata", "annotations", AuditAnnotation)
+	switch v {
+	case "true":
+		return pos, true
+	case "false":
+		return dsl.Pos{}, false
+	}
+	r.ds.Errorf(pos, "annotation %s: %q, want \"true\" or \"false\"", AuditAnnotation, v)
+	return dsl.Pos{}, false
 }

@@ -484,6 +484,7 @@ func (b *policyBuilder) split(pos dsl.Pos, pods []*pod) *dsl.Policy {
 		Doc:    dsl.Doc{fmt.Sprintf("named ports of %s, resolved on %s", b.main.Name.Name, podList(pods))},
 		Name:   dsl.Ident{Pos: b.main.Name.Pos, Name: fmt.Sprintf("%s_port%d", b.main.Name.Name, len(b.splits)+1)},
 		Select: sel,
+		Audit:  b.main.Audit,
 	}
 	b.splits = append(b.splits, p)
 	b.byKey[key] = p

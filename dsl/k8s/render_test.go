@@ -26,7 +26,11 @@ func render(files ...*dsl.File) string {
 				}
 				fmt.Fprintf(&b, "endpoint %s labels(%s) addr %s\n", d.Name.Name, strings.Join(labels, ", "), strings.Join(addrs, ", "))
 			case *dsl.Policy:
-				fmt.Fprintf(&b, "policy %s select %s", d.Name.Name, renderSelector(d.Select))
+				audit := ""
+				if d.Audit.IsValid() {
+					audit = " audit"
+				}
+				fmt.Fprintf(&b, "policy %s%s select %s", d.Name.Name, audit, renderSelector(d.Select))
 				if len(d.Isolate) > 0 {
 					var dirs []string
 					for _, i := range d.Isolate {

@@ -90,9 +90,9 @@ func (o Outcome) Diff() string {
 	}
 	r := o.Reference
 	var diffs []string
-	if k.Verdict != r.Verdict || k.Rule != r.Rule {
-		diffs = append(diffs, fmt.Sprintf("overall: kernel %s (%s), reference %s (%s)",
-			k.Verdict, RuleName(k.Rule), r.Verdict, RuleName(r.Rule)))
+	if k.Verdict != r.Verdict || k.Rule != r.Rule || k.Audit != r.Audit {
+		diffs = append(diffs, fmt.Sprintf("overall: kernel %s (%s%s), reference %s (%s%s)",
+			k.Verdict, RuleName(k.Rule), auditName(k.Audit), r.Verdict, RuleName(r.Rule), auditName(r.Audit)))
 	}
 	// Frames judged before addresses (non-IP: passed or dropped by
 	// ethertype) have no points in the reference; the kernel runs them
@@ -105,9 +105,9 @@ func (o Outcome) Diff() string {
 		} else {
 			for i, kp := range k.Points {
 				rp := r.Points[i]
-				if kp.Dir != rp.Dir || kp.Verdict != rp.Verdict || kp.Rule != rp.Rule {
-					diffs = append(diffs, fmt.Sprintf("%s %s: kernel %s (%s), reference %s (%s)",
-						rp.Subject.Name, rp.Dir, kp.Verdict, RuleName(kp.Rule), rp.Verdict, RuleName(rp.Rule)))
+				if kp.Dir != rp.Dir || kp.Verdict != rp.Verdict || kp.Rule != rp.Rule || kp.Audit != rp.Audit {
+					diffs = append(diffs, fmt.Sprintf("%s %s: kernel %s (%s%s), reference %s (%s%s)",
+						rp.Subject.Name, rp.Dir, kp.Verdict, RuleName(kp.Rule), auditName(kp.Audit), rp.Verdict, RuleName(rp.Rule), auditName(rp.Audit)))
 				}
 			}
 		}
@@ -170,4 +170,12 @@ func RuleSource(prog *ir.Program, id ir.RuleID) string {
 		return r.Pos.File + ":" + strconv.Itoa(r.Pos.Line)
 	}
 	return RuleName(id)
+}
+
+// auditName is ", audit: RULE" for an audit rule, "" for none.
+func auditName(id ir.RuleID) string {
+	if id == 0 {
+		return ""
+	}
+	return ", audit: " + RuleName(id)
 }

@@ -349,6 +349,9 @@ type KernelPoint struct {
 	Subject netip.Addr // the address whose endpoint the hook belongs to
 	Verdict dsl.Verdict
 	Rule    ir.RuleID
+	// Audit is the audit rule the event reports for a packet that passed
+	// but an audit policy would deny (0: none).
+	Audit ir.RuleID
 	// SubjectID and RemoteID are the identities the event reports (0 when
 	// the datapath did not look them up, see bpf.Event).
 	SubjectID, RemoteID uint32
@@ -358,6 +361,7 @@ type KernelPoint struct {
 type KernelResult struct {
 	Verdict dsl.Verdict
 	Rule    ir.RuleID // decided like eval.Result.Rule
+	Audit   ir.RuleID // like eval.Result.Audit
 	// Prefiltered is set when the XDP prefilter dropped the packet; no
 	// tc program ran then.
 	Prefiltered bool
@@ -505,6 +509,9 @@ func (k *Kernel) runHook(prog *ebpf.Program, dir dsl.Direction, frame []byte) (K
 	if p.Verdict == dsl.VerdictDeny {
 		want = bpf.VerdictDeny
 	}
+	if ev.Verdict == bpf.VerdictAudit && p.Verdict == dsl.VerdictAllow {
+		want, p.Audit = bpf.VerdictAudit, ir.RuleID(ev.Audit)
+	}
 	if ev.Verdict != want {
 		return p, fmt.Errorf("%s returned %d but reported verdict %d (rule %d)", name, ret, ev.Verdict, ev.Rule)
 	}
@@ -536,6 +543,11 @@ func (r *KernelResult) combine() {
 		}
 	}
 	r.Verdict, r.Rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	for _, p := range r.Points {
+		if r.Audit == 0 {
+			r.Audit = p.Audit
+		}
+	}
 	for _, p := range r.Points {
 		if p.Rule != ir.RuleDefaultAllow {
 			r.Rule = p.Rule

@@ -269,7 +269,11 @@ func (g *gen) selector(allowEmpty bool) string {
 }
 
 func (g *gen) policy(i int, sets []string) {
-	fmt.Fprintf(&g.b, "policy p%d {\n  select %s\n", i, g.selector(true))
+	audit := ""
+	if g.chance(0.2) {
+		audit = " audit"
+	}
+	fmt.Fprintf(&g.b, "policy p%d%s {\n  select %s\n", i, audit, g.selector(true))
 	if g.chance(0.2) {
 		fmt.Fprintf(&g.b, "  isolate %s\n", pickOf(g, []string{"ingress", "egress", "ingress, egress"}))
 	}
