@@ -31,7 +31,7 @@ type ciliumPolicy struct {
 
 type ciliumRule struct {
 	EndpointSelector  *metav1.LabelSelector `json:"endpointSelector,omitempty"`
-	NodeSelector      any                   `json:"nodeSelector,omitempty" polc:"unsupported:host policies select nodes; polc enforces on pods"`
+	NodeSelector      any                   `json:"nodeSelector,omitempty" polc:"unsupported:host policies make nodes their subjects; polc has no host endpoint, it enforces on pods"`
 	Ingress           []ciliumIngress       `json:"ingress,omitempty"`
 	IngressDeny       []ciliumIngress       `json:"ingressDeny,omitempty"`
 	Egress            []ciliumEgress        `json:"egress,omitempty"`
@@ -62,7 +62,7 @@ type ciliumIngress struct {
 	ICMPs          []ciliumICMPRule       `json:"icmps,omitempty"`
 	FromRequires   any                    `json:"fromRequires,omitempty" polc:"unsupported:requirements across rules (deprecated in Cilium)"`
 	FromGroups     any                    `json:"fromGroups,omitempty" polc:"unsupported:cloud provider groups"`
-	FromNodes      any                    `json:"fromNodes,omitempty" polc:"unsupported:node selectors; polc models pods only"`
+	FromNodes      []metav1.LabelSelector `json:"fromNodes,omitempty"`
 	Authentication any                    `json:"authentication,omitempty" polc:"unsupported:mutual authentication"`
 }
 
@@ -77,7 +77,7 @@ type ciliumEgress struct {
 	ToServices     any                    `json:"toServices,omitempty" polc:"unsupported:service-based rules; name the backends with toEndpoints or toCIDR"`
 	ToFQDNs        any                    `json:"toFQDNs,omitempty" polc:"unsupported:FQDN rules need a DNS proxy; polc compiles L3/L4"`
 	ToGroups       any                    `json:"toGroups,omitempty" polc:"unsupported:cloud provider groups"`
-	ToNodes        any                    `json:"toNodes,omitempty" polc:"unsupported:node selectors; polc models pods only"`
+	ToNodes        []metav1.LabelSelector `json:"toNodes,omitempty"`
 	Authentication any                    `json:"authentication,omitempty" polc:"unsupported:mutual authentication"`
 }
 
@@ -260,15 +260,15 @@ func defaultDeny(d *ciliumDefaultDeny, dir dsl.Direction) *bool {
 
 func (r *reader) ciliumIngressRule(o *object, b *policyBuilder, ns string, ir *ciliumIngress, path []any, action dsl.Action) {
 	r.ciliumCommonRule(o, b, ns, dsl.Ingress, action, path, ciliumPeers{
-		endpoints: ir.FromEndpoints, cidrs: ir.FromCIDR, cidrSets: ir.FromCIDRSet, entities: ir.FromEntities,
-		endpointsField: "fromEndpoints", cidrField: "fromCIDR", cidrSetField: "fromCIDRSet", entitiesField: "fromEntities",
+		endpoints: ir.FromEndpoints, cidrs: ir.FromCIDR, cidrSets: ir.FromCIDRSet, entities: ir.FromEntities, nodes: ir.FromNodes,
+		endpointsField: "fromEndpoints", cidrField: "fromCIDR", cidrSetField: "fromCIDRSet", entitiesField: "fromEntities", nodesField: "fromNodes",
 	}, ir.ToPorts, ir.ICMPs)
 }
 
 func (r *reader) ciliumEgressRule(o *object, b *policyBuilder, ns string, er *ciliumEgress, path []any, action dsl.Action) {
 	r.ciliumCommonRule(o, b, ns, dsl.Egress, action, path, ciliumPeers{
-		endpoints: er.ToEndpoints, cidrs: er.ToCIDR, cidrSets: er.ToCIDRSet, entities: er.ToEntities,
-		endpointsField: "toEndpoints", cidrField: "toCIDR", cidrSetField: "toCIDRSet", entitiesField: "toEntities",
+		endpoints: er.ToEndpoints, cidrs: er.ToCIDR, cidrSets: er.ToCIDRSet, entities: er.ToEntities, nodes: er.ToNodes,
+		endpointsField: "toEndpoints", cidrField: "toCIDR", cidrSetField: "toCIDRSet", entitiesField: "toEntities", nodesField: "toNodes",
 	}, er.ToPorts, er.ICMPs)
 }
 
@@ -277,7 +277,9 @@ type ciliumPeers struct {
 	cidrs                                                  []string
 	cidrSets                                               []ciliumCIDRRule
 	entities                                               []string
+	nodes                                                  []metav1.LabelSelector
 	endpointsField, cidrField, cidrSetField, entitiesField string
+	nodesField                                             string
 }
 
 // ciliumCommonRule converts one rule: its peers are the union of its
@@ -291,9 +293,14 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 	sub := func(p ...any) []any { return append(slices.Clone(path), p...) }
 	spec := ruleSpec{pos: o.at(path...), dir: dir, action: action, peerPos: o.at(path...)}
 	ok := true
-	hasPeerField := len(cp.endpoints)+len(cp.cidrs)+len(cp.cidrSets)+len(cp.entities) > 0
+	hasPeerField := len(cp.endpoints)+len(cp.cidrs)+len(cp.cidrSets)+len(cp.entities)+len(cp.nodes) > 0
 	for i := range cp.endpoints {
 		pos := o.at(sub(cp.endpointsField, i)...)
+		// A selector on a reserved: label means that entity.
+		if e, reserved, good := reservedEntity(o, &cp.endpoints[i], sub(cp.endpointsField, i), &r.ds); reserved || !good {
+			ok = ok && good && r.ciliumEntity(what, pos, e, &spec)
+			continue
+		}
 		sel, good := r.ciliumSelector(o, &cp.endpoints[i], sub(cp.endpointsField, i))
 		if !good {
 			ok = false
@@ -332,18 +339,12 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 		}
 	}
 	for i, e := range cp.entities {
-		pos := o.at(sub(cp.entitiesField, i)...)
-		switch e {
-		case "world":
-			spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerWorld})
-		case "all":
-			spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerAny})
-		case "cluster":
-			spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerSelector, Selector: dsl.Selector{Pos: pos}})
-		default:
-			r.ds.Errorf(pos, "%s: entity %q is not supported: polc models pods and addresses, so only world, cluster and all are", what, e)
-			ok = false
-		}
+		ok = r.ciliumEntity(what, o.at(sub(cp.entitiesField, i)...), e, &spec) && ok
+	}
+	for i := range cp.nodes {
+		peers, good := r.ciliumNodes(o, &cp.nodes[i], sub(cp.nodesField, i))
+		ok = ok && good
+		spec.peers = append(spec.peers, peers...)
 	}
 	for i, pr := range toPorts {
 		for j, p := range pr.Ports {
@@ -371,8 +372,8 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 	switch {
 	case !hasPeerField && !hasL4:
 		return // matches nothing; the direction is default-deny already
-	case hasPeerField && len(spec.peers) == 0:
-		return // every CIDR peer covered only pods: matches nothing
+	case hasPeerField && len(spec.peers)+len(spec.sides) == 0:
+		return // no peer selects any address (CIDRs only pods cover, nodes none): matches nothing
 	}
 	if slices.ContainsFunc(spec.ports, func(l dsl.L4) bool { return l.Proto == "any" && l.Port == nil }) {
 		spec.ports = nil // one term that matches everything subsumes the others
@@ -380,10 +381,147 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 	b.add(spec)
 }
 
+// ciliumEntity adds to spec the peers Cilium's entity e stands for
+// (docs/kubernetes.md, Entities). It reports false after an error.
+func (r *reader) ciliumEntity(what string, pos dsl.Pos, e string, spec *ruleSpec) bool {
+	switch e {
+	case "all":
+		spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerAny})
+	case "world", "world-ipv4", "world-ipv6":
+		spec.peers = append(spec.peers, r.worldPeers(pos, e)...)
+	case "cluster":
+		// Every pod, and every node (host and remote-node alike).
+		spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerSelector, Selector: dsl.Selector{Pos: pos}})
+		spec.peers = append(spec.peers, nodePeers(pos, r.cl.nodes)...)
+	case "host", "remote-node":
+		r.needNodes(pos, "entity "+e)
+		spec.sides = append(spec.sides, nodeSide{pos: pos, remote: e == "remote-node"})
+	case "init", "unmanaged", "none":
+		// init: endpoints whose identity is not known yet, and unmanaged:
+		// pods Cilium does not manage. polc compiles every pod of the
+		// input with its labels, so there are neither; none is empty.
+	case "health":
+		if spec.action == dsl.Deny {
+			r.ds.Errorf(pos, "%s: entity \"health\" cannot be denied here: the cilium-health endpoints' addresses are in no object polc reads, so polc cannot tell their traffic from the world's", what)
+			return false
+		}
+		r.ds.Warnf(pos, "%s: entity \"health\" selects nothing here: the cilium-health endpoints' addresses are in no object polc reads", what)
+	case "ingress":
+		r.ds.Errorf(pos, "%s: entity \"ingress\" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model", what)
+		return false
+	default:
+		r.ds.Errorf(pos, "%s: entity %q is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none", what, e)
+		return false
+	}
+	return true
+}
+
+// worldPeers returns the peers of the world entities: every address that
+// is no pod's. Without Node objects that is polc's world; with them, node
+// addresses are no world's either (they are host and remote-node, as in
+// Cilium), so world becomes 0.0.0.0/0 and ::/0 minus the pods' and nodes'
+// addresses. world-ipv4 and world-ipv6 are the one family's half.
+func (r *reader) worldPeers(pos dsl.Pos, e string) []dsl.Peer {
+	if e == "world" && len(r.cl.nodes) == 0 {
+		return []dsl.Peer{{Pos: pos, Kind: dsl.PeerWorld}}
+	}
+	var peers []dsl.Peer
+	for _, all := range []string{"0.0.0.0/0", "::/0"} {
+		if (e == "world-ipv4" && all == "::/0") || (e == "world-ipv6" && all == "0.0.0.0/0") {
+			continue
+		}
+		if peer, keep := r.ciliumCIDR(pos, dsl.CIDR{Pos: pos, Prefix: dsl.Text{Pos: pos, Text: all}}); keep {
+			peers = append(peers, peer)
+		}
+	}
+	return peers
+}
+
+// needNodes warns when what (an entity, fromNodes) needs Node objects and
+// the input has none: it then selects no address.
+func (r *reader) needNodes(pos dsl.Pos, what string) {
+	if len(r.cl.nodes) == 0 {
+		r.ds.Warnf(pos, "%s selects no address: the input has no Node objects (kubectl get nodes -o yaml)", what)
+	}
+}
+
+// reservedLabels are the names of Cilium's reserved labels (reserved:NAME)
+// that a selector may name; each means the entity of that name.
+var reservedLabels = []string{"host", "remote-node", "world", "world-ipv4", "world-ipv6", "health", "init", "unmanaged", "kube-apiserver", "ingress", "none"}
+
+// reservedEntity reports whether the endpoint selector ls names a
+// reserved: label and, if so, the entity it means. polc reads one only as
+// Cilium writes them, alone in its selector: matchLabels
+// {reserved:NAME: ""} or an Exists expression on it.
+func reservedEntity(o *object, ls *metav1.LabelSelector, path []any, ds *dsl.Diagnostics) (entity string, reserved, ok bool) {
+	const prefix = "reserved:"
+	var key string
+	var pos dsl.Pos
+	count := len(ls.MatchLabels) + len(ls.MatchExpressions)
+	for k, v := range ls.MatchLabels {
+		if strings.HasPrefix(k, prefix) && (key == "" || k < key) {
+			key, pos = k, o.keyAt(append(slices.Clone(path), "matchLabels", k)...)
+			if v != "" {
+				ds.Errorf(pos, "label %q: reserved labels have no value (%q)", k, v)
+				return "", true, false
+			}
+		}
+	}
+	for i, e := range ls.MatchExpressions {
+		if key == "" && strings.HasPrefix(e.Key, prefix) {
+			key, pos = e.Key, o.at(append(slices.Clone(path), "matchExpressions", i)...)
+			if e.Operator != metav1.LabelSelectorOpExists {
+				ds.Errorf(pos, "label %q: polc reads a reserved label with the operator Exists only (or in matchLabels)", e.Key)
+				return "", true, false
+			}
+		}
+	}
+	switch name := strings.TrimPrefix(key, prefix); {
+	case key == "":
+		return "", false, true
+	case count > 1:
+		ds.Errorf(pos, "label %q: polc reads a reserved label only alone in its selector, where it means that entity", key)
+		return "", true, false
+	case !slices.Contains(reservedLabels, name):
+		ds.Errorf(pos, "label %q: Cilium has no such reserved label (it has %s)", key, strings.Join(reservedLabels, ", "))
+		return "", true, false
+	default:
+		return name, true, true
+	}
+}
+
+// ciliumNodes converts one fromNodes / toNodes selector: the addresses of
+// the nodes whose labels it matches. Keys are Node labels, plain or with
+// the any: source.
+func (r *reader) ciliumNodes(o *object, ls *metav1.LabelSelector, path []any) ([]dsl.Peer, bool) {
+	pos := o.at(path...)
+	sel, ok := selectorReqs(o, ls, path, func(k string) (string, error) {
+		if src, name, has := strings.Cut(k, ":"); has {
+			if src != "any" {
+				return "", fmt.Errorf("label %q: a node selector matches Node labels: write the key without a source, or with any:", k)
+			}
+			k = name
+		}
+		return k, nil
+	}, &r.ds)
+	if !ok {
+		return nil, false
+	}
+	r.needNodes(pos, path[len(path)-2].(string))
+	var nodes []*node
+	for _, n := range r.cl.nodes {
+		if selectorMatches(sel, n.labels) {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodePeers(pos, nodes), true
+}
+
 // ciliumCIDR returns the peer for a Cilium CIDR rule. Cilium's CIDR rules
-// select only addresses that are not a managed endpoint's, so the pods'
-// addresses inside the prefix become exceptions. keep is false when pods'
-// addresses cover the whole prefix.
+// select only addresses that are not a managed endpoint's or a node's
+// (policy-cidr-match-mode's default), so the pods' and nodes' addresses
+// inside the prefix become exceptions. keep is false when those addresses
+// cover the whole prefix.
 func (r *reader) ciliumCIDR(pos dsl.Pos, c dsl.CIDR) (peer dsl.Peer, keep bool) {
 	peer = dsl.Peer{Pos: pos, Kind: dsl.PeerCIDR, CIDR: c}
 	pfx, ok := parsePrefix(c.Prefix.Text)
@@ -391,17 +529,19 @@ func (r *reader) ciliumCIDR(pos dsl.Pos, c dsl.CIDR) (peer dsl.Peer, keep bool) 
 		return peer, true // the compiler reports the bad prefix
 	}
 	var extra []dsl.Text
+	addrs := r.cl.nodeAddrs()
 	for _, p := range r.cl.pods {
-		for _, a := range p.addrs {
-			if a.Addr().BitLen() != pfx.Addr().BitLen() {
-				continue
-			}
-			if a.Bits() <= pfx.Bits() && a.Contains(pfx.Addr()) {
-				return peer, false
-			}
-			if pfx.Contains(a.Addr()) && !cidrExcepts(c, a.Addr()) {
-				extra = append(extra, dsl.Text{Pos: pos, Text: a.Addr().String()})
-			}
+		addrs = append(addrs, p.addrs...)
+	}
+	for _, a := range addrs {
+		if a.Addr().BitLen() != pfx.Addr().BitLen() {
+			continue
+		}
+		if a.Bits() <= pfx.Bits() && a.Contains(pfx.Addr()) {
+			return peer, false
+		}
+		if pfx.Contains(a.Addr()) && !cidrExcepts(c, a.Addr()) {
+			extra = append(extra, dsl.Text{Pos: pos, Text: a.Addr().String()})
 		}
 	}
 	peer.CIDR.Except = append(slices.Clone(c.Except), extra...)
@@ -543,6 +683,8 @@ func ciliumKey(k string) (string, error) {
 		switch src {
 		case "k8s", "any":
 			k = name
+		case "reserved":
+			return "", fmt.Errorf("label %q: a reserved: label selects one of Cilium's entities; polc reads it only alone in a fromEndpoints or toEndpoints selector, as that entity", k)
 		default:
 			return "", fmt.Errorf("label %q: source %q is not supported: polc knows only pods' labels (k8s: or any:)", k, src)
 		}

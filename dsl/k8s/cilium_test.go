@@ -47,15 +47,29 @@ policy ccnp_p select {} isolate egress
 `)
 }
 
-// Rule: entities world, all and cluster are PeerWorld, PeerAny and every
-// pod; other entities are errors.
+// Rule: without Node objects, entities world, all and cluster are
+// PeerWorld, PeerAny and every pod, and host and remote-node select no
+// address (a warning says why); init, unmanaged and none select nothing;
+// health selects nothing (a warning) and cannot be denied; ingress and
+// unknown entities are errors. (With Node objects: TestCiliumNodeEntities.)
 func TestCiliumEntities(t *testing.T) {
 	wantPolicies(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [world, all, cluster]\n"), `
 policy cnp_x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
   ingress allow from world | any | {}
 `)
-	wantDiags(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [host]\n"),
-		`p.yaml:9:20: CiliumNetworkPolicy: entity "host" is not supported: polc models pods and addresses, so only world, cluster and all are`)
+	wantPolicies(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [world-ipv4]\n  - fromEntities: [init, unmanaged, none]\n"), `
+policy cnp_x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
+  ingress allow from 0.0.0.0/0 except 10.1.0.1, 10.1.0.2, 10.2.0.1
+`)
+	wantDiags(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [host]\n  - fromEntities: [remote-node]\n"),
+		`p.yaml:9:20: warning: entity host selects no address: the input has no Node objects (kubectl get nodes -o yaml)`,
+		`p.yaml:10:20: warning: entity remote-node selects no address: the input has no Node objects (kubectl get nodes -o yaml)`)
+	wantDiags(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [health]\n  egressDeny:\n  - toEntities: [health]\n"),
+		`p.yaml:9:20: warning: CiliumNetworkPolicy: entity "health" selects nothing here: the cilium-health endpoints' addresses are in no object polc reads`,
+		`p.yaml:11:18: CiliumNetworkPolicy: entity "health" cannot be denied here: the cilium-health endpoints' addresses are in no object polc reads, so polc cannot tell their traffic from the world's`)
+	wantDiags(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [ingress, hosts]\n"),
+		`p.yaml:9:20: CiliumNetworkPolicy: entity "ingress" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model`,
+		`p.yaml:9:29: CiliumNetworkPolicy: entity "hosts" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none`)
 }
 
 // Rule: CIDR rules select addresses that are no pod's: pods' addresses
@@ -162,11 +176,11 @@ func TestCiliumUnsupported(t *testing.T) {
 		{"requires", "  endpointSelector: {}\n  ingress:\n  - fromRequires: [{}]\n",
 			[]string{`p.yaml:9:5: CiliumNetworkPolicy: field "fromRequires" is not supported: requirements across rules (deprecated in Cilium)`}},
 		{"node selector", "  nodeSelector: {}\n",
-			[]string{`p.yaml:7:3: CiliumNetworkPolicy: field "nodeSelector" is not supported: host policies select nodes; polc enforces on pods`}},
+			[]string{`p.yaml:7:3: CiliumNetworkPolicy: field "nodeSelector" is not supported: host policies make nodes their subjects; polc has no host endpoint, it enforces on pods`}},
 		{"unknown", "  endpointSelector: {}\n  ingress:\n  - fromEndpoint: []\n",
 			[]string{`p.yaml:9:5: CiliumNetworkPolicy: unknown field "fromEndpoint"`}},
 		{"reserved label", "  endpointSelector: {matchLabels: {reserved:host: \"\"}}\n",
-			[]string{`p.yaml:7:36: label "reserved:host": source "reserved" is not supported: polc knows only pods' labels (k8s: or any:)`}},
+			[]string{`p.yaml:7:36: label "reserved:host": a reserved: label selects one of Cilium's entities; polc reads it only alone in a fromEndpoints or toEndpoints selector, as that entity`}},
 		{"protocol", "  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: \"1\", protocol: ICMP}]}]\n",
 			[]string{`p.yaml:9:46: CiliumNetworkPolicy: protocol "ICMP": expected TCP, UDP, SCTP or ANY`}},
 		{"port range", "  endpointSelector: {}\n  ingress:\n  - toPorts: [{ports: [{port: \"80-90\"}]}]\n",
@@ -181,8 +195,8 @@ func TestCiliumUnsupported(t *testing.T) {
 }
 
 // Rule: every error in a Cilium policy shows in one run: fields polc does
-// not read, unsupported entities and enableDefaultDeny conflicts, across
-// rules and objects.
+// not read, unsupported entities, reserved labels and node selectors polc
+// cannot read, and enableDefaultDeny conflicts, across rules and objects.
 func TestCiliumAllErrorsAtOnce(t *testing.T) {
 	src := `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -191,11 +205,11 @@ spec:
   endpointSelector: {matchLabels: {app: x}}
   egress:
   - toFQDNs: [{matchName: example.com}]
-  - toEntities: [kube-apiserver]
+  - toEntities: [outside]
   - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
   ingress:
-  - fromEntities: [host]
-  - fromNodes: [{matchLabels: {a: b}}]
+  - fromEntities: [ingress]
+  - fromNodes: [{matchLabels: {k8s:a: b}}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -204,15 +218,18 @@ spec:
   endpointSelector: {matchLabels: {app: x}}
   enableDefaultDeny: {ingress: false}
   ingress:
+  - fromEndpoints: [{matchLabels: {reserved:host: "", app: x}}]
+  ingressDeny:
   - fromEntities: [health]
 `
 	wantDiags(t, src,
 		`p.yaml:7:5: CiliumNetworkPolicy: field "toFQDNs" is not supported: FQDN rules need a DNS proxy; polc compiles L3/L4`,
-		`p.yaml:8:18: CiliumNetworkPolicy: entity "kube-apiserver" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+		`p.yaml:8:18: CiliumNetworkPolicy: entity "outside" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none`,
 		`p.yaml:9:54: CiliumNetworkPolicy: field "rules" is not supported: L7 rules (HTTP, Kafka, DNS) need a proxy; polc compiles L3/L4`,
-		`p.yaml:11:20: CiliumNetworkPolicy: entity "host" is not supported: polc models pods and addresses, so only world, cluster and all are`,
-		`p.yaml:12:5: CiliumNetworkPolicy: field "fromNodes" is not supported: node selectors; polc models pods only`,
+		`p.yaml:11:20: CiliumNetworkPolicy: entity "ingress" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model`,
+		`p.yaml:12:32: label "k8s:a": a node selector matches Node labels: write the key without a source, or with any:`,
 		`p.yaml:19:32: CiliumNetworkPolicy: enableDefaultDeny.ingress: false with ingress rules is not supported: in polc a policy with rules in a direction makes it default-deny`,
-		`p.yaml:21:20: CiliumNetworkPolicy: entity "health" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+		`p.yaml:21:36: label "reserved:host": polc reads a reserved label only alone in its selector, where it means that entity`,
+		`p.yaml:23:20: CiliumNetworkPolicy: entity "health" cannot be denied here: the cilium-health endpoints' addresses are in no object polc reads, so polc cannot tell their traffic from the world's`,
 	)
 }

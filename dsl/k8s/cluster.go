@@ -50,6 +50,9 @@ type cluster struct {
 	byObj      map[*object]*pod
 	byName     map[string]*pod
 	defaultNS  string // the namespace of objects that name none
+
+	nodes      []*node // Node objects, in input order (node.go)
+	nodeByName map[string]*node
 }
 
 type namespace struct {
@@ -67,6 +70,7 @@ type pod struct {
 	addrs     []netip.Prefix
 	ports     []corev1.ContainerPort
 	endpoint  *dsl.Endpoint
+	nodeName  string // spec.nodeName: the node it runs on, "" when unknown
 	// needsName is set when a named port splits rules per pod, so the pod
 	// must carry LabelPodName.
 	needsName bool
@@ -168,7 +172,7 @@ func (c *cluster) add(o *object, kind string, labelPath []any, ns, name string, 
 	}
 	labels[LabelNamespace] = ns
 	labels[LabelServiceAccount] = sa
-	pd := &pod{obj: o, kind: kind, labelPath: labelPath, namespace: ns, name: name, labels: labels, addrs: addrs, ports: ports, endpoint: ep}
+	pd := &pod{obj: o, kind: kind, labelPath: labelPath, namespace: ns, name: name, labels: labels, addrs: addrs, ports: ports, endpoint: ep, nodeName: spec.NodeName}
 	c.pods = append(c.pods, pd)
 	c.byName[ep.Name.Name] = pd
 	c.byObj[o] = pd
@@ -241,6 +245,9 @@ var PlaceholderRange = netip.MustParsePrefix("100.64.0.0/10")
 func (c *cluster) placeholders(give bool, ds *dsl.Diagnostics) {
 	var bare []*pod
 	used := map[netip.Addr]bool{}
+	for _, a := range c.nodeAddrs() {
+		used[a.Addr()] = true
+	}
 	for _, p := range c.pods {
 		if len(p.addrs) == 0 {
 			bare = append(bare, p)

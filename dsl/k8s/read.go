@@ -201,10 +201,13 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				r.cl.addPod(o, &r.ds)
 			case kindWorkload:
 				r.cl.addWorkload(o, &r.ds)
+			case kindNode:
+				r.cl.addNode(o, &r.ds)
 			}
 		}
 	}
 	r.cl.finish(opt.Placeholders, &r.ds)
+	r.cl.checkNodeAddrs(&r.ds)
 	for i, os := range objs {
 		for _, o := range os {
 			switch kindOf(o) {
@@ -212,7 +215,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				if p := r.podOf(o); p != nil {
 					files[i].Decls = append(files[i].Decls, p.endpoint)
 				}
-			case kindNamespace:
+			case kindNamespace, kindNode:
 			case kindNetworkPolicy:
 				for _, p := range r.networkPolicy(o) {
 					files[i].Decls = append(files[i].Decls, p)
@@ -232,7 +235,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 					r.ds.Warnf(o.at("apiVersion"), "%s %s ignored: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
 					break
 				}
-				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces and network policies", o.apiVersion, o.kind)
+				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes and network policies", o.apiVersion, o.kind)
 			}
 		}
 	}
@@ -252,11 +255,12 @@ const (
 	kindCiliumClusterwide
 	kindUnsupportedPolicy
 	kindWorkload
+	kindNode
 )
 
 // readVersions is the API version polc reads each kind it reads in.
 var readVersions = map[string]string{
-	"Namespace": "v1", "Pod": "v1",
+	"Namespace": "v1", "Pod": "v1", "Node": "v1",
 	"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
 	"Job": "batch/v1", "CronJob": "batch/v1",
 	"NetworkPolicy":                  "networking.k8s.io/v1",
@@ -270,6 +274,8 @@ func kindOf(o *object) objectKind {
 		return kindNamespace
 	case o.apiVersion == "v1" && o.kind == "Pod":
 		return kindPod
+	case o.apiVersion == "v1" && o.kind == "Node":
+		return kindNode
 	case (o.apiVersion == "apps/v1" || o.apiVersion == "batch/v1") && workloadKinds[o.kind] != "":
 		return kindWorkload
 	case o.apiVersion == "networking.k8s.io/v1" && o.kind == "NetworkPolicy":
@@ -278,7 +284,7 @@ func kindOf(o *object) objectKind {
 		return kindCilium
 	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumClusterwideNetworkPolicy":
 		return kindCiliumClusterwide
-	case strings.HasSuffix(o.kind, "NetworkPolicy") || o.kind == "Namespace" || o.kind == "Pod":
+	case strings.HasSuffix(o.kind, "NetworkPolicy") || o.kind == "Namespace" || o.kind == "Pod" || o.kind == "Node":
 		// A policy kind (or a core kind) of an API version polc does not
 		// read would change verdicts if ignored.
 		return kindUnsupportedPolicy
@@ -323,6 +329,15 @@ type ruleSpec struct {
 	peers   []dsl.Peer // nil: any peer
 	ports   []dsl.L4   // nil with no named ports: every protocol and port
 	named   []namedPort
+	// sides are peers that stand for node addresses depending on the
+	// subject (host, remote-node): the rule is split per group of
+	// subjects (node.go).
+	sides []nodeSide
+	// only, when set, restricts the rule to these subjects (one
+	// namespace's), in a policy split off the main one; quiet keeps it
+	// from warning about named ports (the caller has).
+	only  []*pod
+	quiet bool
 }
 
 // policyBuilder collects one source policy's output: the policy itself and
@@ -332,12 +347,13 @@ type policyBuilder struct {
 	main    *dsl.Policy
 	splits  []*dsl.Policy
 	byKey   map[string]*dsl.Policy
-	subject []*pod // computed on first use
+	kinds   map[string]int // splits of each kind so far
+	subject []*pod         // computed on first use
 	haveSub bool
 }
 
 func (r *reader) newPolicy(main *dsl.Policy) *policyBuilder {
-	return &policyBuilder{r: r, main: main, byKey: map[string]*dsl.Policy{}}
+	return &policyBuilder{r: r, main: main, byKey: map[string]*dsl.Policy{}, kinds: map[string]int{}}
 }
 
 func (b *policyBuilder) policies() []*dsl.Policy {
@@ -376,8 +392,20 @@ func (b *policyBuilder) add(spec ruleSpec) {
 			Peers: peers, Ports: ports,
 		}
 	}
+	if len(spec.sides) > 0 {
+		b.addSides(spec)
+		return
+	}
+	// The policy the rule goes in (created on first use).
+	target := func() *dsl.Policy {
+		if spec.only != nil {
+			return b.split(spec.pos, spec.only, "node")
+		}
+		return b.main
+	}
 	if len(spec.named) == 0 || len(spec.ports) > 0 {
-		b.main.Rules = append(b.main.Rules, rule(spec.peers, spec.ports, spec.doc))
+		t := target()
+		t.Rules = append(t.Rules, rule(spec.peers, spec.ports, spec.doc))
 	}
 	if len(spec.named) == 0 {
 		return
@@ -385,6 +413,9 @@ func (b *policyBuilder) add(spec ruleSpec) {
 	var pods []*pod
 	if spec.dir == dsl.Ingress {
 		pods = b.subjects()
+		if spec.only != nil {
+			pods = spec.only
+		}
 	} else {
 		for _, p := range b.r.cl.pods {
 			if peersMatchPod(spec.peers, p) {
@@ -431,16 +462,8 @@ func (b *policyBuilder) add(spec ruleSpec) {
 	}
 	// A name no pod declares allows nothing: almost always a typo.
 	for i, np := range spec.named {
-		if !declared[i] {
-			whose := "the pods the policy selects"
-			if spec.dir == dsl.Egress {
-				whose = "the pods the rule's peers select"
-			}
-			proto := np.proto
-			if proto == "any" {
-				proto = "any protocol"
-			}
-			b.r.ds.Warnf(np.pos, "named port %q (%s) is declared by none of %s: it allows nothing", np.name, proto, whose)
+		if !declared[i] && !spec.quiet {
+			b.warnUndeclared(np, spec.dir)
 		}
 	}
 	for _, g := range groups {
@@ -449,12 +472,27 @@ func (b *policyBuilder) add(spec ruleSpec) {
 		}
 		doc := append(slices.Clone(spec.doc), "named ports "+strings.Join(g.what, ", ")+" on "+podList(g.pods))
 		if spec.dir == dsl.Egress {
-			b.main.Rules = append(b.main.Rules, rule(podPeers(spec.peerPos, g.pods), g.ports, doc))
+			t := target()
+			t.Rules = append(t.Rules, rule(podPeers(spec.peerPos, g.pods), g.ports, doc))
 			continue
 		}
-		split := b.split(spec.pos, g.pods)
+		split := b.split(spec.pos, g.pods, "port")
 		split.Rules = append(split.Rules, rule(spec.peers, g.ports, doc))
 	}
+}
+
+// warnUndeclared warns that no pod an entry applies to declares the named
+// port np, so that it allows nothing.
+func (b *policyBuilder) warnUndeclared(np namedPort, dir dsl.Direction) {
+	whose := "the pods the policy selects"
+	if dir == dsl.Egress {
+		whose = "the pods the rule's peers select"
+	}
+	proto := np.proto
+	if proto == "any" {
+		proto = "any protocol"
+	}
+	b.r.ds.Warnf(np.pos, "named port %q (%s) is declared by none of %s: it allows nothing", np.name, proto, whose)
 }
 
 // subjects returns the pods the main policy selects.
@@ -467,13 +505,22 @@ func (b *policyBuilder) subjects() []*pod {
 }
 
 // split returns the policy split off the main one for pods (all in one
-// namespace), creating it on first use.
-func (b *policyBuilder) split(pos dsl.Pos, pods []*pod) *dsl.Policy {
+// namespace), creating it on first use: ORIGINAL_portN for named ports,
+// ORIGINAL_nodeN for node peers (kind). Its pods carry LabelPodName.
+func (b *policyBuilder) split(pos dsl.Pos, pods []*pod, kind string) *dsl.Policy {
 	names := sortedPodNames(pods)
-	key := pods[0].namespace + "/" + strings.Join(names, ",")
+	key := kind + " " + pods[0].namespace + "/" + strings.Join(names, ",")
 	if p := b.byKey[key]; p != nil {
 		return p
 	}
+	for _, p := range pods {
+		p.needsName = true
+	}
+	doc := fmt.Sprintf("named ports of %s, resolved on %s", b.main.Name.Name, podList(pods))
+	if kind == "node" {
+		doc = fmt.Sprintf("node addresses of %s, as seen from %s", b.main.Name.Name, podList(pods))
+	}
+	b.kinds[kind]++
 	sel := dsl.Selector{Pos: b.main.Select.Pos, Reqs: slices.Clone(b.main.Select.Reqs)}
 	if !hasNamespaceEq(sel, pods[0].namespace) {
 		sel.Reqs = append(sel.Reqs, dsl.Requirement{Pos: pos, Key: LabelNamespace, Op: dsl.OpEq, Values: []string{pods[0].namespace}})
@@ -481,8 +528,8 @@ func (b *policyBuilder) split(pos dsl.Pos, pods []*pod) *dsl.Policy {
 	sel.Reqs = append(sel.Reqs, dsl.Requirement{Pos: pos, Key: LabelPodName, Op: dsl.OpIn, Values: names})
 	p := &dsl.Policy{
 		Pos:    b.main.Pos,
-		Doc:    dsl.Doc{fmt.Sprintf("named ports of %s, resolved on %s", b.main.Name.Name, podList(pods))},
-		Name:   dsl.Ident{Pos: b.main.Name.Pos, Name: fmt.Sprintf("%s_port%d", b.main.Name.Name, len(b.splits)+1)},
+		Doc:    dsl.Doc{doc},
+		Name:   dsl.Ident{Pos: b.main.Name.Pos, Name: fmt.Sprintf("%s_%s%d", b.main.Name.Name, kind, b.kinds[kind])},
 		Select: sel,
 		Audit:  b.main.Audit,
 	}
