@@ -1,8 +1,11 @@
 package k8s
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/polc-dev/polc/dsl"
 )
 
 // nodeCluster has two nodes, n1 (role=worker, zone=a; 192.168.0.1 and
@@ -275,4 +278,31 @@ func cmpStrings(want, got []string) string {
 		return ""
 	}
 	return "diagnostics differ:\n--- want\n" + strings.Join(want, "\n") + "\n--- got\n" + strings.Join(got, "\n")
+}
+
+// Rule: a node address peer points at what named it: the entity, the
+// reserved: selector or the fromNodes entry; the split policy at the
+// original.
+func TestNodePeerPositions(t *testing.T) {
+	files, ds := ReadFiles([]Source{{Path: "cluster.yaml", Src: []byte(nodeCluster)}, {Path: "p.yaml", Src: []byte(cnp(`  endpointSelector: {matchLabels: {app: db}}
+  ingress:
+  - fromEntities: [host]
+  - fromEndpoints: [{matchLabels: {reserved:remote-node: ""}}]
+  - fromNodes: [{matchLabels: {zone: a}}]
+`))}})
+	if len(ds) > 0 {
+		t.Fatal(ds)
+	}
+	var got []string
+	for _, d := range files[1].Decls {
+		if p, ok := d.(*dsl.Policy); ok {
+			for _, r := range p.Rules {
+				got = append(got, fmt.Sprintf("%s %s", r.Peers[0].Pos, r.Peers[0].CIDR.Prefix.Text))
+			}
+		}
+	}
+	want := []string{"p.yaml:9:20 192.168.0.2", "p.yaml:10:21 192.168.0.1", "p.yaml:11:17 192.168.0.1"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }
