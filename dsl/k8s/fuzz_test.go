@@ -16,6 +16,8 @@ func FuzzRead(f *testing.F) {
 		}
 	}
 	f.Add([]byte(testCluster))
+	// Nodes with policies naming them, in one input.
+	f.Add([]byte(nodeCluster + "---\n" + cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [host, world, cluster]\n    fromEndpoints: [{matchLabels: {reserved:remote-node: \"\"}}]\n  egress:\n  - toNodes: [{matchLabels: {role: worker}}]\n    toEntities: [remote-node]\n    toCIDR: [192.168.0.0/16]\n")))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n"))
 	cluster := []byte(testCluster)
