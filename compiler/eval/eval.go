@@ -90,7 +90,9 @@ type point struct {
 //  3. A frame with a VLAN tag, IP or not, is dropped (ir.RuleEtherType),
 //     and so is a non-IP frame other than ARP; no points.
 //  4. ARP passes (ir.RuleNonIP); no points.
-//  5. A malformed packet is dropped at every point (ir.RuleMalformed).
+//  5. A malformed packet is dropped at every point (ir.RuleMalformed),
+//     also when it has none, unless it is another node's business
+//     (Elsewhere: it passes, as any packet no hook here sees).
 //  6. A packet sent via an endpoint that does not own its source address
 //     is dropped at that endpoint's egress point (ir.RuleSpoofedSource),
 //     unless it is neighbour discovery (as in 7) from fe80::/10 or ::,
@@ -146,7 +148,9 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			RemoteIs: e.Resolve(pt.remote),
 		}
 	}
-	if pkt.Malformed || !pkt.wellFormed() {
+	if (pkt.Malformed || !pkt.wellFormed()) && !(len(pts) == 0 && e.Elsewhere(pkt.Src, pkt.Dst)) {
+		// a packet between remote endpoints meets no hook here: it is
+		// not this node's to drop
 		for i := range pts {
 			res.Points[i].Verdict, res.Points[i].Rule = dsl.VerdictDeny, ir.RuleMalformed
 		}
