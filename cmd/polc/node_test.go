@@ -57,6 +57,11 @@ func TestNodeFlag(t *testing.T) {
 		}
 	}
 
+	code, stdout, stderr := runPolc(t, "check", "--k8s", "--node", "n1", in)
+	if code != 0 || !strings.Contains(stdout, "3 endpoints (2 remote)") {
+		t.Errorf("check: exit %d\n%s%s", code, stdout, stderr)
+	}
+
 	out := filepath.Join(dir, "n1")
 	if code, _, stderr := runPolc(t, "build", "--k8s", "--node", "n1", in, "-o", out); code != 0 {
 		t.Fatalf("build: exit %d: %s", code, stderr)
@@ -73,7 +78,7 @@ func TestNodeFlag(t *testing.T) {
 		t.Errorf("endpoints.json of n1: %s (%v)", raw, err)
 	}
 
-	code, stdout, stderr := runPolc(t, "explain", "--reference", "--k8s", "--node", "n1", in, "tcp default.db -> default.api:80")
+	code, stdout, stderr = runPolc(t, "explain", "--reference", "--k8s", "--node", "n1", in, "tcp default.db -> default.api:80")
 	if code != 0 || !strings.Contains(stdout, "verdict:      elsewhere") {
 		t.Errorf("explain elsewhere: exit %d\n%s%s", code, stdout, stderr)
 	}
