@@ -76,6 +76,11 @@ enum polc_rule {
  */
 #define POLC_IPC_INGRESS_AUDIT (1u << 13)
 #define POLC_IPC_EGRESS_AUDIT  (1u << 14)
+/*
+ * An endpoint of another node (a node bundle's remote endpoint): never a
+ * subject here, but not the world's either, so world rules do not reach it.
+ */
+#define POLC_IPC_REMOTE_ENDPOINT (1u << 15)
 
 /* policy_key.flags */
 #define POLC_POLICY_EGRESS  (1u << 0)

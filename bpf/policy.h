@@ -150,8 +150,9 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 	polc_probe_remote(&d, st, a->subject, a->remote, egress, ranges, hints);
 	if (hints & POLC_HINT_ANY_REMOTE)
 		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, egress, ranges, hints);
-	/* world also covers every non-local identity (CIDR identities) */
-	if ((hints & POLC_HINT_WORLD) && !(a->remote_flags & POLC_IPC_LOCAL) && a->remote != POLC_IDENTITY_WORLD)
+	/* world also covers every identity that is no endpoint's (CIDR identities) */
+	if ((hints & POLC_HINT_WORLD) && !(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) &&
+	    a->remote != POLC_IDENTITY_WORLD)
 		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, egress, ranges, hints);
 
 	if (d.deny) {
@@ -186,7 +187,7 @@ static __always_inline __u32 polc_policy_audit(const struct pkt_state *st, const
 
 	polc_probe_remote(&d, st, a->subject, a->remote, flags, ranges, POLC_HINT_ALL);
 	polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, flags, ranges, POLC_HINT_ALL);
-	if (!(a->remote_flags & POLC_IPC_LOCAL) && a->remote != POLC_IDENTITY_WORLD)
+	if (!(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) && a->remote != POLC_IDENTITY_WORLD)
 		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, flags, ranges, POLC_HINT_ALL);
 	if (d.deny)
 		return d.deny;

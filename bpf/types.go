@@ -64,6 +64,10 @@ const (
 	// of every policy (PolicyAudit) for the audit question.
 	IPCacheIngressAudit uint32 = 1 << 13
 	IPCacheEgressAudit  uint32 = 1 << 14
+	// IPCacheRemoteEndpoint: an endpoint of another node (a node bundle's
+	// remote endpoint). Not the world's (no world probe), never a subject
+	// (no other flag, Endpoint 0, so it fails every hook's address check).
+	IPCacheRemoteEndpoint uint32 = 1 << 15
 )
 
 // Probe hints in IPCacheValue.Flags, read by the datapath only when

@@ -17,6 +17,18 @@ import (
 // peers and ports keep the order they were written in (a cidrset expands in
 // place, its entries in normal-form order); tests keep source order.
 // Sources are filled in by the caller.
+// localEndpoints are the names that are local endpoints' (a remote
+// endpoint is never a subject), in a new slice.
+func localEndpoints(s *symbols, names []string) []string {
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !s.endpointByName[n].Remote.IsValid() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func normalize(s *symbols) *ir.Program {
 	var discard dsl.Diagnostics // check has reported everything already
 	addrs := endpointAddrs(s)
@@ -33,6 +45,7 @@ func normalize(s *symbols) *ir.Program {
 			Pos:    e.Pos,
 			Labels: normLabels(e),
 			Addrs:  slices.Clone(addrs[e.Name.Name]),
+			Remote: e.Remote.IsValid(),
 		})
 	}
 	slices.SortFunc(prog.Endpoints, func(a, b *ir.Endpoint) int { return cmp.Compare(a.Name, b.Name) })
@@ -46,7 +59,7 @@ func normalize(s *symbols) *ir.Program {
 			Rules:   []ir.RuleID{},
 			Audit:   p.Audit.IsValid(),
 		}
-		pol.Subjects = slices.Clone(selectEndpoints(s, pol.Subject))
+		pol.Subjects = localEndpoints(s, selectEndpoints(s, pol.Subject))
 		for _, d := range p.Isolate {
 			isolate(pol, d.Dir)
 		}

@@ -93,6 +93,9 @@ func resolveSteps(t *dsl.Test, s *symbols, addrs map[string][]netip.Prefix, ds *
 				ok = false
 			case !s.knownEndpoint(st.Via, ds):
 				ok = false
+			case s.endpointByName[st.Via.Name].Remote.IsValid():
+				ds.Errorf(st.Via.Pos, `"via" names %q, a remote endpoint: it has no interface on this node`, st.Via.Name)
+				ok = false
 			case ok:
 				pkt.Via = st.Via.Name
 			}

@@ -82,9 +82,13 @@ type Import struct {
 
 // Endpoint is a workload: `endpoint web labels(app=web) addr 10.0.1.10, fd00::10`.
 type Endpoint struct {
-	Pos    Pos
-	Doc    Doc
-	Name   Ident
+	Pos  Pos
+	Doc  Doc
+	Name Ident
+	// Remote, when valid, is where the endpoint says `remote`: a workload
+	// of another node, which rules see as a peer but which has no hooks
+	// here and is never a subject.
+	Remote Pos
 	Labels []Label
 	Addrs  []Text
 }

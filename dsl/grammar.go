@@ -18,8 +18,15 @@ type gImport struct {
 type gEndpoint struct {
 	Pos    lexer.Position
 	Name   *gName    `parser:"'endpoint' @@"`
+	Remote *gRemote  `parser:"@@?"`
 	Labels []*gLabel `parser:"( 'labels' '(' @@ ( ',' @@ )* ')' )?"`
 	Addrs  []*gAddr  `parser:"'addr' @@ ( ',' @@ )*"`
+}
+
+// gRemote is the `remote` keyword after an endpoint's name.
+type gRemote struct {
+	Pos lexer.Position
+	Kw  string `parser:"@'remote'"`
 }
 
 type gLabel struct {

@@ -289,6 +289,9 @@ func (p *polParser) str(g *gString) Text {
 func (p *polParser) endpoint(g *gEndpoint) Decl {
 	d := &Endpoint{Pos: polPos(g.Pos), Name: polIdent(g.Name)}
 	p.anchor(g.Pos, &d.Doc)
+	if g.Remote != nil {
+		d.Remote = polPos(g.Remote.Pos)
+	}
 	for _, l := range g.Labels {
 		d.Labels = append(d.Labels, Label{Pos: polPos(l.Pos), Key: polKey(l.Key), Value: polValue(l.Value)})
 	}
@@ -671,6 +674,9 @@ func (e *polExplainer) decl() {
 		e.done(`a new declaration after the import`)
 	case "endpoint":
 		e.name(`an endpoint name after "endpoint"`)
+		if t := e.peek(); t.Type == tokWord && t.Value == "remote" {
+			e.next() // not reserved: a word that means something only here
+		}
 		if e.is("labels") {
 			e.next()
 			e.want(`"(" after "labels"`, "(")
@@ -684,7 +690,7 @@ func (e *polExplainer) decl() {
 			}
 			e.want(`"addr" after the labels`, "addr")
 		} else {
-			e.want(`"labels" or "addr" after the endpoint name`, "labels", "addr")
+			e.want(`"remote", "labels" or "addr" after the endpoint name`, "labels", "addr")
 		}
 		e.addrList(`an address after "addr"`)
 		e.done(`"," and another address, or a new declaration`)
@@ -1170,6 +1176,9 @@ func (f *polFast) endpoint() *gEndpoint {
 	f.want("endpoint")
 	if g.Name = f.name(); !f.ok {
 		return nil
+	}
+	if f.is("remote") {
+		g.Remote = &gRemote{Pos: f.next().Pos, Kw: "remote"}
 	}
 	if f.is("labels") {
 		f.i++

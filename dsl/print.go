@@ -106,6 +106,9 @@ func polDeclText(d Decl) string {
 		b.WriteString("import " + strconv.Quote(d.Path.Text))
 	case *Endpoint:
 		b.WriteString("endpoint " + d.Name.Name)
+		if d.Remote.IsValid() {
+			b.WriteString(" remote")
+		}
 		if len(d.Labels) > 0 {
 			b.WriteString(" labels(")
 			for i, l := range d.Labels {

@@ -569,13 +569,15 @@ func (r *yamlReader) endpoint(f *File, n *yaml.Node) {
 		return
 	}
 	e := &Endpoint{Pos: r.pos(n), Doc: yamlDocLines(n.HeadComment)}
-	fs := r.fields(n, "in endpoint", []string{"name", "labels", "addrs"})
+	fs := r.fields(n, "in endpoint", []string{"name", "remote", "labels", "addrs"})
 	r.requireName(n, fs, "endpoint")
 	hasAddrs := false
 	for _, fl := range fs {
 		switch fl.key.Value {
 		case "name":
 			e.Name, _ = r.ident(fl.val, "endpoint name")
+		case "remote":
+			e.Remote = r.flag(fl)
 		case "labels":
 			e.Labels = r.labels(fl.val)
 		case "addrs":
@@ -591,6 +593,20 @@ func (r *yamlReader) endpoint(f *File, n *yaml.Node) {
 		r.errorf(n, "endpoint needs addrs (a list of addresses)")
 	}
 	f.Decls = append(f.Decls, e)
+}
+
+// flag reads a boolean field (`audit: true`, `remote: true`): the key's
+// position when true, no position when false or not a boolean (an error).
+func (r *yamlReader) flag(fl yamlField) Pos {
+	var b bool
+	if fl.val.Kind != yaml.ScalarNode || fl.val.ShortTag() != "!!bool" || fl.val.Decode(&b) != nil {
+		r.errorf(fl.val, "expected true or false, got %s", yamlDescribe(fl.val))
+		return Pos{}
+	}
+	if !b {
+		return Pos{}
+	}
+	return r.pos(fl.key)
 }
 
 // labelPairs reads a map of label keys to values (endpoint labels, or the
@@ -709,14 +725,7 @@ func (r *yamlReader) policy(f *File, n *yaml.Node) {
 		case "name":
 			p.Name, _ = r.ident(fl.val, "policy name")
 		case "audit":
-			var b bool
-			if fl.val.Kind != yaml.ScalarNode || fl.val.ShortTag() != "!!bool" || fl.val.Decode(&b) != nil {
-				r.errorf(fl.val, "expected true or false, got %s", yamlDescribe(fl.val))
-				continue
-			}
-			if b {
-				p.Audit = r.pos(fl.key)
-			}
+			p.Audit = r.flag(fl)
 		case "select":
 			hasSelect = true
 			p.Select = r.selector(fl.val)
@@ -1697,6 +1706,9 @@ func yamlDeclNode(d Decl) *yaml.Node {
 		return n
 	case *Endpoint:
 		n := yamlMapNode(false, yamlStr("name"), yamlStr(d.Name.Name))
+		if d.Remote.IsValid() {
+			n.Content = append(n.Content, yamlStr("remote"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+		}
 		if len(d.Labels) > 0 {
 			ls := yamlMapNode(true)
 			for _, l := range d.Labels {

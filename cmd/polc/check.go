@@ -90,7 +90,17 @@ func checkSummary(in *inputFlags, files int, prog *ir.Program) string {
 	if in.k8s {
 		parts = append(parts, plural(in.objects, "object"))
 	}
-	parts = append(parts, plural(len(prog.Endpoints), "endpoint"), plural(len(prog.Policies), "policy"))
+	eps := plural(len(prog.Endpoints), "endpoint")
+	remote := 0
+	for _, e := range prog.Endpoints {
+		if e.Remote {
+			remote++
+		}
+	}
+	if remote > 0 {
+		eps += fmt.Sprintf(" (%d remote)", remote)
+	}
+	parts = append(parts, eps, plural(len(prog.Policies), "policy"))
 	if len(prog.Tests) > 0 {
 		parts = append(parts, plural(len(prog.Tests), "test"))
 	}

@@ -45,7 +45,12 @@ namespace, or the nearest name.
 The reference evaluator always decides; the packet also runs through the
 kernel programs (BPF_PROG_TEST_RUN on a fresh host) when they can be loaded,
 and explain says so if the two differ (exit status 1). -o json prints one
-object whose "verdict" is "allow" or "deny".`,
+object whose "verdict" is "allow" or "deny".
+
+On a node's bundle (--k8s --node NAME), a remote endpoint's half of a
+packet is its own node's business: the packet meets only the local hook.
+A packet between two remote endpoints meets no hook here: explain says
+"elsewhere" ("elsewhere": true in JSON), exit status 0.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -140,7 +145,11 @@ func identityText(r eval.Resolution) string {
 		for _, l := range r.Endpoint.Labels {
 			ls = append(ls, l.Key+"="+l.Value)
 		}
-		return fmt.Sprintf("endpoint %s (%s)", r.Endpoint.Name, strings.Join(ls, ", "))
+		kind := "endpoint"
+		if r.Endpoint.Remote {
+			kind = "remote endpoint" // another node's: a peer here, no hooks
+		}
+		return fmt.Sprintf("%s %s (%s)", kind, r.Endpoint.Name, strings.Join(ls, ", "))
 	case eval.ResolvedCIDR:
 		return "cidr " + r.Prefix.String()
 	}
@@ -165,6 +174,11 @@ func (ex *explanation) text(w io.Writer) error {
 	fmt.Fprintf(w, "packet:       %s\n", harness.FormatPacket(ex.pkt))
 	fmt.Fprintf(w, "source:       %s is %s\n", ex.pkt.Src, identityText(ex.ev.Resolve(ex.pkt.Src)))
 	fmt.Fprintf(w, "destination:  %s is %s\n", ex.pkt.Dst, identityText(ex.ev.Resolve(ex.pkt.Dst)))
+	if ex.ev.Elsewhere(ex.pkt.Src, ex.pkt.Dst) {
+		fmt.Fprintf(w, "verdict:      elsewhere: no local endpoint sends or receives it, so no hook of this node sees it;\n")
+		fmt.Fprintf(w, "              the bundles of the remote endpoints' nodes decide it\n")
+		return ex.kernelText(w)
+	}
 	fmt.Fprintf(w, "verdict:      %s\n", r.Verdict)
 	fmt.Fprintf(w, "decided by:   %s\n", ruleDetail(ex.prog, r.Rule))
 	if r.Audit != 0 {
@@ -186,6 +200,16 @@ func (ex *explanation) text(w io.Writer) error {
 			fmt.Fprintf(w, "    audit: would be denied by %s\n", ruleDetail(ex.prog, p.Audit))
 		}
 	}
+	for _, a := range []netip.Addr{ex.pkt.Src, ex.pkt.Dst} {
+		if rs := ex.ev.Resolve(a); rs.Kind == eval.ResolvedEndpoint && rs.Endpoint.Remote {
+			fmt.Fprintf(w, "  %s is a remote endpoint: its own node's bundle decides its half\n", rs.Endpoint.Name)
+		}
+	}
+	return ex.kernelText(w)
+}
+
+// kernelText says what the kernel decided, and whether it agrees.
+func (ex *explanation) kernelText(w io.Writer) error {
 	switch k := ex.out.Kernel; {
 	case k == nil:
 		fmt.Fprintf(w, "kernel:       %s\n", ex.kernelNote)
@@ -207,6 +231,9 @@ type (
 		Destination sideJSON      `json:"destination"`
 		Points      []pointJSON   `json:"points"`
 		Kernel      explainKernel `json:"kernel"`
+		// Elsewhere: no hook of this node sees the packet (it is between
+		// remote endpoints); other nodes' bundles decide it.
+		Elsewhere bool `json:"elsewhere,omitempty"`
 	}
 	sideJSON struct {
 		Address  string   `json:"address"`
@@ -214,6 +241,7 @@ type (
 		Endpoint string   `json:"endpoint,omitempty"`
 		Labels   []string `json:"labels,omitempty"`
 		Prefix   string   `json:"prefix,omitempty"`
+		Remote   bool     `json:"remote,omitempty"` // a remote endpoint (another node's)
 		// KernelIdentity is the identity number the kernel's ipcache gives
 		// the address (0 when the kernel did not run).
 		KernelIdentity uint32 `json:"kernel_identity,omitempty"`
@@ -234,7 +262,7 @@ func sideToJSON(a netip.Addr, r eval.Resolution, kid uint32) sideJSON {
 	s := sideJSON{Address: a.String(), KernelIdentity: kid}
 	switch r.Kind {
 	case eval.ResolvedEndpoint:
-		s.Identity, s.Endpoint, s.Prefix = "endpoint", r.Endpoint.Name, r.Prefix.String()
+		s.Identity, s.Endpoint, s.Prefix, s.Remote = "endpoint", r.Endpoint.Name, r.Prefix.String(), r.Endpoint.Remote
 		for _, l := range r.Endpoint.Labels {
 			s.Labels = append(s.Labels, l.Key+"="+l.Value)
 		}
@@ -257,6 +285,7 @@ func (ex *explanation) json() explainJSON {
 		Destination: sideToJSON(ex.pkt.Dst, ex.ev.Resolve(ex.pkt.Dst), ex.kernelIDs[1]),
 		Points:      ref.Points,
 		Kernel:      explainKernel{Note: ex.kernelNote},
+		Elsewhere:   ex.ev.Elsewhere(ex.pkt.Src, ex.pkt.Dst),
 	}
 	if k := kernelJSON(ex.prog, ex.out.Kernel); k != nil {
 		j.Kernel = explainKernel{Ran: true, Verdict: k.Verdict, Rule: &k.Rule, Prefiltered: k.Prefiltered,

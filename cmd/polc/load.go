@@ -27,12 +27,13 @@ type inputFlags struct {
 	stdin        io.Reader // read for the FILE "-" with --k8s
 	namespace    string    // --namespace: of Kubernetes objects that name none
 	recursive    bool      // -R: a directory's subdirectories too
+	node         string    // --node: the node whose bundle this is (k8s.Options.Node)
 	objects      int       // Kubernetes objects read, for check's summary
 }
 
 // k8sOptions are the reader options the flags ask for.
 func (in *inputFlags) k8sOptions() k8s.Options {
-	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects}
+	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects, Node: in.node}
 }
 
 // checkInputs is checkInputs for this command's inputs, which with --k8s
@@ -41,6 +42,12 @@ func (in *inputFlags) checkInputs(c *cobra.Command, paths []string) error {
 	in.stdin = c.InOrStdin()
 	if !in.k8s && (in.namespace != "" || in.recursive) {
 		return usageError("--namespace and --recursive need --k8s")
+	}
+	if !in.k8s && c.Flags().Changed("node") {
+		return usageError("--node needs --k8s (in policy files, write remote endpoints as `endpoint NAME remote ...`)")
+	}
+	if c.Flags().Changed("node") && in.node == "" {
+		return usageError("--node needs a node name")
 	}
 	return checkInputsOf(in.k8s, paths)
 }
@@ -52,6 +59,8 @@ func addInputFlags(c *cobra.Command, in *inputFlags) {
 		"with --k8s: the namespace of objects that name none (default \"default\")")
 	c.Flags().BoolVarP(&in.recursive, "recursive", "R", false,
 		"with --k8s: read the subdirectories of a directory FILE too")
+	c.Flags().StringVar(&in.node, "node", "",
+		"with --k8s: the bundle of node `NAME`: pods whose spec.nodeName is NAME are local endpoints, every other pod a remote one (a peer only)")
 	c.Flags().BoolVar(&in.audit, "audit", false,
 		"put every policy in audit mode: what they would deny passes and is reported (polc monitor: audit events), nothing is enforced")
 	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,

@@ -49,6 +49,15 @@ is 1 if any test fails or the kernel and the reference disagree on any
 packet, 2 if the programs cannot be loaded (loading needs root; --reference
 runs the tests on the reference evaluator alone).
 
+On a node's bundle (--k8s --node NAME, or files with remote endpoints) a
+packet meets this node's hooks only: one from a remote endpoint arrives
+at the local destination's ingress, one to a remote endpoint leaves
+through the local sender's egress. A packet between two remote endpoints
+is another node's business: RESULT says "elsewhere" and its expectation
+is not checked. A packet expected to be denied that one end's remote
+endpoint may deny on its own node, and this node's hook passes, says
+"remote half". Neither is a failure.
+
 --k8s reads the files as Kubernetes objects; --cases FILE adds the tests of a
 reachability matrix (docs/testing.md) and implies --k8s.`,
 		Args: cobra.ArbitraryArgs,
@@ -218,7 +227,7 @@ func stepName(s *harness.StepResult) string {
 func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, kernel bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEST\tSTEP\tEXPECT\tKERNEL\tREFERENCE\tRULE\tRESULT")
-	packets, failedPackets, failedTests := 0, 0, 0
+	packets, failedPackets, failedTests, elsewhere, remoteHalf := 0, 0, 0, 0, 0
 	for i := range res {
 		tr := &res[i]
 		if !tr.OK() {
@@ -234,9 +243,16 @@ func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, ker
 			if s.Kernel != nil {
 				kv = s.Kernel.Verdict.String()
 			}
-			if !s.OK() {
+			switch {
+			case !s.OK():
 				result = "FAIL"
 				failedPackets++
+			case s.Elsewhere:
+				result = "elsewhere"
+				elsewhere++
+			case s.RemoteHalf:
+				result = "remote half"
+				remoteHalf++
 			}
 			rule := harness.RuleSource(prog, s.Reference.Rule)
 			if s.Kernel != nil && s.Kernel.Rule != s.Reference.Rule {
@@ -287,6 +303,12 @@ func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, ker
 	} else {
 		fmt.Fprintf(w, "FAIL: %d of %d tests failed (%d of %d packets), on %s\n", failedTests, len(res), failedPackets, packets, what)
 	}
+	if elsewhere > 0 {
+		fmt.Fprintf(w, "elsewhere: %d packets are between remote endpoints, no hook of this node sees them: other nodes' bundles decide them\n", elsewhere)
+	}
+	if remoteHalf > 0 {
+		fmt.Fprintf(w, "remote half: %d packets expected to be denied pass this node's hook; the remote endpoint's node decides the other half\n", remoteHalf)
+	}
 	return nil
 }
 
@@ -334,6 +356,10 @@ type (
 		Reference decisionJSON  `json:"reference"`
 		Pass      bool          `json:"pass"`
 		Problems  []string      `json:"problems,omitempty"`
+		// Node is "elsewhere" (no hook of this node sees the packet) or
+		// "remote-half" (an expected deny is left to a remote
+		// endpoint's node) on node bundles; empty otherwise.
+		Node string `json:"node,omitempty"`
 	}
 	decisionJSON struct {
 		Verdict     string      `json:"verdict"`
@@ -415,6 +441,12 @@ func testReportJSON(prog *ir.Program, res []harness.TestResult, kernel bool) tes
 				Reference: referenceJSON(prog, s.Reference),
 				Pass:      s.OK(),
 				Problems:  s.Problems,
+			}
+			switch {
+			case s.Elsewhere:
+				sj.Node = "elsewhere"
+			case s.RemoteHalf:
+				sj.Node = "remote-half"
 			}
 			if s.Step.Expect != nil {
 				sj.Expect = s.Step.Expect.String()

@@ -193,10 +193,11 @@ func (b *Bundle) Constant(name string) (uint64, bool) {
 // Identity is one identity the compiler assigned (identities.json).
 type Identity struct {
 	ID        uint32   `json:"id"`
-	Kind      string   `json:"kind"`             // IdentityEndpoint, IdentityCIDR or IdentityWorld
-	Labels    []string `json:"labels,omitempty"` // "key=value", sorted; endpoint identities
-	CIDRs     []string `json:"cidrs,omitempty"`  // rule CIDRs (with excepts) that contain its addresses
-	Endpoints []string `json:"endpoints,omitempty"`
+	Kind      string   `json:"kind"`                // IdentityEndpoint, IdentityCIDR or IdentityWorld
+	Labels    []string `json:"labels,omitempty"`    // "key=value", sorted; endpoint identities
+	CIDRs     []string `json:"cidrs,omitempty"`     // rule CIDRs (with excepts) that contain its addresses
+	Endpoints []string `json:"endpoints,omitempty"` // local endpoints with this identity
+	Remote    []string `json:"remote,omitempty"`    // remote endpoints (other nodes') with it
 }
 
 // Identity kinds.

@@ -139,6 +139,7 @@ func ipcacheFlags(f uint32) []string {
 		{bpf.IPCacheEgressIsolated, "egress-isolated"},
 		{bpf.IPCacheIngressRanges, "ingress-ranges"},
 		{bpf.IPCacheEgressRanges, "egress-ranges"},
+		{bpf.IPCacheRemoteEndpoint, "remote-endpoint"},
 	} {
 		if f&x.bit != 0 {
 			out = append(out, x.name)
@@ -289,6 +290,9 @@ func (b *Bundle) Text() string {
 		eps := ""
 		if len(id.Endpoints) > 0 {
 			eps = "endpoints " + strings.Join(id.Endpoints, ", ")
+		}
+		if len(id.Remote) > 0 {
+			eps = strings.TrimPrefix(eps+"; remote "+strings.Join(id.Remote, ", "), "; ")
 		}
 		fmt.Fprintf(w, "  %d\t%s\t%s\t%s\n", id.ID, id.Kind, identityText(id), eps)
 	}

@@ -83,13 +83,16 @@ type point struct {
 // evaluation). In order:
 //
 //  1. A packet sent via an interface that is bound to no endpoint of the
-//     program (Via names none) is dropped (ir.RuleUnbound).
+//     program (Via names none, or a remote endpoint, which has no
+//     interface here) is dropped (ir.RuleUnbound).
 //  2. From an uplink (FromUplink, and no Via), a source inside the
 //     prefilter is dropped (ir.RulePrefilter).
 //  3. A frame with a VLAN tag, IP or not, is dropped (ir.RuleEtherType),
 //     and so is a non-IP frame other than ARP; no points.
 //  4. ARP passes (ir.RuleNonIP); no points.
-//  5. A malformed packet is dropped at every point (ir.RuleMalformed).
+//  5. A malformed packet is dropped at every point (ir.RuleMalformed),
+//     also when it has none, unless it is another node's business
+//     (Elsewhere: it passes, as any packet no hook here sees).
 //  6. A packet sent via an endpoint that does not own its source address
 //     is dropped at that endpoint's egress point (ir.RuleSpoofedSource),
 //     unless it is neighbour discovery (as in 7) from fe80::/10 or ::,
@@ -121,7 +124,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 	via := -1
 	if pkt.Via != "" {
 		i, ok := e.byName[pkt.Via]
-		if !ok {
+		if !ok || e.endpoints[i].Remote { // a remote endpoint has no interface here
 			return Result{Verdict: dsl.VerdictDeny, Rule: ir.RuleUnbound}
 		}
 		via = i
@@ -145,7 +148,9 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			RemoteIs: e.Resolve(pt.remote),
 		}
 	}
-	if pkt.Malformed || !pkt.wellFormed() {
+	if (pkt.Malformed || !pkt.wellFormed()) && !(len(pts) == 0 && e.Elsewhere(pkt.Src, pkt.Dst)) {
+		// a packet between remote endpoints meets no hook here: it is
+		// not this node's to drop
 		for i := range pts {
 			res.Points[i].Verdict, res.Points[i].Rule = dsl.VerdictDeny, ir.RuleMalformed
 		}
@@ -280,19 +285,22 @@ func (f *fragState) decision(pt point) (fragPoint, bool) {
 // points lists where the packet is observed: the sender's egress, then the
 // destination's ingress. The sender is the endpoint via (an index, or -1)
 // when the packet names the interface it left from, else the source's
-// owner unless the packet arrived on an uplink.
+// owner unless the packet arrived on an uplink. Only local endpoints have
+// points: a remote endpoint's half of the packet is its node's business,
+// so a packet between a remote endpoint and a local one is decided by the
+// local hook alone, and one between two remote endpoints by none.
 func (e *Evaluator) points(pkt *Packet, via int) []point {
 	var pts []point
 	switch {
 	case via >= 0:
 		pts = append(pts, point{via, dsl.Egress, pkt.Dst})
 	case pkt.Src.IsValid() && !pkt.FromUplink:
-		if s := e.owner(pkt.Src); s >= 0 {
+		if s := e.local(pkt.Src); s >= 0 {
 			pts = append(pts, point{s, dsl.Egress, pkt.Dst})
 		}
 	}
 	if pkt.Dst.IsValid() {
-		if d := e.owner(pkt.Dst); d >= 0 {
+		if d := e.local(pkt.Dst); d >= 0 {
 			pts = append(pts, point{d, dsl.Ingress, pkt.Src})
 		}
 	}

@@ -76,7 +76,8 @@ func New(p *ir.Program) *Evaluator {
 	}
 	for _, pol := range p.Policies {
 		for i, ep := range p.Endpoints {
-			if !selects(pol.Subject, ep.Labels) {
+			if ep.Remote || !selects(pol.Subject, ep.Labels) {
+				// a remote endpoint is never a subject here
 				continue
 			}
 			s := &e.subjects[i]
@@ -132,8 +133,8 @@ func (e *Evaluator) Program() *ir.Program { return e.prog }
 type ResolutionKind int
 
 const (
-	ResolvedWorld    ResolutionKind = iota // no local endpoint, no CIDR named in a rule
-	ResolvedEndpoint                       // a local endpoint's address
+	ResolvedWorld    ResolutionKind = iota // no endpoint, no CIDR named in a rule
+	ResolvedEndpoint                       // an endpoint's address, local or remote (Endpoint.Remote)
 	ResolvedCIDR                           // inside a CIDR some rule names
 )
 
@@ -150,6 +151,9 @@ type Resolution struct {
 func (r Resolution) String() string {
 	switch r.Kind {
 	case ResolvedEndpoint:
+		if r.Endpoint.Remote {
+			return "remote endpoint " + r.Endpoint.Name
+		}
 		return "endpoint " + r.Endpoint.Name
 	case ResolvedCIDR:
 		return "cidr " + r.Prefix.String()
@@ -157,7 +161,7 @@ func (r Resolution) String() string {
 	return "world"
 }
 
-// Resolve says which identity addr has: the local endpoint that owns it
+// Resolve says which identity addr has: the endpoint that owns it
 // (longest prefix among endpoint addresses), else the longest CIDR named in
 // a rule's peer that holds it outside that peer's exceptions, else world.
 func (e *Evaluator) Resolve(addr netip.Addr) Resolution {
@@ -184,6 +188,36 @@ func (e *Evaluator) owner(addr netip.Addr) int {
 		return i
 	}
 	return -1
+}
+
+// local returns the index of the local endpoint owning addr, or -1: the
+// endpoint whose hooks see its packets.
+func (e *Evaluator) local(addr netip.Addr) int {
+	if i := e.owner(addr); i >= 0 && !e.endpoints[i].Remote {
+		return i
+	}
+	return -1
+}
+
+// Elsewhere reports whether a packet from src to dst is no business of
+// this program's node: no local endpoint sends or receives it, and a
+// remote endpoint does (so another node's bundle decides it).
+func (e *Evaluator) Elsewhere(src, dst netip.Addr) bool {
+	if e.local(src) >= 0 || e.local(dst) >= 0 {
+		return false
+	}
+	return e.owner(src) >= 0 || e.owner(dst) >= 0
+}
+
+// HasRemote reports whether the packet has a remote endpoint at either
+// end: this node decides only the local end's half of it.
+func (e *Evaluator) HasRemote(src, dst netip.Addr) bool {
+	for _, a := range []netip.Addr{src, dst} {
+		if i := e.owner(a); i >= 0 && e.endpoints[i].Remote {
+			return true
+		}
+	}
+	return false
 }
 
 // Prefiltered reports whether the XDP prefilter drops a packet from src

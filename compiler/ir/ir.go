@@ -67,12 +67,20 @@ func (ls Labels) Get(key string) (string, bool) {
 	return "", false
 }
 
-// Endpoint is a local workload.
+// Endpoint is a workload: local (on this host: hooks on its interface, a
+// subject of the policies that select it) or, with Remote, on another
+// node: an identity that rules see as a peer and nothing more. Both kinds
+// share identities by label set.
 type Endpoint struct {
 	Name   string
 	Pos    dsl.Pos
 	Labels Labels
 	Addrs  []netip.Prefix // sorted; IPv4 before IPv6
+	// Remote: the endpoint lives on another node. It is never a subject
+	// (Policy.Subjects lists local endpoints only), has no hooks, no
+	// conntrack table and no interface binding here; its addresses are
+	// not the world's.
+	Remote bool
 }
 
 // Selector is a conjunction of requirements; no requirements selects every
@@ -133,7 +141,7 @@ type Policy struct {
 	Name     string
 	Pos      dsl.Pos
 	Subject  Selector
-	Subjects []string // names of the endpoints Subject selects, sorted
+	Subjects []string // names of the local endpoints Subject selects, sorted
 	// Isolates[dir] is true when the policy makes direction dir default-deny
 	// for its subjects: it has a rule in that direction or says `isolate`.
 	Isolates [2]bool
@@ -246,9 +254,9 @@ type Rule struct {
 type PeerKind int
 
 const (
-	PeerSelector PeerKind = iota // the addresses of local endpoints whose labels match
+	PeerSelector PeerKind = iota // the addresses of endpoints (local or remote) whose labels match
 	PeerCIDR                     // addresses inside CIDR and outside every Except
-	PeerWorld                    // every address that belongs to no local endpoint
+	PeerWorld                    // every address that belongs to no endpoint, local or remote
 	PeerAny                      // every address
 )
 

@@ -41,6 +41,9 @@ func (p *Program) Text() string {
 	for _, e := range p.Endpoints {
 		b.WriteByte('\n')
 		w(false, "endpoint", e.Name, "at", e.Pos.String())
+		if e.Remote {
+			w(true, "remote")
+		}
 		w(true, "labels", e.Labels.String())
 		for _, a := range e.Addrs {
 			w(true, "addr", a.String())

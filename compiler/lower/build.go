@@ -95,7 +95,7 @@ func Build(prog *ir.Program, object []byte, opts Options) (*bundle.Bundle, error
 	}
 	m.Programs, m.TailCalls, m.Constants = layout(f)
 	b.Identities = identities(space)
-	b.Endpoints = endpoints(prog)
+	b.Endpoints = endpoints(prog, space)
 	b.Rules = rules(prog)
 	if err := b.Seal(); err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func identities(s *addrSpace) []bundle.Identity {
 		if c == s.world {
 			continue
 		}
-		id := bundle.Identity{ID: c.id, Kind: bundle.IdentityCIDR, Endpoints: c.endpoints}
+		id := bundle.Identity{ID: c.id, Kind: bundle.IdentityCIDR, Endpoints: c.endpoints, Remote: c.remote}
 		if c.owner != nil {
 			id.Kind = bundle.IdentityEndpoint
 			id.Labels = []string{}
@@ -127,18 +127,23 @@ func identities(s *addrSpace) []bundle.Identity {
 	return out
 }
 
-// endpoints lists every local endpoint with its index for endpoints.json.
-func endpoints(prog *ir.Program) []bundle.Endpoint {
-	out := make([]bundle.Endpoint, len(prog.Endpoints))
+// endpoints lists every local endpoint with its index for endpoints.json
+// (remote endpoints have no interface to bind here).
+func endpoints(prog *ir.Program, s *addrSpace) []bundle.Endpoint {
+	out := []bundle.Endpoint{}
 	for i, e := range prog.Endpoints {
-		out[i] = bundle.Endpoint{Index: EndpointIndex(i), Name: e.Name, Addrs: make([]string, len(e.Addrs))}
+		if s.epIndex[i] == 0 {
+			continue
+		}
+		be := bundle.Endpoint{Index: s.epIndex[i], Name: e.Name, Addrs: make([]string, len(e.Addrs))}
 		for j, a := range e.Addrs {
 			if a.IsSingleIP() {
-				out[i].Addrs[j] = a.Addr().String()
+				be.Addrs[j] = a.Addr().String()
 			} else {
-				out[i].Addrs[j] = a.String()
+				be.Addrs[j] = a.String()
 			}
 		}
+		out = append(out, be)
 	}
 	return out
 }

@@ -105,7 +105,7 @@ func program(eps []*ir.Endpoint, pols []policySpec, prefilter ...string) *ir.Pro
 	for _, ps := range pols {
 		pol := &ir.Policy{Name: ps.name, Subject: ps.subject, Isolates: ps.isolate}
 		for _, e := range p.Endpoints {
-			if ps.subject.Matches(e.Labels) {
+			if ps.subject.Matches(e.Labels) && !e.Remote {
 				pol.Subjects = append(pol.Subjects, e.Name)
 			}
 		}
@@ -177,6 +177,9 @@ func idNames(b *bundle.Bundle) map[uint32]string {
 		var parts []string
 		if len(id.Endpoints) > 0 {
 			parts = append(parts, strings.Join(id.Endpoints, ","))
+		}
+		if len(id.Remote) > 0 {
+			parts = append(parts, "remote "+strings.Join(id.Remote, ","))
 		}
 		if len(id.CIDRs) > 0 {
 			parts = append(parts, "cidr "+strings.Join(id.CIDRs, " + "))

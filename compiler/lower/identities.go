@@ -38,6 +38,18 @@ type labelSet struct {
 	audit [2]*subjectGroup
 }
 
+// subjectClasses are the label set's classes that hold a local endpoint's
+// addresses: the identities its policy entries are stamped onto.
+func (ls *labelSet) subjectClasses() []*class {
+	out := make([]*class, 0, len(ls.classes))
+	for _, c := range ls.classes {
+		if c.local {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // groups are the label set's enforcing and audit groups (nil ones too).
 func (ls *labelSet) groups() [4]*subjectGroup {
 	return [4]*subjectGroup{ls.group[0], ls.group[1], ls.audit[0], ls.audit[1]}
@@ -51,8 +63,13 @@ type class struct {
 	atoms []int32   // indices into addrSpace.atoms, ascending
 	text  string    // stable description, hashed into the identity
 	id    uint32
-	// endpoints whose addresses fall into the class, sorted, unique.
-	endpoints []string
+	// endpoints (local) and remote (remote endpoints) whose addresses fall
+	// into the class, sorted, unique.
+	endpoints, remote []string
+	// local: some local endpoint's addresses fall into the class, so it
+	// can be a subject. A class of remote endpoints only is a peer and
+	// gets no policy entries of its own.
+	local bool
 }
 
 // A region node is one prefix that matters: an endpoint address, a rule
@@ -73,9 +90,12 @@ type addrSpace struct {
 	atomIndex map[string]int32
 	labelSets []*labelSet
 	epLabels  []*labelSet // per endpoint
-	nodes     []*regionNode
-	classes   []*class // sorted by text
-	world     *class
+	// epIndex is, per endpoint, its EndpointIndex among the local ones
+	// (from 1), 0 for a remote endpoint.
+	epIndex []uint32
+	nodes   []*regionNode
+	classes []*class // sorted by text
+	world   *class
 }
 
 func labelsText(ls ir.Labels) string {
@@ -110,6 +130,7 @@ func splitAddressSpace(prog *ir.Program) (*addrSpace, error) {
 	s := &addrSpace{atomIndex: map[string]int32{}}
 
 	byLabels := map[string]*labelSet{}
+	local := uint32(0)
 	for i, e := range prog.Endpoints {
 		t := labelsText(e.Labels)
 		ls := byLabels[t]
@@ -120,6 +141,12 @@ func splitAddressSpace(prog *ir.Program) (*addrSpace, error) {
 		}
 		ls.endpoints = append(ls.endpoints, i)
 		s.epLabels = append(s.epLabels, ls)
+		idx := uint32(0)
+		if !e.Remote {
+			local++
+			idx = local
+		}
+		s.epIndex = append(s.epIndex, idx)
 	}
 	slices.SortFunc(s.labelSets, func(a, b *labelSet) int { return strings.Compare(a.text, b.text) })
 
@@ -230,15 +257,14 @@ func splitAddressSpace(prog *ir.Program) (*addrSpace, error) {
 			atoms = slices.Compact(next)
 		}
 		n.class = intern(owner, atoms)
-		if n.owner >= 0 {
-			n.class.endpoints = append(n.class.endpoints, prog.Endpoints[n.owner].Name)
-		} else if owner != nil && n.parent != nil {
-			// A rule prefix inside an endpoint's prefix: still that endpoint.
-			for p := n.parent; p != nil; p = p.parent {
-				if p.owner >= 0 {
-					n.class.endpoints = append(n.class.endpoints, prog.Endpoints[p.owner].Name)
-					break
-				}
+		// A rule prefix inside an endpoint's prefix is still that endpoint's.
+		if ep := n.endpoint(); ep >= 0 {
+			e := prog.Endpoints[ep]
+			if e.Remote {
+				n.class.remote = append(n.class.remote, e.Name)
+			} else {
+				n.class.endpoints = append(n.class.endpoints, e.Name)
+				n.class.local = true
 			}
 		}
 		stack = append(stack, n)
@@ -248,11 +274,24 @@ func splitAddressSpace(prog *ir.Program) (*addrSpace, error) {
 		c.text = s.classText(c)
 		slices.Sort(c.endpoints)
 		c.endpoints = slices.Compact(c.endpoints)
+		slices.Sort(c.remote)
+		c.remote = slices.Compact(c.remote)
 		s.classes = append(s.classes, c)
 	}
 	slices.SortFunc(s.classes, func(a, b *class) int { return strings.Compare(a.text, b.text) })
 	s.assignIdentities()
 	return s, nil
+}
+
+// endpoint is the index of the endpoint that owns the node's addresses:
+// its own, else that of the nearest endpoint prefix around it; -1 if none.
+func (n *regionNode) endpoint() int {
+	for p := n; p != nil; p = p.parent {
+		if p.owner >= 0 {
+			return p.owner
+		}
+	}
+	return -1
 }
 
 // exceptCovers reports whether one of except contains all of p.

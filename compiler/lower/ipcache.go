@@ -23,36 +23,39 @@ type ipcacheEntry struct {
 func ipcacheEntries(s *addrSpace) []ipcacheEntry {
 	var out []ipcacheEntry
 	for _, n := range s.nodes {
-		inherited, inheritedEP := s.world, uint32(0)
+		inherited := bpf.IPCacheValue{Identity: s.world.id}
 		if n.parent != nil {
-			inherited, inheritedEP = n.parent.class, nodeEndpoint(n.parent)
+			inherited = s.nodeValue(n.parent)
 		}
-		ep := nodeEndpoint(n)
-		if n.class == inherited && ep == inheritedEP {
+		v := s.nodeValue(n)
+		if v == inherited {
 			continue
 		}
-		out = append(out, ipcacheEntry{n.prefix, bpf.IPCacheValue{Identity: n.class.id, Flags: classFlags(n.class), Endpoint: ep}})
+		out = append(out, ipcacheEntry{n.prefix, v})
 	}
 	return out
 }
 
-// nodeEndpoint is the endpoint that owns a region's addresses, as an
-// ipcache value's Endpoint (its index in Program.Endpoints plus one): the
-// node's own, else that of the nearest endpoint prefix around it (a rule
-// CIDR inside an endpoint's prefix is still that endpoint's), else 0.
-func nodeEndpoint(n *regionNode) uint32 {
-	for p := n; p != nil; p = p.parent {
-		if p.owner >= 0 {
-			return EndpointIndex(p.owner)
-		}
+// nodeValue is what a region's addresses resolve to: its class's
+// identity, and the flags and index of the endpoint that owns them (its
+// own or the nearest endpoint prefix around it: a rule CIDR inside an
+// endpoint's prefix is still that endpoint's). The index is the
+// endpoint's position among the local endpoints of Program.Endpoints,
+// from 1 (endpoints.json, interface bindings). A remote endpoint's
+// addresses carry IPCacheRemoteEndpoint alone: not world, never a
+// subject, no index.
+func (s *addrSpace) nodeValue(n *regionNode) bpf.IPCacheValue {
+	v := bpf.IPCacheValue{Identity: n.class.id}
+	switch ep := n.endpoint(); {
+	case ep < 0:
+		v.Flags = classFlags(n.class)
+	case s.epIndex[ep] == 0:
+		v.Flags = bpf.IPCacheRemoteEndpoint
+	default:
+		v.Flags, v.Endpoint = classFlags(n.class), s.epIndex[ep]
 	}
-	return 0
+	return v
 }
-
-// EndpointIndex is the number by which the datapath knows the endpoint
-// Program.Endpoints[i] (ipcache values, interface bindings): i+1, so that
-// 0 means none.
-func EndpointIndex(i int) uint32 { return uint32(i) + 1 }
 
 // classFlags describes an identity's addresses as subjects: local, and for
 // each direction isolated, with range entries, and the probe hints.

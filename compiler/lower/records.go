@@ -19,8 +19,9 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 	for _, ls := range s.labelSets {
 		for _, g := range ls.groups() {
 			if g != nil {
-				nPol += len(ls.classes) * len(g.exact)
-				nRanges += len(ls.classes) * len(g.ranges)
+				n := len(ls.subjectClasses())
+				nPol += n * len(g.exact)
+				nRanges += n * len(g.ranges)
 			}
 		}
 	}
@@ -76,7 +77,7 @@ func policyRecords(s *addrSpace, lim Limits) (pol, ranges []byte, err error) {
 		sortedEntries[ls] = es
 		slices.SortFunc(rs, compareRanges)
 		sortedRanges[ls] = rs
-		for _, c := range ls.classes {
+		for _, c := range ls.subjectClasses() {
 			subjects = append(subjects, subject{c, ls})
 		}
 	}

@@ -157,7 +157,7 @@ func (d *datapath) decide(subject, remote bpf.IPCacheValue, dir dsl.Direction, p
 	if hints&bpf.HintAnyRemote != 0 {
 		probe(bpf.IdentityAny)
 	}
-	if hints&bpf.HintWorld != 0 && remote.Flags&bpf.IPCacheLocal == 0 && remote.Identity != bpf.IdentityWorld {
+	if hints&bpf.HintWorld != 0 && remote.Flags&(bpf.IPCacheLocal|bpf.IPCacheRemoteEndpoint) == 0 && remote.Identity != bpf.IdentityWorld {
 		probe(bpf.IdentityWorld)
 	}
 	switch {
@@ -296,11 +296,13 @@ func (r refEval) decide(subject *ir.Endpoint, dir dsl.Direction, remote netip.Ad
 	return decision{bpf.VerdictDeny, ir.RuleDefaultDeny}
 }
 
+// observe decides at the hooks of local endpoints only: a remote
+// endpoint has none on this node.
 func (r refEval) observe(p ir.Packet) (eg, in decision, egOK, inOK bool) {
-	if s := r.owner(p.Src); s != nil {
+	if s := r.owner(p.Src); s != nil && !s.Remote {
 		eg, egOK = r.decide(s, dsl.Egress, p.Dst, p), true
 	}
-	if d := r.owner(p.Dst); d != nil {
+	if d := r.owner(p.Dst); d != nil && !d.Remote {
 		in, inOK = r.decide(d, dsl.Ingress, p.Src, p), true
 	}
 	return

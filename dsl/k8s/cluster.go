@@ -70,7 +70,11 @@ type pod struct {
 	addrs     []netip.Prefix
 	ports     []corev1.ContainerPort
 	endpoint  *dsl.Endpoint
-	nodeName  string // spec.nodeName: the node it runs on, "" when unknown
+	// nodeName is the pod's spec.nodeName (a workload's pod template's):
+	// the node it runs on, "" when not scheduled; nodePath is where the
+	// object writes it.
+	nodeName string
+	nodePath []any
 	// needsName is set when a named port splits rules per pod, so the pod
 	// must carry LabelPodName.
 	needsName bool
@@ -172,7 +176,8 @@ func (c *cluster) add(o *object, kind string, labelPath []any, ns, name string, 
 	}
 	labels[LabelNamespace] = ns
 	labels[LabelServiceAccount] = sa
-	pd := &pod{obj: o, kind: kind, labelPath: labelPath, namespace: ns, name: name, labels: labels, addrs: addrs, ports: ports, endpoint: ep, nodeName: spec.NodeName}
+	pd := &pod{obj: o, kind: kind, labelPath: labelPath, namespace: ns, name: name, labels: labels, addrs: addrs, ports: ports, endpoint: ep,
+		nodeName: spec.NodeName, nodePath: append(slices.Clone(labelPath[:len(labelPath)-2]), "spec", "nodeName")}
 	c.pods = append(c.pods, pd)
 	c.byName[ep.Name.Name] = pd
 	c.byObj[o] = pd
@@ -302,6 +307,36 @@ func (c *cluster) finish(placeholders bool, ds *dsl.Diagnostics) {
 		for k, v := range ns.labels {
 			p.labels[LabelNamespaceLabels+k] = v
 		}
+	}
+}
+
+// place makes the endpoints of pods that do not run on node remote
+// (docs/kubernetes.md, "Node bundles"): with node "" every endpoint is
+// local. A pod is local when its spec.nodeName (a workload's pod
+// template's) is node; any other pod is remote, and one with no
+// spec.nodeName (not scheduled, or a workload's placeholder) is remote
+// with a warning, since nothing says it runs here. known says whether the
+// input has a Node object called node; when it does not and no pod runs on
+// node either, a warning says so (a typo makes every pod remote).
+func (c *cluster) place(node string, known bool, at dsl.Pos, ds *dsl.Diagnostics) {
+	if node == "" {
+		return
+	}
+	local := 0
+	for _, p := range c.pods {
+		switch {
+		case p.nodeName == node:
+			local++
+		case p.nodeName == "":
+			p.endpoint.Remote = p.endpoint.Name.Pos
+			ds.Warnf(p.endpoint.Pos, "%s %s/%s has no spec.nodeName: remote on node %s (only pods scheduled to %s are local)",
+				p.kind, p.namespace, p.shortName(), node, node)
+		default:
+			p.endpoint.Remote = p.obj.at(p.nodePath...)
+		}
+	}
+	if local == 0 && !known {
+		ds.Warnf(at, "node %q: no Node object of that name and no pod on it: every endpoint is remote", node)
 	}
 }
 

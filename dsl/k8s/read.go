@@ -149,6 +149,12 @@ type Options struct {
 	// Objects, when set, is given the number of objects read (List
 	// items counted one by one).
 	Objects *int
+	// Node, when set, reads the snapshot for one node's bundle: pods
+	// whose spec.nodeName is Node are local endpoints, every other pod
+	// (other nodes', unscheduled ones and workloads' placeholders, with
+	// a warning for those without spec.nodeName) a remote endpoint, which
+	// policies see as a peer only. Empty: every pod is local.
+	Node string
 }
 
 // Read reads one file of Kubernetes objects; see ReadFiles.
@@ -208,6 +214,14 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 	}
 	r.cl.finish(opt.Placeholders, &r.ds)
 	r.cl.checkNodeAddrs(&r.ds)
+	if opt.Node != "" {
+		_, known := r.cl.nodeByName[opt.Node]
+		at := dsl.Pos{}
+		if len(srcs) > 0 {
+			at = dsl.Pos{File: srcs[0].Path}
+		}
+		r.cl.place(opt.Node, known, at, &r.ds)
+	}
 	for i, os := range objs {
 		for _, o := range os {
 			switch kindOf(o) {

@@ -59,6 +59,13 @@ func TestScenarios(t *testing.T) {
 // compiles them with the matrix's cells as tests.
 func compileScenario(t *testing.T, path string) *ir.Program {
 	t.Helper()
+	return compileScenarioWith(t, path, k8s.Options{Placeholders: true}, nil)
+}
+
+// compileScenarioWith is compileScenario with reader options, and edit
+// (when not nil) applied to each file the matrix loads before reading it.
+func compileScenarioWith(t *testing.T, path string, opts k8s.Options, edit func(path string, src []byte) []byte) *ir.Program {
+	t.Helper()
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +81,13 @@ func compileScenario(t *testing.T, path string) *ir.Program {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if edit != nil {
+			b = edit(p, b)
+		}
 		inputs = append(inputs, k8s.Source{Path: p, Src: b})
 		srcs[p] = b
 	}
-	files, ds := k8s.ReadFiles(inputs, k8s.Options{Placeholders: true})
+	files, ds := k8s.ReadFiles(inputs, opts)
 	if ds.HasErrors() {
 		t.Fatalf("reading:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
 	}

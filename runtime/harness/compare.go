@@ -23,7 +23,10 @@ type Case struct {
 // address arrives on an uplink, so the prefilter applies to it.
 func CaseFromIR(ev *eval.Evaluator, p ir.Packet) Case {
 	ref := eval.FromIR(p)
-	ref.FromUplink = ev.Resolve(p.Src).Kind != eval.ResolvedEndpoint
+	// A remote endpoint's packets reach this node from outside, as the
+	// world's do: through an uplink (and its prefilter), no egress hook.
+	r := ev.Resolve(p.Src)
+	ref.FromUplink = r.Kind != eval.ResolvedEndpoint || r.Endpoint.Remote
 	return Case{Frame: packet.FromIR(p), Ref: ref}
 }
 

@@ -472,9 +472,11 @@ func (k *Kernel) run(frame []byte, src, dst netip.Addr, uplink bool, via string)
 		}
 		p.Subject = h.subject
 		res.Points = append(res.Points, p)
-		// A spoofed packet is dropped on its own interface: no other
-		// hook sees it (nor may it leave state there).
-		if p.Rule == ir.RuleSpoofedSource {
+		// A spoofed packet, or one sent on an unbound interface (via
+		// a remote endpoint, which has none here), is dropped on its
+		// own interface: no other hook sees it (nor may it leave state
+		// there).
+		if p.Rule == ir.RuleSpoofedSource || p.Rule == ir.RuleUnbound {
 			break
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/polc-dev/polc/compiler/eval"
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
 )
 
 // StepResult is one packet of a test.
@@ -17,6 +18,15 @@ type StepResult struct {
 	// the kernel or the reference), or a disagreement between them.
 	// Empty means the step passed.
 	Problems []string
+	// Elsewhere: the packet is between remote endpoints (or a remote
+	// endpoint and the world), so no hook of this node's bundle sees it
+	// and its expectation is not checked here; another node's bundle
+	// decides it.
+	Elsewhere bool
+	// RemoteHalf: the step expects deny, one end is a remote endpoint and
+	// this node's hook allows: the remote endpoint's node decides the
+	// other half, which may deny. Not a failure; nothing here can tell.
+	RemoteHalf bool
 }
 
 // OK reports whether the step passed.
@@ -67,7 +77,14 @@ func RunTests(prog *ir.Program, ev *eval.Evaluator, opts RunOptions) ([]TestResu
 	return out, nil
 }
 
-// RunTest runs one test on a fresh host.
+// RunTest runs one test on a fresh host. On a node bundle (a program with
+// remote endpoints) a packet meets this node's hooks only: a remote
+// endpoint's packets arrive from an uplink at the local destination's
+// ingress, packets to one leave through the local sender's egress, and a
+// packet between two remote endpoints meets none (StepResult.Elsewhere).
+// An expected deny that this node's half allows is left to the other node
+// (StepResult.RemoteHalf); an expected allow that it denies is a failure,
+// since a packet passes only if every hook on its path passes it.
 func RunTest(prog *ir.Program, ev *eval.Evaluator, k *Kernel, t *ir.Test) (TestResult, error) {
 	tr := TestResult{Test: t}
 	if k != nil {
@@ -84,7 +101,10 @@ func RunTest(prog *ir.Program, ev *eval.Evaluator, k *Kernel, t *ir.Test) (TestR
 			return tr, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		sr := StepResult{Index: i, Step: st, Outcome: o}
-		if st.Expect != nil {
+		sr.Elsewhere = ev.Elsewhere(st.Packet.Src, st.Packet.Dst)
+		sr.RemoteHalf = !sr.Elsewhere && st.Expect != nil && *st.Expect == dsl.VerdictDeny &&
+			o.Reference.Verdict == dsl.VerdictAllow && ev.HasRemote(st.Packet.Src, st.Packet.Dst)
+		if st.Expect != nil && !sr.Elsewhere && !sr.RemoteHalf {
 			want := *st.Expect
 			if o.Kernel != nil && o.Kernel.Verdict != want {
 				sr.Problems = append(sr.Problems, fmt.Sprintf("kernel: want %s, got %s (%s)",

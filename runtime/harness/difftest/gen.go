@@ -191,6 +191,10 @@ func (g *gen) endpoints() {
 			add(a, a.String())
 		}
 		fmt.Fprintf(&g.b, "endpoint e%d", i)
+		if g.chance(0.2) {
+			// another node's: a peer only (no hooks, never a subject)
+			g.b.WriteString(" remote")
+		}
 		g.w.endpoints = append(g.w.endpoints, fmt.Sprintf("e%d", i))
 		if len(labels) > 0 {
 			fmt.Fprintf(&g.b, " labels(%s)", strings.Join(labels, ", "))
