@@ -271,7 +271,9 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 		int(ct.InnerMap.KeySize) != binary.Size(bpf.CTKey{}) || int(ct.InnerMap.ValueSize) != binary.Size(bpf.CTValue{}) {
 		return nil, fmt.Errorf("map %s: the object has no per-endpoint conntrack tables this polc knows (rebuild the bundle with this polc)", bpf.MapConntrack)
 	}
-	ct.MaxEntries = uint32(len(b.Endpoints)) + 1
+	// Room for a quarter more endpoints, so that a map-only apply can add
+	// endpoints (the array is not switched).
+	ct.MaxEntries = conntrackSlots(len(b.Endpoints))
 	ct.Contents = nil
 	if n := opts.ConntrackEntries; n != 0 {
 		ct.InnerMap.MaxEntries = n
@@ -400,3 +402,14 @@ const (
 	ConntrackMinEntries  = 256
 	ConntrackMaxEntries  = 1 << 22
 )
+
+// conntrackSlots sizes the conntrack array for n endpoints (indices 1..n):
+// a power of two with a quarter to spare, at least 64.
+func conntrackSlots(n int) uint32 {
+	want := uint32(n) + 1 + uint32(n)/4
+	s := uint32(64)
+	for s < want {
+		s <<= 1
+	}
+	return s
+}

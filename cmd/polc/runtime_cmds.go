@@ -227,16 +227,40 @@ keeps the tables and their size (resizing them means unload and load).`,
 
 func printLoadResult(w io.Writer, out *outputFlag, verb string, res *runtime.LoadResult) error {
 	if out.json() {
-		return writeJSON(w, map[string]any{
+		o := map[string]any{
 			"name": res.State.Name, "generation": res.State.Generation,
 			"bundle_digest": res.State.BundleDigest, "changed": res.Changed,
-		})
+		}
+		if res.Path != "" {
+			o["path"] = res.Path
+		}
+		if res.Why != "" {
+			o["full_because"] = res.Why
+		}
+		if res.Deltas != nil {
+			o["maps"] = res.Deltas
+		}
+		return writeJSON(w, o)
 	}
 	if !res.Changed {
 		fmt.Fprintf(w, "%s: bundle %.12s already in force (generation %d)\n", res.State.Name, res.State.BundleDigest, res.State.Generation)
 		return nil
 	}
-	fmt.Fprintf(w, "%s: %s bundle %.12s, generation %d\n", res.State.Name, verb, res.State.BundleDigest, res.State.Generation)
+	how := ""
+	switch res.Path {
+	case runtime.PathMapOnly:
+		how = " (map-only)"
+	case runtime.PathFull:
+		if res.Why != "" {
+			how = " (full: " + res.Why + ")"
+		}
+	}
+	fmt.Fprintf(w, "%s: %s bundle %.12s, generation %d%s\n", res.State.Name, verb, res.State.BundleDigest, res.State.Generation, how)
+	for _, d := range res.Deltas {
+		if d.Added+d.Changed+d.Removed > 0 {
+			fmt.Fprintf(w, "  %s\t+%d ~%d -%d\n", d.Map, d.Added, d.Changed, d.Removed)
+		}
+	}
 	return nil
 }
 
@@ -598,7 +622,11 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s: generation %d, bundle %.12s, updated %s\n", s.Name, s.Generation, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
+		applied := ""
+		if s.ApplyPath != "" {
+			applied = " (" + s.ApplyPath + ")"
+		}
+		fmt.Fprintf(w, "%s: generation %d%s, bundle %.12s, updated %s\n", s.Name, s.Generation, applied, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
 		if s.Counters != nil {
 			fmt.Fprintf(w, "  counters: %d packets, %d bytes\n", s.Counters.Packets, s.Counters.Bytes)
 		}
