@@ -66,6 +66,9 @@ type Host struct {
 	// cache: the content records of the last generation this Host
 	// committed (mapapply.go).
 	cache *contentCache
+	// retiring is closed when the end of the last map-only apply is
+	// done (Wait).
+	retiring chan struct{}
 }
 
 // NewHost returns a Host with the default root and lock, and CrashAt from
@@ -105,6 +108,7 @@ func (h *Host) begin(name string) (*hostLock, *State, error) {
 	if err := ValidName(name); err != nil {
 		return nil, nil, err
 	}
+	h.Wait() // the end of this Host's last map-only apply
 	if os.Geteuid() != 0 {
 		return nil, nil, fmt.Errorf("%w: polc needs root to load and attach BPF programs", ErrPrivilege)
 	}
@@ -432,7 +436,12 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lk.Unlock()
+	unlock := true
+	defer func() {
+		if unlock {
+			lk.Unlock()
+		}
+	}()
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w (use load)", name, ErrNotLoaded)
 	}
@@ -478,7 +487,20 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if !h.FullApply {
 		why = h.mapOnlyReason(p, st, b, tables)
 		if why == "" {
-			return h.applyMapOnly(name, p, st, b, digest)
+			res, retire, err := h.applyMapOnly(name, p, st, b, digest)
+			if err != nil {
+				return nil, err
+			}
+			// The new policy is in force: the rest needs a grace period,
+			// so it runs on, under the lock, after Apply returns.
+			done := make(chan struct{})
+			h.retiring, unlock = done, false
+			go func() {
+				defer close(done)
+				defer lk.Unlock()
+				retire()
+			}()
+			return res, nil
 		}
 	}
 	reuse := map[string]*ebpf.Map{}

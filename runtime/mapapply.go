@@ -166,9 +166,12 @@ func contentSize(pin string) (uint32, error) {
 }
 
 // applyMapOnly is Apply's map-only path; see the comment at the top.
-func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, digest string) (*LoadResult, error) {
+//
+// It returns once the new policy is in force, with the rest of the work
+// (retireMapOnly) for the caller to run under the host lock.
+func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, digest string) (*LoadResult, func(), error) {
 	old, gen := st.Generation, st.Generation+1
-	standby, retired := bpf.ContentSlot(gen), bpf.ContentSlot(old)
+	standby := bpf.ContentSlot(gen)
 	cache := h.cached(name, st)
 	h.cache = nil
 	// From here on the standby slots may hold anything until the commit
@@ -176,16 +179,16 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 	if !st.StandbyStale {
 		st.StandbyStale = true
 		if err := writeState(p, st); err != nil {
-			return nil, fmt.Errorf("commit: %w", err)
+			return nil, nil, fmt.Errorf("commit: %w", err)
 		}
 	}
 
 	// 1. Stage: the same programs and maps, pinned again as gen-(G+1),
 	// with the new bundle's endpoint names and catalog.
 	stage := p.gen(gen)
-	fail := func(err error) (*LoadResult, error) {
+	fail := func(err error) (*LoadResult, func(), error) {
 		_ = os.RemoveAll(stage)
-		return nil, err
+		return nil, nil, err
 	}
 	if err := repin(p.gen(old), stage); err != nil {
 		return fail(err)
@@ -231,15 +234,26 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 		}
 		waitForInFlight()
 		_ = os.RemoveAll(stage)
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	h.crash(CrashApplyAfterCommit)
+	res := &LoadResult{State: st, Changed: true, Path: PathMapOnly, Deltas: deltas}
+	bg := *st
+	retire := func() { h.retireMapOnly(name, p, &bg, b, old, cache) }
+	return res, retire, nil
+}
 
-	// 4. Once no packet uses the old slot, it gets the new policy too.
+// retireMapOnly is the end of a map-only apply, once the new policy is in
+// force: after a grace period no packet uses the old slot, which gets the
+// new policy too; then gen-(G-1) goes. It runs after Apply returns, under
+// the host lock Apply took (Host.Wait waits for it): a kill before it ends
+// leaves the standby marked stale and the old generation's pins, which
+// the next run's recovery removes.
+func (h *Host) retireMapOnly(name string, p pins, st *State, b *bundle.Bundle, old uint32, cache *contentCache) {
 	waitForInFlight()
 	synced := true
 	for _, n := range bpf.ContentMaps {
-		if _, err := syncSlot(p.genMap(gen, n), retired, cache, n, b.Map(n)); err != nil {
+		if _, err := syncSlot(p.genMap(st.Generation, n), bpf.ContentSlot(old), cache, n, b.Map(n)); err != nil {
 			h.notice("bring the standby copy of %s up to date: %v (the next apply reads it back)", n, err)
 			synced = false
 			break
@@ -257,7 +271,6 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 	if !st.StandbyStale {
 		h.remember(name, st, b)
 	}
-	return &LoadResult{State: st, Changed: true, Path: PathMapOnly, Deltas: deltas}, nil
 }
 
 // repin pins every map and program pinned under from/maps and from/progs,
@@ -327,6 +340,13 @@ func repinOne(prog bool, src, dst string) error {
 // holds: cache's records when cache is set, else what the kernel says.
 func syncSlot(outerPin string, slot uint32, cache *contentCache, name string, want *bundle.Map) (MapDelta, error) {
 	d := MapDelta{Map: name}
+	if cache != nil {
+		// the same records (their digest in the manifests): nothing to do
+		if have := cache.maps[name]; (have == nil || have.Len() == 0) && (want == nil || want.Len() == 0) ||
+			have != nil && want != nil && have.SHA256 != "" && have.SHA256 == want.SHA256 {
+			return d, nil
+		}
+	}
 	outer, err := ebpf.LoadPinnedMap(outerPin, nil)
 	if err != nil {
 		return d, fmt.Errorf("open %s: %w", name, err)
@@ -470,4 +490,13 @@ func restoreGeneration(p pins, st *State) error {
 		return nil
 	}
 	return m.Put(uint32(0), st.Generation)
+}
+
+// Wait returns once the work a map-only apply left running (bringing the
+// old slot up to date, under the host lock) is done. Apply waits for it
+// first; a process that ends after an apply should call it.
+func (h *Host) Wait() {
+	if h.retiring != nil {
+		<-h.retiring
+	}
 }

@@ -228,4 +228,3 @@ func TestMapOnlyApplyCold(t *testing.T) {
 	}
 	w.check(t, "after two map-only applies", []flow{{w.web, w.api, "tcp", 8080, true}, {w.web, w.api, "tcp", 9090, false}})
 }
-

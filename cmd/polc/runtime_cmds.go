@@ -268,6 +268,7 @@ func newApplyCmd() *cobra.Command {
 	var hf hostFlags
 	var out outputFlag
 	var digest digestFlag
+	var full bool
 	c := &cobra.Command{
 		Use:   "apply NAME BUNDLE",
 		Short: "Replace a loaded bundle atomically, keeping conntrack",
@@ -277,7 +278,14 @@ to the new programs with atomic link updates, then commits. Every packet
 sees the old policy or the new one, never a mix; established flows the new
 policy no longer allows stop at their next packet. A failure or a kill at
 any point leaves the old bundle in force (docs/runtime.md). --digest
-sha256:HEX refuses (exit 1) a bundle whose root digest is another.`,
+sha256:HEX refuses (exit 1) a bundle whose root digest is another.
+
+When BUNDLE has the loaded programs, constants and map layout (only the
+ipcache and policy contents differ, as when pods come and go), apply loads
+nothing: it writes the changed entries into standby copies of the maps and
+switches every packet to them with one map update (map-only; the output
+says so and counts the entries added, changed and removed per map).
+--full loads new programs all the same.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -290,14 +298,19 @@ sha256:HEX refuses (exit 1) a bundle whose root digest is another.`,
 			if err := digest.verify(b); err != nil {
 				return err
 			}
-			res, err := hf.existingHost(c).Apply(args[0], b)
+			h := hf.existingHost(c)
+			h.FullApply = full
+			res, err := h.Apply(args[0], b)
 			if err != nil {
 				return runtimeError(err)
 			}
-			return printLoadResult(c.OutOrStdout(), &out, "applied", res)
+			err = printLoadResult(c.OutOrStdout(), &out, "applied", res)
+			h.Wait() // a map-only apply's standby copy
+			return err
 		},
 	}
 	digest.add(c)
+	c.Flags().BoolVar(&full, "full", false, "load new programs even where the programs are the same (no map-only apply)")
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c
