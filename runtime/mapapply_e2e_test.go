@@ -228,3 +228,56 @@ func TestMapOnlyApplyCold(t *testing.T) {
 	}
 	w.check(t, "after two map-only applies", []flow{{w.web, w.api, "tcp", 8080, true}, {w.web, w.api, "tcp", 9090, false}})
 }
+
+// TestE2ECrashDuringMapOnlyApply kills a map-only apply (of a change that
+// revokes web → api) at each point: after staging and after the switch the
+// old policy must be in force once recovered (recovery switches the
+// generation back), after the commit the new one; and a map-only apply
+// after each kill, which finds the standby slots stale and reads them
+// back, must give exactly its policy.
+func TestE2ECrashDuringMapOnlyApply(t *testing.T) {
+	netnstest.RequireRoot(t)
+	pods := []int{1, 2, 3}
+	w := newE2EWorld(t, compileBundle(t, podPolicy("app=api", pods)))
+	revoked := podPolicy("app=apx", pods)
+	allowed := []flow{{w.web, w.api, "tcp", 8080, true}, {w.web, w.api, "tcp", 9090, false}}
+	denied := []flow{{w.web, w.api, "tcp", 8080, false}}
+	gen := uint32(1)
+	for _, point := range []string{CrashApplyAfterStage, CrashApplyAfterSwitch, CrashApplyAfterCommit} {
+		runCrashing(t, w.host, point, "apply", w.name, 0, 0, helperPolicyEnv+"="+revoked)
+		st, err := w.host.recover(w.name)
+		if err != nil {
+			t.Fatalf("%s: recover: %v", point, err)
+		}
+		if point == CrashApplyAfterCommit {
+			gen++
+			if st.Generation != gen || st.ApplyPath != PathMapOnly {
+				t.Fatalf("%s: recovered %+v", point, st)
+			}
+			checkClean(t, w.host, w.name, gen)
+			w.check(t, point+", recovered", denied)
+		} else {
+			if st.Generation != gen {
+				t.Fatalf("%s: recovered generation %d, want %d", point, st.Generation, gen)
+			}
+			checkClean(t, w.host, w.name, gen)
+			w.check(t, point+", recovered", allowed)
+		}
+		// back to the base policy (map-only, from stale standby slots)
+		// and its verdicts, then on to the next crash point from there
+		if point == CrashApplyAfterCommit {
+			res, err := w.host.Apply(w.name, compileBundle(t, podPolicy("app=api", pods)))
+			if err != nil || res.Path != PathMapOnly {
+				t.Fatalf("apply after the kill: %+v, %v", res, err)
+			}
+			w.host.Wait()
+			gen++
+			w.check(t, "map-only apply after the kills", allowed)
+		}
+	}
+	res, err := w.host.Apply(w.name, compileBundle(t, revoked))
+	if err != nil || res.Path != PathMapOnly {
+		t.Fatalf("revoking apply: %+v, %v", res, err)
+	}
+	w.check(t, "revoked after the kills", denied)
+}
