@@ -63,7 +63,9 @@ func withPolicy(b *bundle.Bundle, n int, base uint32, flip int) *bundle.Bundle {
 // BenchmarkApply measures apply on a 100 000-entry policy: a change of
 // 1, 10 and 100 entries applied map-only and, as the baseline of the same
 // run, the full apply (new programs: what every apply cost before
-// map-only apply), and a whole-policy replacement both ways. Reported in
+// map-only apply), a change of 1 by a Host that must read the standby
+// back (cold: a new polc process), and a whole-policy replacement both
+// ways. Reported in
 // ms (median of the rounds) and as ratios full / map-only. Run with
 // -benchtime 1x (make bench).
 func BenchmarkApply(b *testing.B) {
@@ -81,8 +83,12 @@ func BenchmarkApply(b *testing.B) {
 	})
 	const rounds = 5
 	round := 0
+	cold := false
 	apply := func(full bool, bu *bundle.Bundle, want string) time.Duration {
 		h.FullApply = full
+		if cold {
+			h.cache = nil // as a new polc process: read the standby back
+		}
 		start := time.Now()
 		res, err := h.Apply(name, bu)
 		d := time.Since(start)
@@ -142,6 +148,11 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(m, fmt.Sprintf("ms-map-only-%d", n))
 			b.ReportMetric(full/m, fmt.Sprintf("x-faster-%d", n))
 		}
+		cold = true
+		c := measure(false, 1)
+		cold = false
+		b.ReportMetric(c, "ms-map-only-cold-1")
+		b.ReportMetric(full/c, "x-faster-cold-1")
 		rf, rm := replace(true), replace(false)
 		b.ReportMetric(rf, "ms-replace-full")
 		b.ReportMetric(rm, "ms-replace-map-only")

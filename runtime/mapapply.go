@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -430,25 +430,56 @@ func diffRecords(name string, have, want *bundle.Map, ks, vs int) (*bundle.Map, 
 	return up, del, d
 }
 
-// readRecords is what m holds, sorted by key as bundles keep records.
+// readRecords is what m holds, sorted by key as bundles keep records:
+// batch lookups where the map type has them, else a walk of its keys.
 func readRecords(m *ebpf.Map) (*bundle.Map, error) {
 	ks, vs := int(m.KeySize()), int(m.ValueSize())
 	type rec struct{ k, v []byte }
 	var recs []rec
-	it := m.Iterate()
-	k, v := make([]byte, ks), make([]byte, vs)
-	for it.Next(&k, &v) {
-		recs = append(recs, rec{slices.Clone(k), slices.Clone(v)})
+	const chunk = 4096
+	kt := reflect.SliceOf(reflect.ArrayOf(ks, reflect.TypeFor[byte]()))
+	vt := reflect.SliceOf(reflect.ArrayOf(vs, reflect.TypeFor[byte]()))
+	keys, vals := reflect.MakeSlice(kt, chunk, chunk), reflect.MakeSlice(vt, chunk, chunk)
+	kb := unsafeBytes(keys, ks*chunk)
+	vb := unsafeBytes(vals, vs*chunk)
+	var cursor ebpf.MapBatchCursor
+	batched := true
+	for {
+		n, err := m.BatchLookup(&cursor, keys.Interface(), vals.Interface(), nil)
+		for i := range n {
+			recs = append(recs, rec{slices.Clone(kb[i*ks : (i+1)*ks]), slices.Clone(vb[i*vs : (i+1)*vs])})
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			batched = false
+			break
+		}
 	}
-	if err := it.Err(); err != nil {
-		return nil, err
+	if !batched {
+		recs = recs[:0]
+		it := m.Iterate()
+		k, v := make([]byte, ks), make([]byte, vs)
+		for it.Next(&k, &v) {
+			recs = append(recs, rec{slices.Clone(k), slices.Clone(v)})
+		}
+		if err := it.Err(); err != nil {
+			return nil, err
+		}
 	}
-	sort.Slice(recs, func(i, j int) bool { return bytes.Compare(recs[i].k, recs[j].k) < 0 })
+	slices.SortFunc(recs, func(a, b rec) int { return bytes.Compare(a.k, b.k) })
 	out := &bundle.Map{MapSpec: bundle.MapSpec{KeySize: ks, ValueSize: vs}}
+	out.Data = make([]byte, 0, len(recs)*(ks+vs))
 	for _, r := range recs {
 		out.Data = append(append(out.Data, r.k...), r.v...)
 	}
 	return out, nil
+}
+
+// unsafeBytes is the backing array of s, a slice of byte arrays, as n bytes.
+func unsafeBytes(s reflect.Value, n int) []byte {
+	return unsafe.Slice((*byte)(s.UnsafePointer()), n)
 }
 
 // deleteRecords deletes keys from m: one batch where the map type has
