@@ -86,6 +86,7 @@ bench: deps
 	@mkdir -p bin
 	POLC_BENCH=1 BENCH_OUT=$(CURDIR)/bin/bench-comparison.md $(GO) test -count=1 -timeout 40m -run '^TestBench$$' -v ./runtime/bench/
 	$(MAKE) bench-datapath
+	$(GO) test -run '^$$' -bench '^BenchmarkApply$$' -benchtime 1x ./runtime/
 	$(GO) test -run '^$$' -bench CompileScale -benchtime 1x -count 3 ./compiler/lower/
 	$(GO) test -run '^$$' -bench 'ManyLabels' -benchtime 3x ./compiler/ ./dsl/k8s/
 	$(GO) test -run '^$$' -bench 'Monitor' -benchtime 1x ./cmd/polc/

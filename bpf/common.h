@@ -112,7 +112,6 @@ enum polc_rule {
  * same way. Defaults are the safe ones: every feature on; the compiler
  * turns off what a bundle does not need so the verifier prunes it.
  */
-volatile const __u32 cfg_generation = 0;      /* policy generation stamped into conntrack */
 volatile const __u32 cfg_has_ipv4 = 1;        /* 0: no IPv4 endpoint: every IPv4 address is the world's */
 volatile const __u32 cfg_has_ipv6 = 1;        /* 0: no IPv6 endpoint: every IPv6 address is the world's */
 volatile const __u32 cfg_has_prefixes4 = 1;   /* ipcache4_lpm has entries */
@@ -241,7 +240,7 @@ struct ct_value {
 	__u64 packets;    /* both directions */
 	__u64 bytes;
 	__u32 rule;       /* rule that allowed the flow */
-	__u32 generation; /* cfg_generation when it was decided */
+	__u32 generation; /* the policy generation that decided (map generation) */
 	__u8 state;       /* POLC_CT_* */
 	__u8 origin;      /* POLC_DIR_* of the hook whose packet opened the flow */
 	__u8 pad[6];
@@ -265,7 +264,7 @@ struct frag_key {
 struct frag_value {
 	__u64 expires;
 	__u32 rule;
-	__u32 generation; /* cfg_generation when the first fragment was decided */
+	__u32 generation; /* the policy generation that decided the first fragment */
 	__u8 verdict;
 	__u8 pad[7];
 };
@@ -293,7 +292,7 @@ struct event {
 	__u32 subject; /* identity of the subject (0 when not looked up) */
 	__u32 remote;  /* identity of the remote (0 when not looked up: conntrack or fragment decided) */
 	__u32 len;     /* packet length */
-	__u32 generation; /* cfg_generation of the programs that decided */
+	__u32 generation; /* the policy generation that decided */
 	__u32 audit;      /* with POLC_VERDICT_AUDIT: the audit rule that would deny */
 };
 
@@ -336,6 +335,7 @@ struct pkt_state {
 	__u32 frag_id;
 	__u32 endpoint;      /* index of the endpoint the interface serves */
 	__u32 audit;         /* the policy allows, but this audit rule would deny (0: none) */
+	__u32 generation;    /* policy generation, read once at entry: its low bit picks the content slot */
 	__u16 policy_port;   /* port (or ICMP type<<8|code) the policy is asked about */
 	__u16 ev_sport;      /* ports reported in events */
 	__u16 ev_dport;
@@ -351,7 +351,7 @@ struct pkt_state {
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
-	__u8 pad[1];
+	__u8 pad[5];
 };
 
 #endif /* POLC_COMMON_H */

@@ -118,7 +118,7 @@ static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 	v = bpf_map_lookup_elem(table, &st->flow);
 	if (!v || v->expires <= now)
 		return POLC_CT_MISS;
-	if (v->generation == cfg_generation) {
+	if (v->generation == st->generation) {
 		polc_ct_refresh(table, &st->flow, v, st, now);
 		return POLC_CT_HIT;
 	}
@@ -139,18 +139,18 @@ static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
  * that owns key->laddr (entries are only ever made there)? owner is that
  * endpoint's index when the caller knows it, 0 to look it up.
  */
-static __always_inline int polc_ct_live(const struct ct_key *key, __u32 owner, __u64 now)
+static __always_inline int polc_ct_live(const struct ct_key *key, __u32 owner, __u32 gen, __u64 now)
 {
 	void *table;
 	struct ct_value *v;
 
 	if (!owner)
-		owner = polc_ipcache(key->laddr, key->family).endpoint;
+		owner = polc_ipcache(key->laddr, key->family, gen).endpoint;
 	table = polc_ct_table(owner);
 	if (!table)
 		return 0;
 	v = bpf_map_lookup_elem(table, key);
-	return v && v->expires > now && v->generation == cfg_generation;
+	return v && v->expires > now && v->generation == gen;
 }
 
 /*
@@ -180,12 +180,12 @@ static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 		return 0;
 	polc_ct_key(&k, &st->inner, POLC_DIR_EGRESS, st->inner_echo);
 	/* at ingress the error's destination is the hook's endpoint */
-	if (polc_ct_live(&k, st->tuple.dir == POLC_DIR_INGRESS ? st->endpoint : 0, now))
+	if (polc_ct_live(&k, st->tuple.dir == POLC_DIR_INGRESS ? st->endpoint : 0, st->generation, now))
 		return 1;
 	if (st->tuple.dir != POLC_DIR_EGRESS)
 		return 0;
 	polc_ct_key(&k, &st->inner, POLC_DIR_INGRESS, st->inner_echo);
-	return polc_ct_live(&k, 0, now);
+	return polc_ct_live(&k, 0, st->generation, now);
 }
 
 /*
@@ -207,7 +207,7 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 		}
 		struct ct_value *v = bpf_map_lookup_elem(table, &st->flow);
 		if (v) {
-			v->generation = cfg_generation;
+			v->generation = st->generation;
 			v->rule = st->rule;
 			polc_ct_refresh(table, &st->flow, v, st, now);
 		}
@@ -222,7 +222,7 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 		.packets = 1,
 		.bytes = st->len,
 		.rule = st->rule,
-		.generation = cfg_generation,
+		.generation = st->generation,
 		.state = POLC_CT_OPEN,
 		.origin = st->tuple.dir,
 	};
@@ -251,7 +251,7 @@ static __always_inline void polc_frag_remember(const struct pkt_state *st, __u8 
 	struct frag_value v = {
 		.expires = now + (__u64)cfg_frag_lifetime * POLC_NSEC,
 		.rule = rule,
-		.generation = cfg_generation,
+		.generation = st->generation,
 		.verdict = verdict,
 	};
 
@@ -273,7 +273,7 @@ static __always_inline struct frag_value *polc_frag_lookup(const struct pkt_stat
 
 	polc_frag_key(&k, st);
 	v = bpf_map_lookup_elem(&frags, &k);
-	if (v && v->expires > now && v->generation == cfg_generation)
+	if (v && v->expires > now && v->generation == st->generation)
 		return v;
 	return 0;
 }

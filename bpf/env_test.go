@@ -3,9 +3,12 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +68,11 @@ func localEndpoint(id, flags uint32) uint32 {
 	return id
 }
 
+// ConstGeneration is not a constant of the object: the policy generation
+// lives in MapGeneration. Tests give it with the constants, and
+// loadDatapathSpec writes it there.
+const ConstGeneration = "generation"
+
 // testConsts are the constants tests load with unless they say otherwise:
 // events on allow too, so that every packet reports its deciding rule.
 func testConsts() map[string]uint32 {
@@ -100,12 +108,18 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 			ms.MaxEntries = entries
 		}
 	}
+	for _, n := range ContentMaps {
+		spec.Maps[n].InnerMap.MaxEntries = entries
+	}
 	// room for every endpoint index tests use (identities, otherEndpoint)
 	spec.Maps[MapConntrack].MaxEntries = 1 << 16
 	spec.Maps[MapConntrack].InnerMap.MaxEntries = entries
 	spec.Maps[MapCounters].MaxEntries = 256
 	spec.Maps[MapEvents].MaxEntries = 1 << 16
 	for name, v := range consts {
+		if name == ConstGeneration {
+			continue
+		}
 		vs, ok := spec.Variables[name]
 		if !ok {
 			tb.Fatalf("no constant %s", name)
@@ -117,7 +131,23 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 	if edit != nil {
 		edit(spec)
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: share})
+	// A shared content map is its inner map in this datapath's slot
+	// (a generation of its own, with the same policy, as a full apply
+	// makes it); the generation map is never shared.
+	content := map[string]*ebpf.Map{}
+	replace := map[string]*ebpf.Map{}
+	for n, m := range share {
+		base, _, alias := strings.Cut(n, "/")
+		switch {
+		case slices.Contains(ContentMaps, base):
+			if !alias {
+				content[n] = m
+			}
+		case n != MapGeneration:
+			replace[n] = m
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -126,6 +156,7 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 		tb.Fatal(err)
 	}
 	tb.Cleanup(coll.Close)
+	fillContentSlots(tb, coll, spec, consts[ConstGeneration], content)
 	slot := func(name string, def uint32) uint32 {
 		if v, ok := consts[name]; ok {
 			return v
@@ -159,6 +190,42 @@ func loadDatapathSpec(tb testing.TB, consts map[string]uint32, share map[string]
 		})
 	}
 	return d
+}
+
+// fillContentSlots gives every content map an empty inner map in each
+// slot, writes gen into MapGeneration, and puts the inner maps of gen's
+// slot under the content maps' names in coll.Maps (the outer maps under
+// NAME/outer), so tests fill the policy as plain maps. A map in shared
+// is the inner map of gen's slot instead of a new one.
+func fillContentSlots(tb testing.TB, coll *ebpf.Collection, spec *ebpf.CollectionSpec, gen uint32, shared map[string]*ebpf.Map) {
+	tb.Helper()
+	for _, n := range ContentMaps {
+		outer := coll.Maps[n]
+		coll.Maps[n+"/outer"] = outer
+		for s := range uint32(ContentSlots) {
+			var m *ebpf.Map
+			var err error
+			if sm := shared[n]; sm != nil && s == ContentSlot(gen) {
+				m, err = sm.Clone()
+			} else {
+				m, err = ebpf.NewMap(spec.Maps[n].InnerMap)
+			}
+			if err == nil {
+				err = outer.Put(s, m)
+			}
+			if err != nil {
+				tb.Fatalf("%s slot %d: %v", n, s, err)
+			}
+			if s == ContentSlot(gen) {
+				coll.Maps[n] = m
+			} else {
+				coll.Maps[fmt.Sprintf("%s/%d", n, s)] = m
+			}
+		}
+	}
+	if err := coll.Maps[MapGeneration].Put(uint32(0), gen); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // sharedTables are the conntrack tables of each loaded conntrack map, so

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,7 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{MapScratch, uint32(0), PacketState{}},
 		{MapIfaceEndpoints, uint32(0), IfaceValue{}},
 		{MapIfaceEndpointsBig, uint32(0), IfaceValue{}},
+		{MapGeneration, uint32(0), uint32(0)},
 	}
 	seen := map[string]bool{MapEvents: true}
 	for _, m := range maps {
@@ -48,6 +50,13 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		if !ok {
 			t.Errorf("map %s not in the object", m.name)
 			continue
+		}
+		if slices.Contains(ContentMaps, m.name) {
+			if ms.Type != ebpf.ArrayOfMaps || ms.MaxEntries != ContentSlots || ms.InnerMap == nil {
+				t.Errorf("%s: %v of %d, want an array of %d maps", m.name, ms.Type, ms.MaxEntries, ContentSlots)
+				continue
+			}
+			ms = ms.InnerMap
 		}
 		checkType(t, m.name+" key", ms.Key, reflect.TypeOf(m.key))
 		if m.value != nil {

@@ -8,54 +8,94 @@
 
 #include "common.h"
 
+/*
+ * The policy content: ipcache (hash and trie per family), policy and
+ * policy_ranges. Each is an array of two maps (slots 0 and 1) of the same
+ * shape; a packet reads the generation map once at entry and looks up
+ * slot generation & 1 in every one of them (polc_content), so that a
+ * map-only apply can fill the standby slot and switch all six maps, and
+ * the generation conntrack is stamped with, with one update of the
+ * generation map (docs/runtime.md, *Map-only apply*). The verifier
+ * inlines the outer lookups.
+ */
+
 /* Host addresses → identity: the hot path, one exact-key hash lookup. */
-struct {
+struct ipcache4_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u8[4]);
 	__type(value, struct ipcache_value);
 	__uint(max_entries, 65536);
-} ipcache4 SEC(".maps");
+};
 
-struct {
+struct ipcache6_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u8[16]);
 	__type(value, struct ipcache_value);
 	__uint(max_entries, 65536);
-} ipcache6 SEC(".maps");
+};
 
 /* Prefixes → identity: consulted only on a hash miss and cfg_has_prefixes*. */
-struct {
+struct ipcache4_lpm_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct lpm_key4);
 	__type(value, struct ipcache_value);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} ipcache4_lpm SEC(".maps");
+};
 
-struct {
+struct ipcache6_lpm_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct lpm_key6);
 	__type(value, struct ipcache_value);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} ipcache6_lpm SEC(".maps");
+};
 
 /* (subject, remote, port, proto, flags) → precomputed verdict of that class. */
-struct {
+struct policy_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct policy_key);
 	__type(value, struct policy_value);
 	__uint(max_entries, 65536);
-} policy SEC(".maps");
+};
 
 /* Port ranges as prefixes of the port; only for subjects with *_RANGES. */
-struct {
+struct policy_ranges_inner {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct policy_range_key);
 	__type(value, struct policy_value);
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} policy_ranges SEC(".maps");
+};
+
+#define POLC_CONTENT_MAP(name)                                   \
+	struct {                                                 \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);        \
+		__type(key, __u32);                              \
+		__uint(max_entries, POLC_CONTENT_SLOTS);         \
+		__array(values, struct name##_inner);            \
+	} name SEC(".maps")
+
+#define POLC_CONTENT_SLOTS 2
+POLC_CONTENT_MAP(ipcache4);
+POLC_CONTENT_MAP(ipcache6);
+POLC_CONTENT_MAP(ipcache4_lpm);
+POLC_CONTENT_MAP(ipcache6_lpm);
+POLC_CONTENT_MAP(policy);
+POLC_CONTENT_MAP(policy_ranges);
+
+/*
+ * The policy generation in force (slot 0): stamped into conntrack
+ * entries, fragment verdicts and events, and its low bit is the slot of
+ * the content maps packets look up. The runtime writes it at load and
+ * switches a map-only apply with one update of it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} generation SEC(".maps");
 
 /*
  * Conntrack: one table of allowed flows per endpoint, keyed endpoint side

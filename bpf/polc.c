@@ -34,6 +34,13 @@ const struct event *const polc_btf_event = 0;
 const enum polc_rule *const polc_btf_rule = 0;
 /* the conntrack tables' value: the maps name it only through a pointer */
 const struct ct_value *const polc_btf_ct_value = 0;
+/* the content maps' keys and values: named only through their inner maps */
+const struct ipcache_value *const polc_btf_ipcache_value = 0;
+const struct lpm_key4 *const polc_btf_lpm_key4 = 0;
+const struct lpm_key6 *const polc_btf_lpm_key6 = 0;
+const struct policy_key *const polc_btf_policy_key = 0;
+const struct policy_range_key *const polc_btf_policy_range_key = 0;
+const struct policy_value *const polc_btf_policy_value = 0;
 
 static __always_inline struct pkt_state *polc_state(void)
 {
@@ -117,6 +124,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 {
 	struct pkt_state *st = polc_state();
 	struct ipcache_value ipc;
+	__u32 zero = 0, *gen;
 	__u32 endpoint;
 	__u8 *subj, *other;
 	__u64 now;
@@ -125,6 +133,9 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	if (!st)
 		return TC_ACT_OK; /* cannot happen: the map has a slot per CPU */
 	__builtin_memset(st, 0, sizeof(*st));
+	/* one read: the content slot and the generation of the whole packet */
+	gen = bpf_map_lookup_elem(&generation, &zero);
+	st->generation = gen ? *gen : 0;
 	st->len = skb->len;
 	st->tuple.dir = dir;
 	st->pol_dir = dir;
@@ -162,7 +173,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	 */
 	subj = dir == POLC_DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
 	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
-	ipc = polc_ipcache(subj, st->tuple.family);
+	ipc = polc_ipcache(subj, st->tuple.family, st->generation);
 	if (ipc.endpoint != endpoint) {
 		if (polc_linklocal_ndp(st, dir) && polc_ndp_stays_on_link(skb, st, dir))
 			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_NON_IP);
@@ -210,7 +221,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 			st->kind = POLC_KIND_RECHECK;
 	}
 	/* the remote's identity is needed from here on only (not on the fast path) */
-	ipc = polc_ipcache(other, st->tuple.family);
+	ipc = polc_ipcache(other, st->tuple.family, st->generation);
 	st->remote = ipc.identity;
 	st->remote_flags = ipc.flags;
 

@@ -16,49 +16,55 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	polcMapConntrack            = "conntrack"
-	polcMapCounters             = "counters"
-	polcMapEvents               = "events"
-	polcMapEventsAllow          = "events_allow"
-	polcMapEventsLost           = "events_lost"
-	polcMapFrags                = "frags"
-	polcMapIfaceEndpoints       = "iface_endpoints"
-	polcMapIfaceEndpointsBig    = "iface_endpoints_big"
-	polcMapIpcache4             = "ipcache4"
-	polcMapIpcache4Lpm          = "ipcache4_lpm"
-	polcMapIpcache6             = "ipcache6"
-	polcMapIpcache6Lpm          = "ipcache6_lpm"
-	polcMapPolicy               = "policy"
-	polcMapPolicyRanges         = "policy_ranges"
-	polcMapPrefilter4           = "prefilter4"
-	polcMapPrefilter6           = "prefilter6"
-	polcMapScratch              = "scratch"
-	polcMapTailcalls            = "tailcalls"
-	polcProgTcEndpointEgress    = "tc_endpoint_egress"
-	polcProgTcEndpointIngress   = "tc_endpoint_ingress"
-	polcProgTcEpilogue          = "tc_epilogue"
-	polcProgTcPolicy4           = "tc_policy4"
-	polcProgTcPolicy6           = "tc_policy6"
-	polcProgXdpPrefilter        = "xdp_prefilter"
-	polcVarCfgCtLifetimeClosing = "cfg_ct_lifetime_closing"
-	polcVarCfgCtLifetimeOther   = "cfg_ct_lifetime_other"
-	polcVarCfgCtLifetimeTcp     = "cfg_ct_lifetime_tcp"
-	polcVarCfgDropTunnels       = "cfg_drop_tunnels"
-	polcVarCfgEventsAllow       = "cfg_events_allow"
-	polcVarCfgFragLifetime      = "cfg_frag_lifetime"
-	polcVarCfgGeneration        = "cfg_generation"
-	polcVarCfgHasIpv4           = "cfg_has_ipv4"
-	polcVarCfgHasIpv6           = "cfg_has_ipv6"
-	polcVarCfgHasPrefixes4      = "cfg_has_prefixes4"
-	polcVarCfgHasPrefixes6      = "cfg_has_prefixes6"
-	polcVarCfgHasRanges         = "cfg_has_ranges"
-	polcVarCfgPolicyHints       = "cfg_policy_hints"
-	polcVarCfgSlotEpilogue      = "cfg_slot_epilogue"
-	polcVarCfgSlotPolicy4       = "cfg_slot_policy4"
-	polcVarCfgSlotPolicy6       = "cfg_slot_policy6"
-	polcVarPolcBtfCtValue       = "polc_btf_ct_value"
-	polcVarPolcBtfEvent         = "polc_btf_event"
-	polcVarPolcBtfRule          = "polc_btf_rule"
+	polcMapConntrack             = "conntrack"
+	polcMapCounters              = "counters"
+	polcMapEvents                = "events"
+	polcMapEventsAllow           = "events_allow"
+	polcMapEventsLost            = "events_lost"
+	polcMapFrags                 = "frags"
+	polcMapGeneration            = "generation"
+	polcMapIfaceEndpoints        = "iface_endpoints"
+	polcMapIfaceEndpointsBig     = "iface_endpoints_big"
+	polcMapIpcache4              = "ipcache4"
+	polcMapIpcache4Lpm           = "ipcache4_lpm"
+	polcMapIpcache6              = "ipcache6"
+	polcMapIpcache6Lpm           = "ipcache6_lpm"
+	polcMapPolicy                = "policy"
+	polcMapPolicyRanges          = "policy_ranges"
+	polcMapPrefilter4            = "prefilter4"
+	polcMapPrefilter6            = "prefilter6"
+	polcMapScratch               = "scratch"
+	polcMapTailcalls             = "tailcalls"
+	polcProgTcEndpointEgress     = "tc_endpoint_egress"
+	polcProgTcEndpointIngress    = "tc_endpoint_ingress"
+	polcProgTcEpilogue           = "tc_epilogue"
+	polcProgTcPolicy4            = "tc_policy4"
+	polcProgTcPolicy6            = "tc_policy6"
+	polcProgXdpPrefilter         = "xdp_prefilter"
+	polcVarCfgCtLifetimeClosing  = "cfg_ct_lifetime_closing"
+	polcVarCfgCtLifetimeOther    = "cfg_ct_lifetime_other"
+	polcVarCfgCtLifetimeTcp      = "cfg_ct_lifetime_tcp"
+	polcVarCfgDropTunnels        = "cfg_drop_tunnels"
+	polcVarCfgEventsAllow        = "cfg_events_allow"
+	polcVarCfgFragLifetime       = "cfg_frag_lifetime"
+	polcVarCfgHasIpv4            = "cfg_has_ipv4"
+	polcVarCfgHasIpv6            = "cfg_has_ipv6"
+	polcVarCfgHasPrefixes4       = "cfg_has_prefixes4"
+	polcVarCfgHasPrefixes6       = "cfg_has_prefixes6"
+	polcVarCfgHasRanges          = "cfg_has_ranges"
+	polcVarCfgPolicyHints        = "cfg_policy_hints"
+	polcVarCfgSlotEpilogue       = "cfg_slot_epilogue"
+	polcVarCfgSlotPolicy4        = "cfg_slot_policy4"
+	polcVarCfgSlotPolicy6        = "cfg_slot_policy6"
+	polcVarPolcBtfCtValue        = "polc_btf_ct_value"
+	polcVarPolcBtfEvent          = "polc_btf_event"
+	polcVarPolcBtfIpcacheValue   = "polc_btf_ipcache_value"
+	polcVarPolcBtfLpmKey4        = "polc_btf_lpm_key4"
+	polcVarPolcBtfLpmKey6        = "polc_btf_lpm_key6"
+	polcVarPolcBtfPolicyKey      = "polc_btf_policy_key"
+	polcVarPolcBtfPolicyRangeKey = "polc_btf_policy_range_key"
+	polcVarPolcBtfPolicyValue    = "polc_btf_policy_value"
+	polcVarPolcBtfRule           = "polc_btf_rule"
 )
 
 // loadPolc returns the embedded CollectionSpec for polc.
@@ -121,6 +127,7 @@ type polcMapSpecs struct {
 	EventsAllow       *ebpf.MapSpec `ebpf:"events_allow"`
 	EventsLost        *ebpf.MapSpec `ebpf:"events_lost"`
 	Frags             *ebpf.MapSpec `ebpf:"frags"`
+	Generation        *ebpf.MapSpec `ebpf:"generation"`
 	IfaceEndpoints    *ebpf.MapSpec `ebpf:"iface_endpoints"`
 	IfaceEndpointsBig *ebpf.MapSpec `ebpf:"iface_endpoints_big"`
 	Ipcache4          *ebpf.MapSpec `ebpf:"ipcache4"`
@@ -139,25 +146,30 @@ type polcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type polcVariableSpecs struct {
-	CfgCtLifetimeClosing *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_closing"`
-	CfgCtLifetimeOther   *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_other"`
-	CfgCtLifetimeTcp     *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_tcp"`
-	CfgDropTunnels       *ebpf.VariableSpec `ebpf:"cfg_drop_tunnels"`
-	CfgEventsAllow       *ebpf.VariableSpec `ebpf:"cfg_events_allow"`
-	CfgFragLifetime      *ebpf.VariableSpec `ebpf:"cfg_frag_lifetime"`
-	CfgGeneration        *ebpf.VariableSpec `ebpf:"cfg_generation"`
-	CfgHasIpv4           *ebpf.VariableSpec `ebpf:"cfg_has_ipv4"`
-	CfgHasIpv6           *ebpf.VariableSpec `ebpf:"cfg_has_ipv6"`
-	CfgHasPrefixes4      *ebpf.VariableSpec `ebpf:"cfg_has_prefixes4"`
-	CfgHasPrefixes6      *ebpf.VariableSpec `ebpf:"cfg_has_prefixes6"`
-	CfgHasRanges         *ebpf.VariableSpec `ebpf:"cfg_has_ranges"`
-	CfgPolicyHints       *ebpf.VariableSpec `ebpf:"cfg_policy_hints"`
-	CfgSlotEpilogue      *ebpf.VariableSpec `ebpf:"cfg_slot_epilogue"`
-	CfgSlotPolicy4       *ebpf.VariableSpec `ebpf:"cfg_slot_policy4"`
-	CfgSlotPolicy6       *ebpf.VariableSpec `ebpf:"cfg_slot_policy6"`
-	PolcBtfCtValue       *ebpf.VariableSpec `ebpf:"polc_btf_ct_value"`
-	PolcBtfEvent         *ebpf.VariableSpec `ebpf:"polc_btf_event"`
-	PolcBtfRule          *ebpf.VariableSpec `ebpf:"polc_btf_rule"`
+	CfgCtLifetimeClosing  *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_closing"`
+	CfgCtLifetimeOther    *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_other"`
+	CfgCtLifetimeTcp      *ebpf.VariableSpec `ebpf:"cfg_ct_lifetime_tcp"`
+	CfgDropTunnels        *ebpf.VariableSpec `ebpf:"cfg_drop_tunnels"`
+	CfgEventsAllow        *ebpf.VariableSpec `ebpf:"cfg_events_allow"`
+	CfgFragLifetime       *ebpf.VariableSpec `ebpf:"cfg_frag_lifetime"`
+	CfgHasIpv4            *ebpf.VariableSpec `ebpf:"cfg_has_ipv4"`
+	CfgHasIpv6            *ebpf.VariableSpec `ebpf:"cfg_has_ipv6"`
+	CfgHasPrefixes4       *ebpf.VariableSpec `ebpf:"cfg_has_prefixes4"`
+	CfgHasPrefixes6       *ebpf.VariableSpec `ebpf:"cfg_has_prefixes6"`
+	CfgHasRanges          *ebpf.VariableSpec `ebpf:"cfg_has_ranges"`
+	CfgPolicyHints        *ebpf.VariableSpec `ebpf:"cfg_policy_hints"`
+	CfgSlotEpilogue       *ebpf.VariableSpec `ebpf:"cfg_slot_epilogue"`
+	CfgSlotPolicy4        *ebpf.VariableSpec `ebpf:"cfg_slot_policy4"`
+	CfgSlotPolicy6        *ebpf.VariableSpec `ebpf:"cfg_slot_policy6"`
+	PolcBtfCtValue        *ebpf.VariableSpec `ebpf:"polc_btf_ct_value"`
+	PolcBtfEvent          *ebpf.VariableSpec `ebpf:"polc_btf_event"`
+	PolcBtfIpcacheValue   *ebpf.VariableSpec `ebpf:"polc_btf_ipcache_value"`
+	PolcBtfLpmKey4        *ebpf.VariableSpec `ebpf:"polc_btf_lpm_key4"`
+	PolcBtfLpmKey6        *ebpf.VariableSpec `ebpf:"polc_btf_lpm_key6"`
+	PolcBtfPolicyKey      *ebpf.VariableSpec `ebpf:"polc_btf_policy_key"`
+	PolcBtfPolicyRangeKey *ebpf.VariableSpec `ebpf:"polc_btf_policy_range_key"`
+	PolcBtfPolicyValue    *ebpf.VariableSpec `ebpf:"polc_btf_policy_value"`
+	PolcBtfRule           *ebpf.VariableSpec `ebpf:"polc_btf_rule"`
 }
 
 // polcObjects contains all objects after they have been loaded into the kernel.
@@ -186,6 +198,7 @@ type polcMaps struct {
 	EventsAllow       *ebpf.Map `ebpf:"events_allow"`
 	EventsLost        *ebpf.Map `ebpf:"events_lost"`
 	Frags             *ebpf.Map `ebpf:"frags"`
+	Generation        *ebpf.Map `ebpf:"generation"`
 	IfaceEndpoints    *ebpf.Map `ebpf:"iface_endpoints"`
 	IfaceEndpointsBig *ebpf.Map `ebpf:"iface_endpoints_big"`
 	Ipcache4          *ebpf.Map `ebpf:"ipcache4"`
@@ -208,6 +221,7 @@ func (m *polcMaps) Close() error {
 		m.EventsAllow,
 		m.EventsLost,
 		m.Frags,
+		m.Generation,
 		m.IfaceEndpoints,
 		m.IfaceEndpointsBig,
 		m.Ipcache4,
@@ -227,25 +241,30 @@ func (m *polcMaps) Close() error {
 //
 // It can be passed to loadPolcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type polcVariables struct {
-	CfgCtLifetimeClosing *ebpf.Variable `ebpf:"cfg_ct_lifetime_closing"`
-	CfgCtLifetimeOther   *ebpf.Variable `ebpf:"cfg_ct_lifetime_other"`
-	CfgCtLifetimeTcp     *ebpf.Variable `ebpf:"cfg_ct_lifetime_tcp"`
-	CfgDropTunnels       *ebpf.Variable `ebpf:"cfg_drop_tunnels"`
-	CfgEventsAllow       *ebpf.Variable `ebpf:"cfg_events_allow"`
-	CfgFragLifetime      *ebpf.Variable `ebpf:"cfg_frag_lifetime"`
-	CfgGeneration        *ebpf.Variable `ebpf:"cfg_generation"`
-	CfgHasIpv4           *ebpf.Variable `ebpf:"cfg_has_ipv4"`
-	CfgHasIpv6           *ebpf.Variable `ebpf:"cfg_has_ipv6"`
-	CfgHasPrefixes4      *ebpf.Variable `ebpf:"cfg_has_prefixes4"`
-	CfgHasPrefixes6      *ebpf.Variable `ebpf:"cfg_has_prefixes6"`
-	CfgHasRanges         *ebpf.Variable `ebpf:"cfg_has_ranges"`
-	CfgPolicyHints       *ebpf.Variable `ebpf:"cfg_policy_hints"`
-	CfgSlotEpilogue      *ebpf.Variable `ebpf:"cfg_slot_epilogue"`
-	CfgSlotPolicy4       *ebpf.Variable `ebpf:"cfg_slot_policy4"`
-	CfgSlotPolicy6       *ebpf.Variable `ebpf:"cfg_slot_policy6"`
-	PolcBtfCtValue       *ebpf.Variable `ebpf:"polc_btf_ct_value"`
-	PolcBtfEvent         *ebpf.Variable `ebpf:"polc_btf_event"`
-	PolcBtfRule          *ebpf.Variable `ebpf:"polc_btf_rule"`
+	CfgCtLifetimeClosing  *ebpf.Variable `ebpf:"cfg_ct_lifetime_closing"`
+	CfgCtLifetimeOther    *ebpf.Variable `ebpf:"cfg_ct_lifetime_other"`
+	CfgCtLifetimeTcp      *ebpf.Variable `ebpf:"cfg_ct_lifetime_tcp"`
+	CfgDropTunnels        *ebpf.Variable `ebpf:"cfg_drop_tunnels"`
+	CfgEventsAllow        *ebpf.Variable `ebpf:"cfg_events_allow"`
+	CfgFragLifetime       *ebpf.Variable `ebpf:"cfg_frag_lifetime"`
+	CfgHasIpv4            *ebpf.Variable `ebpf:"cfg_has_ipv4"`
+	CfgHasIpv6            *ebpf.Variable `ebpf:"cfg_has_ipv6"`
+	CfgHasPrefixes4       *ebpf.Variable `ebpf:"cfg_has_prefixes4"`
+	CfgHasPrefixes6       *ebpf.Variable `ebpf:"cfg_has_prefixes6"`
+	CfgHasRanges          *ebpf.Variable `ebpf:"cfg_has_ranges"`
+	CfgPolicyHints        *ebpf.Variable `ebpf:"cfg_policy_hints"`
+	CfgSlotEpilogue       *ebpf.Variable `ebpf:"cfg_slot_epilogue"`
+	CfgSlotPolicy4        *ebpf.Variable `ebpf:"cfg_slot_policy4"`
+	CfgSlotPolicy6        *ebpf.Variable `ebpf:"cfg_slot_policy6"`
+	PolcBtfCtValue        *ebpf.Variable `ebpf:"polc_btf_ct_value"`
+	PolcBtfEvent          *ebpf.Variable `ebpf:"polc_btf_event"`
+	PolcBtfIpcacheValue   *ebpf.Variable `ebpf:"polc_btf_ipcache_value"`
+	PolcBtfLpmKey4        *ebpf.Variable `ebpf:"polc_btf_lpm_key4"`
+	PolcBtfLpmKey6        *ebpf.Variable `ebpf:"polc_btf_lpm_key6"`
+	PolcBtfPolicyKey      *ebpf.Variable `ebpf:"polc_btf_policy_key"`
+	PolcBtfPolicyRangeKey *ebpf.Variable `ebpf:"polc_btf_policy_range_key"`
+	PolcBtfPolicyValue    *ebpf.Variable `ebpf:"polc_btf_policy_value"`
+	PolcBtfRule           *ebpf.Variable `ebpf:"polc_btf_rule"`
 }
 
 // polcPrograms contains all programs after they have been loaded into the kernel.

@@ -9,33 +9,54 @@
 #include "maps.h"
 
 /*
+ * polc_content is slot gen & 1 of the content map outer (maps.h), NULL
+ * only if the runtime left the slot empty.
+ */
+static __always_inline void *polc_content(void *outer, __u32 gen)
+{
+	__u32 slot = gen & 1;
+
+	return bpf_map_lookup_elem(outer, &slot);
+}
+
+/*
  * polc_ipcache resolves an address: the host hash first (the hot path),
  * then, only when the bundle has prefixes of that family, the LPM trie.
- * Unknown everywhere → world, no flags, no endpoint.
+ * Unknown everywhere → world, no flags, no endpoint. gen is the packet's
+ * policy generation (pkt_state.generation).
  */
-static __always_inline struct ipcache_value polc_ipcache(const __u8 *addr, __u8 family)
+static __always_inline struct ipcache_value polc_ipcache(const __u8 *addr, __u8 family, __u32 gen)
 {
 	struct ipcache_value r = { .identity = POLC_IDENTITY_WORLD };
-	struct ipcache_value *v;
+	struct ipcache_value *v = 0;
+	void *m;
 
 	/* a family no endpoint has: every address is the world's */
 	if ((family == POLC_FAMILY_IPV4 && !cfg_has_ipv4) || (family == POLC_FAMILY_IPV6 && !cfg_has_ipv6))
 		return r;
 	if (family == POLC_FAMILY_IPV4) {
-		v = bpf_map_lookup_elem(&ipcache4, addr);
+		m = polc_content(&ipcache4, gen);
+		if (m)
+			v = bpf_map_lookup_elem(m, addr);
 		if (!v && cfg_has_prefixes4) {
 			struct lpm_key4 k = { .prefixlen = 32 };
 
 			__builtin_memcpy(k.addr, addr, 4);
-			v = bpf_map_lookup_elem(&ipcache4_lpm, &k);
+			m = polc_content(&ipcache4_lpm, gen);
+			if (m)
+				v = bpf_map_lookup_elem(m, &k);
 		}
 	} else {
-		v = bpf_map_lookup_elem(&ipcache6, addr);
+		m = polc_content(&ipcache6, gen);
+		if (m)
+			v = bpf_map_lookup_elem(m, addr);
 		if (!v && cfg_has_prefixes6) {
 			struct lpm_key6 k = { .prefixlen = 128 };
 
 			__builtin_memcpy(k.addr, addr, 16);
-			v = bpf_map_lookup_elem(&ipcache6_lpm, &k);
+			m = polc_content(&ipcache6_lpm, gen);
+			if (m)
+				v = bpf_map_lookup_elem(m, &k);
 		}
 	}
 	if (v)
@@ -92,6 +113,7 @@ struct polc_asker {
 static __always_inline void polc_probe_remote(struct polc_decision *d, const struct pkt_state *st,
 					      __u32 subject, __u32 remote, __u8 egress, int ranges, __u32 hints)
 {
+	void *pol = polc_content(&policy, st->generation);
 	struct policy_key k = {
 		.subject = subject,
 		.remote = remote,
@@ -100,18 +122,20 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 		.flags = egress,
 	};
 
+	if (!pol)
+		return;
 	/* (proto, port); a packet without ports has none to match */
 	if (!st->portless)
-		polc_hit(d, bpf_map_lookup_elem(&policy, &k));
+		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	/* (proto, any port) */
 	k.port = 0;
 	k.flags = egress | POLC_POLICY_ANYPORT;
 	if (hints & POLC_HINT_ANY_PORT)
-		polc_hit(d, bpf_map_lookup_elem(&policy, &k));
+		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	/* (any protocol, any port) */
 	if (k.proto && (hints & POLC_HINT_ANY_PROTO)) {
 		k.proto = 0;
-		polc_hit(d, bpf_map_lookup_elem(&policy, &k));
+		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	}
 	if (ranges) {
 		struct policy_range_key rk = {
@@ -125,7 +149,10 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 		__builtin_memcpy(rk.subject, &s, 4);
 		__builtin_memcpy(rk.remote, &r, 4);
 		__builtin_memcpy(rk.port, &p, 2);
-		polc_hit(d, bpf_map_lookup_elem(&policy_ranges, &rk));
+		void *pr = polc_content(&policy_ranges, st->generation);
+
+		if (pr)
+			polc_hit(d, bpf_map_lookup_elem(pr, &rk));
 	}
 }
 

@@ -177,27 +177,46 @@ const (
 
 // Names of the maps in the object.
 const (
+	// The content maps (ContentMaps) are ARRAY_OF_MAPS of ContentSlots
+	// inner maps of the type given here; packets look up slot
+	// generation & 1 (MapGeneration).
 	MapIPCache4     = "ipcache4"      // HASH [4]byte → IPCacheValue
 	MapIPCache6     = "ipcache6"      // HASH [16]byte → IPCacheValue
 	MapIPCache4LPM  = "ipcache4_lpm"  // LPM_TRIE LPMKey4 → IPCacheValue
 	MapIPCache6LPM  = "ipcache6_lpm"  // LPM_TRIE LPMKey6 → IPCacheValue
 	MapPolicy       = "policy"        // HASH PolicyKey → PolicyValue
 	MapPolicyRanges = "policy_ranges" // LPM_TRIE PolicyRangeKey → PolicyValue
-	MapConntrack    = "conntrack"     // ARRAY_OF_MAPS uint32 (endpoint index) → LRU_HASH CTKey → CTValue, one per endpoint
-	MapFrags        = "frags"         // LRU_HASH FragKey → FragValue
-	MapCounters     = "counters"      // PERCPU_ARRAY uint32 (rule id) → Counter
-	MapEvents       = "events"        // RINGBUF of Event
-	MapEventsLost   = "events_lost"   // PERCPU_ARRAY 1 × uint64: events the full ring buffer refused
-	MapEventsAllow  = "events_allow"  // ARRAY 1 × uint64: allow events until this CLOCK_MONOTONIC ns
-	MapPrefilter4   = "prefilter4"    // LPM_TRIE LPMKey4 → uint32 (reserved, write 1)
-	MapPrefilter6   = "prefilter6"    // LPM_TRIE LPMKey6 → uint32 (reserved, write 1)
-	MapTailCalls    = "tailcalls"     // PROG_ARRAY, slots from Const*Slot*
+	// MapGeneration (ARRAY 1 × uint32) holds the policy generation in
+	// force: stamped into conntrack, fragment verdicts and events, and
+	// its low bit selects the content maps' slot. One update of it
+	// switches a map-only apply.
+	MapGeneration  = "generation"
+	MapConntrack   = "conntrack"    // ARRAY_OF_MAPS uint32 (endpoint index) → LRU_HASH CTKey → CTValue, one per endpoint
+	MapFrags       = "frags"        // LRU_HASH FragKey → FragValue
+	MapCounters    = "counters"     // PERCPU_ARRAY uint32 (rule id) → Counter
+	MapEvents      = "events"       // RINGBUF of Event
+	MapEventsLost  = "events_lost"  // PERCPU_ARRAY 1 × uint64: events the full ring buffer refused
+	MapEventsAllow = "events_allow" // ARRAY 1 × uint64: allow events until this CLOCK_MONOTONIC ns
+	MapPrefilter4  = "prefilter4"   // LPM_TRIE LPMKey4 → uint32 (reserved, write 1)
+	MapPrefilter6  = "prefilter6"   // LPM_TRIE LPMKey6 → uint32 (reserved, write 1)
+	MapTailCalls   = "tailcalls"    // PROG_ARRAY, slots from Const*Slot*
 	// MapIfaceEndpoints and MapIfaceEndpointsBig bind interfaces to
 	// endpoints: ARRAY and HASH uint32 (ifindex) → IfaceValue.
 	MapIfaceEndpoints    = "iface_endpoints"
 	MapIfaceEndpointsBig = "iface_endpoints_big"
 	MapScratch           = "scratch" // PERCPU_ARRAY, per-packet state between tail calls
 )
+
+// ContentMaps are the maps whose contents make up a policy, double
+// buffered (ContentSlots inner maps each) so that a new policy with the
+// same programs switches with one update of MapGeneration.
+var ContentMaps = []string{MapIPCache4, MapIPCache6, MapIPCache4LPM, MapIPCache6LPM, MapPolicy, MapPolicyRanges}
+
+// ContentSlots is the number of inner maps of each content map.
+const ContentSlots = 2
+
+// ContentSlot is the slot of the content maps generation gen uses.
+func ContentSlot(gen uint32) uint32 { return gen & 1 }
 
 // Tail-call slots: how many MapTailCalls has, and where the programs go
 // when the Const*Slot* constants are left at their defaults.
@@ -213,7 +232,6 @@ const (
 // Defaults turn every feature on, so an unset switch costs speed, never
 // correctness.
 const (
-	ConstGeneration        = "cfg_generation"          // policy generation stamped into conntrack (default 0)
 	ConstHasIPv4           = "cfg_has_ipv4"            // 0: no IPv4 endpoint; every IPv4 address is the world's, unlooked (default 1)
 	ConstHasIPv6           = "cfg_has_ipv6"            // 0: no IPv6 endpoint; every IPv6 address is the world's, unlooked (default 1)
 	ConstHasPrefixes4      = "cfg_has_prefixes4"       // ipcache4_lpm is consulted on a hash miss (default 1)
@@ -288,7 +306,7 @@ type Tuple struct {
 // CTValue is a tracked, allowed flow. Expires is in CLOCK_MONOTONIC
 // nanoseconds (the datapath reads bpf_ktime_get_coarse_ns, the same clock
 // at tick resolution); an entry at or past it is a miss. An
-// entry whose Generation differs from the loaded ConstGeneration is
+// entry whose Generation differs from MapGeneration's is
 // checked against policy again by its next packet (refreshed on allow,
 // deleted on deny).
 type CTValue struct {
@@ -322,13 +340,13 @@ type FragKey struct {
 
 // FragValue is the verdict of a datagram's first fragment, which its later
 // fragments follow. A record whose Generation differs from the loaded
-// ConstGeneration was decided under another policy: later fragments treat
+// MapGeneration's was decided under another policy: later fragments treat
 // the first fragment as unknown (RuleFragment where the subject is
 // isolated, else RuleDefaultAllow).
 type FragValue struct {
 	Expires    uint64
 	Rule       uint32
-	Generation uint32 // ConstGeneration when the first fragment was decided
+	Generation uint32 // MapGeneration's when the first fragment was decided
 	Verdict    uint8
 	Pad        [7]uint8
 }
@@ -384,6 +402,7 @@ type PacketState struct {
 	FragID       uint32
 	Endpoint     uint32 // index of the endpoint the interface serves
 	Audit        uint32 // the policy allows, but this audit rule would deny (0: none)
+	Generation   uint32 // MapGeneration's value, read once at entry
 	PolicyPort   uint16
 	EvSport      uint16
 	EvDport      uint16
@@ -399,5 +418,5 @@ type PacketState struct {
 	Portless     uint8
 	HopLimit     uint8
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
-	Pad          [1]uint8
+	Pad          [5]uint8
 }

@@ -45,7 +45,7 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 	e->subject = st->subject;
 	e->remote = st->remote;
 	e->len = st->len;
-	e->generation = cfg_generation;
+	e->generation = st->generation;
 	e->audit = 0;
 	if (verdict == POLC_VERDICT_ALLOW && st->audit) {
 		e->verdict = POLC_VERDICT_AUDIT;

@@ -59,6 +59,16 @@ type Host struct {
 	// ConntrackEntries sizes each endpoint's conntrack table at load (0:
 	// ConntrackPerEndpoint). Apply keeps the tables, and their size.
 	ConntrackEntries uint32
+	// FullApply makes Apply load new programs even where a map-only
+	// apply would do (benchmarks, tests).
+	FullApply bool
+
+	// cache: the content records of the last generation this Host
+	// committed (mapapply.go).
+	cache *contentCache
+	// retiring is closed when the end of the last map-only apply is
+	// done (Wait).
+	retiring chan struct{}
 }
 
 // NewHost returns a Host with the default root and lock, and CrashAt from
@@ -98,6 +108,7 @@ func (h *Host) begin(name string) (*hostLock, *State, error) {
 	if err := ValidName(name); err != nil {
 		return nil, nil, err
 	}
+	h.Wait() // the end of this Host's last map-only apply
 	if os.Geteuid() != 0 {
 		return nil, nil, fmt.Errorf("%w: polc needs root to load and attach BPF programs", ErrPrivilege)
 	}
@@ -185,6 +196,14 @@ func (h *Host) recover(name string) (*State, error) {
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
+	}
+	if interrupted {
+		// A map-only apply switches the generation map, which the
+		// generations share, before it commits: switch it back.
+		if err := restoreGeneration(p, st); err != nil {
+			return nil, err
+		}
+		switched = true
 	}
 	if switched {
 		waitForInFlight()
@@ -306,6 +325,12 @@ func hooksOf(b *bundle.Bundle) map[string]string {
 type LoadResult struct {
 	State   *State
 	Changed bool // false: the same bundle was already in force
+	// Path is how: PathLoad, PathFull or PathMapOnly ("" when unchanged).
+	Path string
+	// Why is, for a full apply, why it could not be map-only.
+	Why string
+	// Deltas are a map-only apply's changes, per content map.
+	Deltas []MapDelta
 }
 
 // Load loads b under name: staged into gen-1, then committed by writing
@@ -381,11 +406,13 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 		Name: name, Generation: gen, BundleDigest: digest,
 		SourceDigest: b.Manifest.SourceDigest, Compiler: b.Manifest.Compiler, SharedLayout: layout,
 		Updated: time.Now().UTC(), Hooks: hooksOf(b), Attachments: []Attachment{}, ConntrackEntries: ct,
+		ProgramsDigest: programsDigest(b), ApplyPath: PathLoad,
 	}
 	if err := writeState(p, st); err != nil {
 		return fail(fmt.Errorf("commit: %w", err))
 	}
-	return &LoadResult{State: st, Changed: true}, nil
+	h.remember(name, st, b)
+	return &LoadResult{State: st, Changed: true, Path: PathLoad}, nil
 }
 
 // Apply replaces the bundle loaded under name with b, atomically per
@@ -409,7 +436,12 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lk.Unlock()
+	unlock := true
+	defer func() {
+		if unlock {
+			lk.Unlock()
+		}
+	}()
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w (use load)", name, ErrNotLoaded)
 	}
@@ -450,6 +482,26 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 		}
 		bindings[a.Ifindex] = e.Index
 		tables[a.Endpoint] = e.Index
+	}
+	why := "--full"
+	if !h.FullApply {
+		why = h.mapOnlyReason(p, st, b, tables)
+		if why == "" {
+			res, retire, err := h.applyMapOnly(name, p, st, b, digest)
+			if err != nil {
+				return nil, err
+			}
+			// The new policy is in force: the rest needs a grace period,
+			// so it runs on, under the lock, after Apply returns.
+			done := make(chan struct{})
+			h.retiring, unlock = done, false
+			go func() {
+				defer close(done)
+				defer lk.Unlock()
+				retire()
+			}()
+			return res, nil
+		}
 	}
 	reuse := map[string]*ebpf.Map{}
 	defer func() {
@@ -542,6 +594,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	st.Generation, st.BundleDigest = gen, digest
 	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
 	st.Hooks, st.Updated = hooks, time.Now().UTC()
+	st.ProgramsDigest, st.ApplyPath, st.StandbyStale = programsDigest(b), PathFull, false
 	if err := writeState(p, st); err != nil {
 		st.Generation = old
 		return rollback(fmt.Errorf("commit: %w", err))
@@ -557,7 +610,8 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err := os.RemoveAll(p.gen(old)); err != nil {
 		h.notice("remove generation %d: %v (the next run retries)", old, err)
 	}
-	return &LoadResult{State: st, Changed: true}, nil
+	h.remember(name, st, b)
+	return &LoadResult{State: st, Changed: true, Path: PathFull, Why: why}, nil
 }
 
 // Unload detaches everything attached under name and removes its pins.

@@ -329,6 +329,7 @@ func TestHelperProcess(t *testing.T) {
 		// A real bundle, compiled from policy source.
 		h.ParseObject = nil
 		_, err = h.Apply(name, compileBundle(t, src))
+		h.Wait()
 		op = "done"
 	}
 	switch op {

@@ -17,10 +17,6 @@ import (
 	"github.com/polc-dev/polc/compiler/bundle"
 )
 
-// GenerationConstant is the `volatile const` the datapath stamps into
-// conntrack entries; Load sets it from LoadOptions.Generation.
-const GenerationConstant = bpf.ConstGeneration
-
 // LoadOptions configures Load.
 type LoadOptions struct {
 	// PinDir, when set, is where Load pins what it creates: maps under
@@ -31,7 +27,9 @@ type LoadOptions struct {
 	// maps of the same names (conntrack across apply). Names the object
 	// does not have are ignored. Load neither fills nor pins nor closes them.
 	ReuseMaps map[string]*ebpf.Map
-	// Generation, when non-zero, sets GenerationConstant.
+	// Generation is written into the generation map (bpf.MapGeneration):
+	// the policy generation the datapath stamps into conntrack entries,
+	// whose low bit selects the content maps' slot.
 	Generation uint32
 	// Spec is the parsed object; nil parses the bundle's Object. Tests pass
 	// programs built with cilium/ebpf's asm package here.
@@ -43,11 +41,24 @@ type LoadOptions struct {
 }
 
 // Loaded is a bundle in the kernel: its programs by name, and its maps by
-// name (reused maps included).
+// name (reused maps included). A content map (bpf.ContentMaps) is the
+// outer array; Content holds its inner maps, one per slot.
 type Loaded struct {
 	Programs map[string]*ebpf.Program
 	Maps     map[string]*ebpf.Map
-	reused   map[string]bool
+	Content  map[string][bpf.ContentSlots]*ebpf.Map
+	// Generation is the generation Load wrote into the generation map.
+	Generation uint32
+	reused     map[string]bool
+}
+
+// Active is the inner map of content map name that the loaded generation
+// looks up, or the map itself where the object has a plain map.
+func (l *Loaded) Active(name string) *ebpf.Map {
+	if in, ok := l.Content[name]; ok {
+		return in[bpf.ContentSlot(l.Generation)]
+	}
+	return l.Maps[name]
 }
 
 // Close releases the programs and the maps Load created. What is pinned
@@ -56,6 +67,13 @@ func (l *Loaded) Close() error {
 	var errs []error
 	for _, p := range l.Programs {
 		errs = append(errs, p.Close())
+	}
+	for _, in := range l.Content {
+		for _, m := range in {
+			if m != nil {
+				errs = append(errs, m.Close())
+			}
+		}
 	}
 	for n, m := range l.Maps {
 		if !l.reused[n] {
@@ -91,7 +109,8 @@ func Load(b *bundle.Bundle, opts LoadOptions) (_ *Loaded, err error) {
 		}
 		return nil, fmt.Errorf("load bundle: %w", err)
 	}
-	l := &Loaded{Programs: coll.Programs, Maps: coll.Maps, reused: map[string]bool{}}
+	l := &Loaded{Programs: coll.Programs, Maps: coll.Maps, Content: map[string][bpf.ContentSlots]*ebpf.Map{},
+		Generation: opts.Generation, reused: map[string]bool{}}
 	for n := range reuse {
 		l.reused[n] = true
 	}
@@ -105,9 +124,42 @@ func Load(b *bundle.Bundle, opts LoadOptions) (_ *Loaded, err error) {
 		}
 	}()
 
+	// Content maps: every slot gets an inner map holding the bundle's
+	// records, so that a map-only apply can start from either.
+	for _, n := range bpf.ContentMaps {
+		s, ok := spec.Maps[n]
+		if !ok || s.Type != ebpf.ArrayOfMaps || l.reused[n] {
+			continue
+		}
+		var in [bpf.ContentSlots]*ebpf.Map
+		for slot := range uint32(bpf.ContentSlots) {
+			m, err := ebpf.NewMap(s.InnerMap)
+			if err != nil {
+				return nil, fmt.Errorf("map %s slot %d: %w", n, slot, err)
+			}
+			in[slot] = m
+			l.Content[n] = in
+			if err := l.Maps[n].Put(slot, m); err != nil {
+				return nil, fmt.Errorf("map %s slot %d: %w", n, slot, err)
+			}
+		}
+	}
+	if g, ok := l.Maps[bpf.MapGeneration]; ok {
+		if err := g.Put(uint32(0), opts.Generation); err != nil {
+			return nil, fmt.Errorf("map %s: %w", bpf.MapGeneration, err)
+		}
+	}
 	for i := range b.Maps {
 		mp := &b.Maps[i]
 		if mp.Len() == 0 || l.reused[mp.Name] {
+			continue
+		}
+		if in, ok := l.Content[mp.Name]; ok {
+			for _, m := range in {
+				if err := fill(m, mp); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		if err := fill(l.Maps[mp.Name], mp); err != nil {
@@ -190,6 +242,14 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 		if !ok {
 			return nil, fmt.Errorf("map %s: the object has no such map", ms.Name)
 		}
+		if s.Type == ebpf.ArrayOfMaps && slices.Contains(bpf.ContentMaps, ms.Name) {
+			// the records go into the inner maps, one per slot
+			if s.InnerMap == nil || s.MaxEntries != bpf.ContentSlots {
+				return nil, fmt.Errorf("map %s: the object's array of maps is not %d slots of one map", ms.Name, bpf.ContentSlots)
+			}
+			s.Contents = nil
+			s = s.InnerMap
+		}
 		if int(s.KeySize) != ms.KeySize || int(s.ValueSize) != ms.ValueSize {
 			return nil, fmt.Errorf("map %s: the bundle's records are %d+%d bytes, the object's map %d+%d",
 				ms.Name, ms.KeySize, ms.ValueSize, s.KeySize, s.ValueSize)
@@ -211,7 +271,9 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 		int(ct.InnerMap.KeySize) != binary.Size(bpf.CTKey{}) || int(ct.InnerMap.ValueSize) != binary.Size(bpf.CTValue{}) {
 		return nil, fmt.Errorf("map %s: the object has no per-endpoint conntrack tables this polc knows (rebuild the bundle with this polc)", bpf.MapConntrack)
 	}
-	ct.MaxEntries = uint32(len(b.Endpoints)) + 1
+	// Room for a quarter more endpoints, so that a map-only apply can add
+	// endpoints (the array is not switched).
+	ct.MaxEntries = conntrackSlots(len(b.Endpoints))
 	ct.Contents = nil
 	if n := opts.ConntrackEntries; n != 0 {
 		ct.InnerMap.MaxEntries = n
@@ -220,13 +282,6 @@ func prepare(b *bundle.Bundle, opts LoadOptions) (spec *ebpf.CollectionSpec, err
 	for n, m := range opts.ReuseMaps {
 		if s, ok := spec.Maps[n]; ok && m != nil {
 			s.MaxEntries = m.MaxEntries()
-		}
-	}
-	if opts.Generation != 0 {
-		if _, ok := spec.Variables[GenerationConstant]; ok {
-			if err := setConstant(spec, GenerationConstant, 4, uint64(opts.Generation)); err != nil {
-				return nil, err
-			}
 		}
 	}
 	// Load only the programs the manifest names (hooks and tail calls):
@@ -347,3 +402,14 @@ const (
 	ConntrackMinEntries  = 256
 	ConntrackMaxEntries  = 1 << 22
 )
+
+// conntrackSlots sizes the conntrack array for n endpoints (indices 1..n):
+// a power of two with a quarter to spare, at least 64.
+func conntrackSlots(n int) uint32 {
+	want := uint32(n) + 1 + uint32(n)/4
+	s := uint32(64)
+	for s < want {
+		s <<= 1
+	}
+	return s
+}

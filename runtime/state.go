@@ -78,6 +78,16 @@ type State struct {
 	// the state's JSON holds them only where a polc before that map
 	// wrote it, and writeState moves them into the map.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// ProgramsDigest fingerprints the generation's programs, constants
+	// and layout (programsDigest): a bundle with the same is applied
+	// map-only.
+	ProgramsDigest string `json:"programs_digest,omitempty"`
+	// ApplyPath is how the generation came in: load, full or map-only.
+	ApplyPath string `json:"apply_path,omitempty"`
+	// StandbyStale: the content maps' standby slots may differ from the
+	// active ones (a map-only apply is under way, or was cut short); the
+	// next map-only apply reads them back from the kernel.
+	StandbyStale bool `json:"standby_stale,omitempty"`
 	// Unloading marks an unload under way: the next run finishes it.
 	Unloading bool `json:"unloading,omitempty"`
 	// Detaching marks a detach under way: the next run finishes the

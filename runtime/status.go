@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -120,6 +121,11 @@ func mapStatuses(dir string, shared bool) []MapStatus {
 		if err != nil {
 			continue
 		}
+		if in := activeContent(dir, e.Name(), m); in != nil {
+			// a content map: the slot in force
+			m.Close()
+			m = in
+		}
 		out = append(out, MapStatus{
 			Name: e.Name(), Type: m.Type().String(), Entries: countEntries(m),
 			MaxEntries: m.MaxEntries(), Shared: shared,
@@ -203,4 +209,26 @@ func (h *Host) readOnly(name string) (st *State, release func(), err error) {
 		return nil, nil, err
 	}
 	return st, lk.Unlock, nil
+}
+
+// activeContent is the inner map in force of the content map outer pinned
+// in dir as name, or nil when it is not one.
+func activeContent(dir, name string, outer *ebpf.Map) *ebpf.Map {
+	if outer.Type() != ebpf.ArrayOfMaps || !slices.Contains(bpf.ContentMaps, name) {
+		return nil
+	}
+	g, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.MapGeneration), nil)
+	if err != nil {
+		return nil
+	}
+	defer g.Close()
+	var gen, id uint32
+	if g.Lookup(uint32(0), &gen) != nil || outer.Lookup(bpf.ContentSlot(gen), &id) != nil {
+		return nil
+	}
+	in, err := ebpf.NewMapFromID(ebpf.MapID(id))
+	if err != nil {
+		return nil
+	}
+	return in
 }

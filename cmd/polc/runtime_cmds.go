@@ -227,16 +227,40 @@ keeps the tables and their size (resizing them means unload and load).`,
 
 func printLoadResult(w io.Writer, out *outputFlag, verb string, res *runtime.LoadResult) error {
 	if out.json() {
-		return writeJSON(w, map[string]any{
+		o := map[string]any{
 			"name": res.State.Name, "generation": res.State.Generation,
 			"bundle_digest": res.State.BundleDigest, "changed": res.Changed,
-		})
+		}
+		if res.Path != "" {
+			o["path"] = res.Path
+		}
+		if res.Why != "" {
+			o["full_because"] = res.Why
+		}
+		if res.Deltas != nil {
+			o["maps"] = res.Deltas
+		}
+		return writeJSON(w, o)
 	}
 	if !res.Changed {
 		fmt.Fprintf(w, "%s: bundle %.12s already in force (generation %d)\n", res.State.Name, res.State.BundleDigest, res.State.Generation)
 		return nil
 	}
-	fmt.Fprintf(w, "%s: %s bundle %.12s, generation %d\n", res.State.Name, verb, res.State.BundleDigest, res.State.Generation)
+	how := ""
+	switch res.Path {
+	case runtime.PathMapOnly:
+		how = " (map-only)"
+	case runtime.PathFull:
+		if res.Why != "" {
+			how = " (full: " + res.Why + ")"
+		}
+	}
+	fmt.Fprintf(w, "%s: %s bundle %.12s, generation %d%s\n", res.State.Name, verb, res.State.BundleDigest, res.State.Generation, how)
+	for _, d := range res.Deltas {
+		if d.Added+d.Changed+d.Removed > 0 {
+			fmt.Fprintf(w, "  %s\t+%d ~%d -%d\n", d.Map, d.Added, d.Changed, d.Removed)
+		}
+	}
 	return nil
 }
 
@@ -244,6 +268,7 @@ func newApplyCmd() *cobra.Command {
 	var hf hostFlags
 	var out outputFlag
 	var digest digestFlag
+	var full bool
 	c := &cobra.Command{
 		Use:   "apply NAME BUNDLE",
 		Short: "Replace a loaded bundle atomically, keeping conntrack",
@@ -253,7 +278,14 @@ to the new programs with atomic link updates, then commits. Every packet
 sees the old policy or the new one, never a mix; established flows the new
 policy no longer allows stop at their next packet. A failure or a kill at
 any point leaves the old bundle in force (docs/runtime.md). --digest
-sha256:HEX refuses (exit 1) a bundle whose root digest is another.`,
+sha256:HEX refuses (exit 1) a bundle whose root digest is another.
+
+When BUNDLE has the loaded programs, constants and map layout (only the
+ipcache and policy contents differ, as when pods come and go), apply loads
+nothing: it writes the changed entries into standby copies of the maps and
+switches every packet to them with one map update (map-only; the output
+says so and counts the entries added, changed and removed per map).
+--full loads new programs all the same.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -266,14 +298,19 @@ sha256:HEX refuses (exit 1) a bundle whose root digest is another.`,
 			if err := digest.verify(b); err != nil {
 				return err
 			}
-			res, err := hf.existingHost(c).Apply(args[0], b)
+			h := hf.existingHost(c)
+			h.FullApply = full
+			res, err := h.Apply(args[0], b)
 			if err != nil {
 				return runtimeError(err)
 			}
-			return printLoadResult(c.OutOrStdout(), &out, "applied", res)
+			err = printLoadResult(c.OutOrStdout(), &out, "applied", res)
+			h.Wait() // a map-only apply's standby copy
+			return err
 		},
 	}
 	digest.add(c)
+	c.Flags().BoolVar(&full, "full", false, "load new programs even where the programs are the same (no map-only apply)")
 	addHostFlags(c, &hf)
 	addOutputFlag(c, &out)
 	return c
@@ -598,7 +635,11 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s: generation %d, bundle %.12s, updated %s\n", s.Name, s.Generation, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
+		applied := ""
+		if s.ApplyPath != "" {
+			applied = " (" + s.ApplyPath + ")"
+		}
+		fmt.Fprintf(w, "%s: generation %d%s, bundle %.12s, updated %s\n", s.Name, s.Generation, applied, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
 		if s.Counters != nil {
 			fmt.Fprintf(w, "  counters: %d packets, %d bytes\n", s.Counters.Packets, s.Counters.Bytes)
 		}

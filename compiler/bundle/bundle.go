@@ -10,8 +10,10 @@ import (
 // FormatVersion is the bundle format this package writes and reads.
 // Format 2 added endpoints.json and the endpoint field of ipcache values
 // (the interface binding); format 3 objects keep one conntrack table per
-// endpoint (an array of maps), which the runtime fills.
-const FormatVersion = 3
+// endpoint (an array of maps), which the runtime fills; format 4 objects
+// keep the policy content maps as arrays of two maps and the generation
+// in a map (a map-only apply switches both with one update).
+const FormatVersion = 4
 
 // File names inside a bundle.
 const (

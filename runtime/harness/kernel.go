@@ -186,8 +186,8 @@ func OpenWith(b *bundle.Bundle, opts OpenOptions) (_ *Kernel, err error) {
 			return nil, fmt.Errorf("bundle: map %s is missing", name)
 		}
 	}
-	k.ipcache4, k.ipcache4LPM = l.Maps[bpf.MapIPCache4], l.Maps[bpf.MapIPCache4LPM]
-	k.ipcache6, k.ipcache6LPM = l.Maps[bpf.MapIPCache6], l.Maps[bpf.MapIPCache6LPM]
+	k.ipcache4, k.ipcache4LPM = l.Active(bpf.MapIPCache4), l.Active(bpf.MapIPCache4LPM)
+	k.ipcache6, k.ipcache6LPM = l.Active(bpf.MapIPCache6), l.Active(bpf.MapIPCache6LPM)
 	k.ifaces = l.Maps[bpf.MapIfaceEndpoints]
 	k.endpoints = make(map[string]uint32, len(b.Endpoints))
 	k.names = make(map[uint32]string, len(b.Endpoints))
