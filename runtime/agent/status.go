@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// Status is what the agent enforces and how its last round went.
+type Status struct {
+	Node string `json:"node"`
+	Name string `json:"name"` // the bundle's name (polc status NAME)
+	// Synced: the informers have listed the cluster once.
+	Synced bool `json:"synced"`
+	// Applied: a round compiled and applied the cluster's policy.
+	Applied bool `json:"applied"`
+	// Adopted: the bundle in force is an earlier run's, kept until the
+	// first round succeeds.
+	Adopted bool `json:"adopted,omitempty"`
+	// BundleDigest is the root digest (sha256:HEX, as polc build prints
+	// it and polc status shows it) of the bundle in force, and Generation
+	// its generation; empty and 0 before anything was loaded.
+	BundleDigest string     `json:"bundle_digest,omitempty"`
+	Generation   uint32     `json:"generation,omitempty"`
+	AppliedAt    time.Time  `json:"applied_at,omitzero"`
+	Attached     []Attached `json:"attached"`
+	// LastError is why the last round failed (empty: it did not). The
+	// bundle in force is then the last one that succeeded.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Rounds      uint64    `json:"rounds"`
+	Errors      uint64    `json:"errors"`
+}
+
+// Attached is an interface the agent attached, and the endpoint it serves.
+type Attached struct {
+	Iface    string `json:"iface"`
+	Endpoint string `json:"endpoint"`
+}
+
+// Ready reports whether the node enforces the cluster's current policy:
+// the informers synced, a round applied it and the last round succeeded.
+func (s *Status) Ready() bool { return s.Synced && s.Applied && s.LastError == "" }
+
+// Status returns a copy of the agent's status.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.Attached = slices.Clone(s.Attached)
+	if s.Attached == nil {
+		s.Attached = []Attached{}
+	}
+	return s
+}
+
+// Handler serves the agent's health:
+//
+//	/healthz  200 while the process runs (liveness)
+//	/readyz   200 when Ready, else 503 with the reason (readiness)
+//	/status   the Status as JSON
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s := a.Status()
+		if s.Ready() {
+			_, _ = w.Write([]byte("ok: enforcing " + s.BundleDigest + "\n"))
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		switch {
+		case !s.Synced:
+			_, _ = w.Write([]byte("not ready: informers not synced\n"))
+		case s.LastError != "":
+			_, _ = w.Write([]byte("not ready: the last round failed; enforcing " + orNone(s.BundleDigest) + ":\n" + s.LastError + "\n"))
+		default:
+			_, _ = w.Write([]byte("not ready: nothing applied yet\n"))
+		}
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		s := a.Status()
+		_ = enc.Encode(&s)
+	})
+	return mux
+}
+
+func orNone(d string) string {
+	if d == "" {
+		return "nothing"
+	}
+	return d
+}
