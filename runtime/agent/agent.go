@@ -8,9 +8,11 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -250,4 +252,18 @@ func (a *Agent) snapshot() (*snapshot, error) {
 		}
 	}
 	return &s, nil
+}
+
+// CiliumServed reports whether the API server serves cilium.io/v2 (the
+// Cilium CRDs are installed): without them, informers on their resources
+// would never sync.
+func CiliumServed(d discovery.DiscoveryInterface) (bool, error) {
+	_, err := d.ServerResourcesForGroupVersion(CiliumNetworkPolicies.GroupVersion().String())
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("discover %s: %w", CiliumNetworkPolicies.GroupVersion(), err)
 }
