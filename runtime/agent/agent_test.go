@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/polc-dev/polc/runtime"
 	"github.com/polc-dev/polc/runtime/netnstest"
@@ -335,6 +337,35 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	for _, a := range sts[0].Attachments {
 		if a.Iface == "pe1" {
 			t.Errorf("pe1 still attached after its pod was removed: %+v", a)
+		}
+	}
+	w.checkWatched()
+}
+
+// checkWatched checks that the agent listed and watched every resource of
+// Watched and asked the API for nothing else (deploy/rbac.yaml grants
+// Watched).
+func (w *world) checkWatched() {
+	w.t.Helper()
+	seen := map[string]bool{}
+	var actions []k8stesting.Action
+	actions = append(actions, w.client.Actions()...)
+	actions = append(actions, w.dyn.Actions()...)
+	for _, act := range actions {
+		gvr := act.GetResource()
+		if act.GetVerb() != "list" && act.GetVerb() != "watch" {
+			continue // the test's own creates, updates and deletes
+		}
+		if !slices.Contains(Watched, gvr) {
+			w.t.Errorf("the agent %ss %v, which is not in Watched", act.GetVerb(), gvr)
+		}
+		seen[act.GetVerb()+" "+gvr.String()] = true
+	}
+	for _, gvr := range Watched {
+		for _, verb := range []string{"list", "watch"} {
+			if !seen[verb+" "+gvr.String()] {
+				w.t.Errorf("the agent never %ss %v, which Watched lists", verb, gvr)
+			}
 		}
 	}
 }

@@ -20,6 +20,17 @@ var (
 	CiliumClusterwideNetworkPolicies = schema.GroupVersionResource{Group: "cilium.io", Version: "v2", Resource: "ciliumclusterwidenetworkpolicies"}
 )
 
+// Watched is every resource the agent lists and watches: deploy/rbac.yaml
+// grants get, list and watch on each (TestDeployRBAC), and the agent's
+// test checks it touches no other (TestAgentFollowsTheAPI).
+var Watched = []schema.GroupVersionResource{
+	{Version: "v1", Resource: "pods"},
+	{Version: "v1", Resource: "namespaces"},
+	{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
+	CiliumNetworkPolicies,
+	CiliumClusterwideNetworkPolicies,
+}
+
 // snapshot is the informers' objects at one moment.
 type snapshot struct {
 	namespaces []*corev1.Namespace
