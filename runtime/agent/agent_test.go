@@ -55,6 +55,8 @@ type world struct {
 	dyn    *dynamicfake.FakeDynamicClient
 	agent  *Agent
 	stop   func()
+	// debounce is the agent's (0: the default).
+	debounce time.Duration
 }
 
 func testPod(i int, app string) *corev1.Pod {
@@ -111,7 +113,7 @@ func (w *world) start() {
 	w.t.Helper()
 	a, err := New(Config{
 		Node: testNode, Name: "polc", Host: w.host, Client: w.client, Dynamic: w.dyn,
-		Compiler: "agent-test", InNetns: w.topo.Host.Do,
+		Compiler: "agent-test", InNetns: w.topo.Host.Do, Debounce: w.debounce,
 		Log: slog.New(slog.NewTextHandler(testLog{w.t}, nil)),
 	})
 	if err != nil {

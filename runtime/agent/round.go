@@ -31,6 +31,7 @@ func (a *Agent) round() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.status.Rounds++
+	a.status.LastRound = time.Since(start)
 	if err != nil {
 		a.status.Errors++
 		a.status.LastError = err.Error()
@@ -62,7 +63,11 @@ func (a *Agent) enforce() (digest string, gen uint32, err error) {
 	if err != nil {
 		return "", 0, err
 	}
+	t0 := time.Now()
 	b, err := a.compile(snap)
+	a.mu.Lock()
+	a.status.LastCompile = time.Since(t0)
+	a.mu.Unlock()
 	if err != nil {
 		return "", 0, err
 	}

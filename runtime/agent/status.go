@@ -29,8 +29,15 @@ type Status struct {
 	// bundle in force is then the last one that succeeded.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
-	Rounds      uint64    `json:"rounds"`
-	Errors      uint64    `json:"errors"`
+	// LastRound is how long the last round took to compile, apply and
+	// attach (the debounce not included).
+	LastRound time.Duration `json:"last_round_ns"`
+	// LastCompile is the part of LastRound spent reading the objects and
+	// compiling them into a bundle; the rest is the kernel's (apply,
+	// attach).
+	LastCompile time.Duration `json:"last_compile_ns"`
+	Rounds      uint64        `json:"rounds"`
+	Errors      uint64        `json:"errors"`
 }
 
 // Attached is an interface the agent attached, and the endpoint it serves.
