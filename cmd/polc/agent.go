@@ -54,6 +54,9 @@ SIGINT; it exits 2 when it cannot start (no node, no cluster, not root).`,
 			if node == "" {
 				return usageError("agent needs --node NAME (or NODE_NAME, from the downward API's spec.nodeName)")
 			}
+			if os.Geteuid() != 0 {
+				return usageError("%v: polc agent needs root to load and attach BPF programs (run as root)", runtime.ErrPrivilege)
+			}
 			if cilium != "auto" && cilium != "on" && cilium != "off" {
 				return usageError("unknown --cilium %q: want auto, on or off", cilium)
 			}
