@@ -138,6 +138,7 @@ type missingIface struct {
 // endpoint in b to that endpoint.
 func (a *Agent) wanted(b *bundle.Bundle, pods []localPod) (map[string]string, []missingIface) {
 	want := map[string]string{}
+	shared := map[string]bool{}
 	var missing []missingIface
 	_ = a.cfg.InNetns(func() error {
 		for _, p := range pods {
@@ -149,10 +150,20 @@ func (a *Agent) wanted(b *bundle.Bundle, pods []localPod) (map[string]string, []
 				missing = append(missing, missingIface{p, err})
 				continue
 			}
+			if other, dup := want[ifc]; dup {
+				// Two pods behind one device: it is not a pod's own
+				// interface (a bridge, a shared device); bind neither.
+				missing = append(missing, missingIface{p, fmt.Errorf("%s also leads to %s", ifc, other)})
+				shared[ifc] = true
+				continue
+			}
 			want[ifc] = p.endpoint
 		}
 		return nil
 	})
+	for ifc := range shared {
+		delete(want, ifc)
+	}
 	return want, missing
 }
 
