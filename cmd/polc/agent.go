@@ -42,9 +42,9 @@ never unloads: on SIGTERM or a crash the last bundle stays pinned and in
 force, and the next agent adopts it until its first compile.
 
 It serves on --health-listen: /healthz (alive), /readyz (200 once the
-informers synced and the last round applied, else 503 and why) and
-/status (JSON: the bundle digest in force, generation, attachments, last
-error). polc status shows the same bundle. It runs until SIGTERM or
+informers synced and the last round applied, else 503 and why), /status
+(JSON: the bundle digest in force, generation, attachments, last error)
+and /metrics (Prometheus, polc_agent_*). polc status shows the same bundle. It runs until SIGTERM or
 SIGINT; it exits 2 when it cannot start (no node, no cluster, not root).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -115,7 +115,7 @@ SIGINT; it exits 2 when it cannot start (no node, no cluster, not root).`,
 	c.Flags().StringVar(&node, "node", "", "this node's name (default $NODE_NAME)")
 	c.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
 	c.Flags().StringVar(&name, "name", "polc", "name to load the bundle under (polc status NAME)")
-	c.Flags().StringVar(&listen, "health-listen", ":9465", "`host:port` for /healthz, /readyz and /status")
+	c.Flags().StringVar(&listen, "health-listen", ":9465", "`host:port` for /healthz, /readyz, /status and /metrics")
 	c.Flags().DurationVar(&debounce, "debounce", agent.DefaultDebounce, "wait this long after a change for more before compiling")
 	c.Flags().DurationVar(&resync, "resync", agent.DefaultResync, "run a round this long after the last one even without a change")
 	c.Flags().StringVar(&ifacePattern, "iface-pattern", "", "`glob` the interface of the route to a pod must match (e.g. cali*), instead of being a veth")

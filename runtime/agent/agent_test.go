@@ -287,6 +287,12 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "NetworkPolicy/shop/bad:") || !strings.Contains(body, good.BundleDigest) {
 		t.Errorf("/readyz with a compile error: %d %q", code, body)
 	}
+	code, body = get(t, srv.URL+"/metrics")
+	for _, m := range []string{"polc_agent_ready{node=\"node-a\"} 0", "polc_agent_bundle_info{digest=\"" + good.BundleDigest + "\"", "polc_agent_round_errors_total{node=\"node-a\"} "} {
+		if code != http.StatusOK || !strings.Contains(body, m) {
+			t.Errorf("/metrics with a compile error: %d, no %s in\n%s", code, m, body)
+		}
+	}
 	if sts, err := w.host.Status("polc"); err != nil || "sha256:"+sts[0].BundleDigest != good.BundleDigest {
 		t.Errorf("host status after a compile error: %v %v", sts, err)
 	}

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Status is what the agent enforces and how its last round went.
@@ -67,8 +71,12 @@ func (a *Agent) Status() Status {
 //	/healthz  200 while the process runs (liveness)
 //	/readyz   200 when Ready, else 503 with the reason (readiness)
 //	/status   the Status as JSON
+//	/metrics  the Status as Prometheus metrics (polc_agent_*)
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics{a})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -104,3 +112,5 @@ func orNone(d string) string {
 	}
 	return d
 }
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
