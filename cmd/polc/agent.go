@@ -44,8 +44,9 @@ force, and the next agent adopts it until its first compile.
 It serves on --health-listen: /healthz (alive), /readyz (200 once the
 informers synced and the last round applied, else 503 and why), /status
 (JSON: the bundle digest in force, generation, attachments, last error)
-and /metrics (Prometheus, polc_agent_*). polc status shows the same bundle. It runs until SIGTERM or
-SIGINT; it exits 2 when it cannot start (no node, no cluster, not root).`,
+and /metrics (Prometheus, polc_agent_*). polc status shows the same
+bundle. It runs until SIGTERM or SIGINT; it exits 2 when it cannot start
+(no node, no cluster, not root, the health address taken).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if node == "" {
