@@ -409,6 +409,23 @@ func TestAgentRestartKeepsEnforcing(t *testing.T) {
 		t.Errorf("restarted agent: attached %q, want %q", got, want)
 	}
 	w.check("agent restarted", reach{0, 1, true}, reach{2, 1, false})
+
+	// Unloaded behind the agent's back: the next round loads and
+	// attaches again.
+	if _, err := w.host.Unload("polc"); err != nil {
+		t.Fatal(err)
+	}
+	w.change("relabel after an unload", func(ctx context.Context) error {
+		_, err := w.client.CoreV1().Pods(testNS).Update(ctx, testPod(2, "web"), metav1.UpdateOptions{})
+		return err
+	})
+	if got, want := w.attachedIfaces(), "pe0=shop.web pe1=shop.api pe2=shop.db"; got != want {
+		t.Errorf("after an unload: attached %q, want %q", got, want)
+	}
+	if s := w.agent.Status(); s.Generation != 1 {
+		t.Errorf("after an unload: generation %d, want 1 (loaded again)", s.Generation)
+	}
+	w.check("loaded again", reach{0, 1, true}, reach{2, 1, true})
 }
 
 func get(t *testing.T, url string) (int, string) {

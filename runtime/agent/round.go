@@ -32,6 +32,7 @@ func (a *Agent) round() {
 	defer a.mu.Unlock()
 	a.status.Rounds++
 	a.status.LastRound = time.Since(start)
+	a.status.Attached = a.attachedList() // detaches may have run before a failure
 	if err != nil {
 		a.status.Errors++
 		a.status.LastError = err.Error()
@@ -44,7 +45,6 @@ func (a *Agent) round() {
 	a.status.Applied, a.status.Adopted = true, false
 	a.status.LastError, a.status.LastErrorAt = "", time.Time{}
 	a.status.AppliedAt = time.Now().UTC()
-	a.status.Attached = a.attachedList()
 	if changed {
 		a.log.Info("enforcing", "bundle", digest, "generation", gen, "attached", len(a.attached), "took", time.Since(start).Round(time.Microsecond))
 	}
@@ -78,12 +78,7 @@ func (a *Agent) enforce() (digest string, gen uint32, err error) {
 	if err := a.detachStale(want); err != nil {
 		return "", 0, err
 	}
-	var res *runtime.LoadResult
-	if a.loaded {
-		res, err = a.cfg.Host.Apply(a.cfg.Name, b)
-	} else {
-		res, err = a.cfg.Host.Load(a.cfg.Name, b)
-	}
+	res, err := a.loadOrApply(b)
 	if err != nil {
 		return "", 0, err
 	}
@@ -92,6 +87,21 @@ func (a *Agent) enforce() (digest string, gen uint32, err error) {
 		return "", 0, err
 	}
 	return digestPrefix + res.State.BundleDigest, res.State.Generation, nil
+}
+
+// loadOrApply puts b in force: Apply over what is loaded, Load when
+// nothing is (also when someone unloaded the bundle behind the agent's
+// back: its attachments went with it).
+func (a *Agent) loadOrApply(b *bundle.Bundle) (*runtime.LoadResult, error) {
+	if a.loaded {
+		res, err := a.cfg.Host.Apply(a.cfg.Name, b)
+		if !errors.Is(err, runtime.ErrNotLoaded) {
+			return res, err
+		}
+		a.log.Warn("the bundle was unloaded behind the agent's back; loading it again", "name", a.cfg.Name)
+		clear(a.attached)
+	}
+	return a.cfg.Host.Load(a.cfg.Name, b)
 }
 
 // compile reads the snapshot's objects and builds the bundle in memory.
@@ -177,7 +187,14 @@ func (a *Agent) detachStale(want map[string]string) error {
 	sort.Strings(stale)
 	return a.cfg.InNetns(func() error {
 		for _, ifc := range stale {
-			if _, err := a.cfg.Host.Detach(a.cfg.Name, ifc, runtime.AttachOptions{TC: true}); err != nil {
+			_, err := a.cfg.Host.Detach(a.cfg.Name, ifc, runtime.AttachOptions{TC: true})
+			if errors.Is(err, runtime.ErrNotLoaded) {
+				// Unloaded behind the agent's back: nothing is attached.
+				clear(a.attached)
+				a.loaded = false
+				return nil
+			}
+			if err != nil {
 				return fmt.Errorf("detach %s (endpoint %s): %w", ifc, a.attached[ifc], err)
 			}
 			a.log.Info("detached", "iface", ifc, "endpoint", a.attached[ifc])
