@@ -77,7 +77,10 @@ type Agent struct {
 	// attached is what this agent has attached: interface → endpoint
 	// (only the reconcile loop touches it).
 	attached map[string]string
-	loaded   bool
+	// unattached is the local pods whose interface was not found, and
+	// why (logged when it appears or changes).
+	unattached map[string]string
+	loaded     bool
 }
 
 // New checks cfg and returns an Agent that does nothing until Run.

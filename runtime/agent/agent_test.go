@@ -253,6 +253,24 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	}
 	w.check("api accepts web", reach{0, 1, true}, reach{2, 1, false}, reach{1, 2, true})
 
+	// A local pod the host has no route of its own to: in the bundle,
+	// not attached, and said so.
+	s := w.change("pod without a route", func(ctx context.Context) error {
+		lost := testPod(0, "lost")
+		lost.Name, lost.Status.PodIP, lost.Status.PodIPs = "lost", "10.209.0.2", nil
+		_, err := pods.Create(ctx, lost, metav1.CreateOptions{})
+		return err
+	})
+	if len(s.Unattached) != 1 || s.Unattached[0].Endpoint != "shop.lost" || !strings.Contains(s.Unattached[0].Reason, "10.209.0.2") {
+		t.Errorf("unattached %+v, want shop.lost with its address", s.Unattached)
+	}
+	if got, want := w.attachedIfaces(), "pe0=shop.web pe1=shop.api pe2=shop.db"; got != want {
+		t.Errorf("after a pod without a route: attached %q, want %q", got, want)
+	}
+	w.change("pod without a route removed", func(ctx context.Context) error {
+		return pods.Delete(ctx, "lost", metav1.DeleteOptions{})
+	})
+
 	w.change("policy changed", func(ctx context.Context) error {
 		_, err := netpols.Update(ctx, apiIngress("db"), metav1.UpdateOptions{})
 		return err
@@ -274,7 +292,7 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	if _, err := netpols.Create(context.Background(), bad, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s := w.waitFor("compile error", func(s Status) bool { return s.LastError != "" })
+	s = w.waitFor("compile error", func(s Status) bool { return s.LastError != "" })
 	if s.BundleDigest != good.BundleDigest || s.Generation != good.Generation || s.Ready() {
 		t.Errorf("after a compile error: %+v, want %s generation %d still in force, not ready", s, good.BundleDigest, good.Generation)
 	}

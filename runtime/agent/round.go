@@ -72,9 +72,7 @@ func (a *Agent) enforce() (digest string, gen uint32, err error) {
 		return "", 0, err
 	}
 	want, missing := a.wanted(b, localPods(a.cfg.Node, snap.pods))
-	for _, m := range missing {
-		a.log.Debug("no host-side interface yet", "endpoint", m.endpoint, "addr", m.addr, "err", m.err)
-	}
+	a.reportMissing(missing)
 	if err := a.detachStale(want); err != nil {
 		return "", 0, err
 	}
@@ -175,6 +173,28 @@ func (a *Agent) wanted(b *bundle.Bundle, pods []localPod) (map[string]string, []
 		delete(want, ifc)
 	}
 	return want, missing
+}
+
+// reportMissing logs each local pod whose interface is not found once
+// (a warning), and keeps the list for Status.
+func (a *Agent) reportMissing(missing []missingIface) {
+	now := make(map[string]string, len(missing))
+	for _, m := range missing {
+		reason := m.err.Error()
+		now[m.endpoint] = reason
+		if a.unattached[m.endpoint] != reason {
+			a.log.Warn("not attaching a local pod: no interface of its own found", "endpoint", m.endpoint, "addr", m.addr, "err", m.err)
+		}
+	}
+	a.unattached = now
+	list := make([]Unattached, 0, len(now))
+	for ep, reason := range now {
+		list = append(list, Unattached{Endpoint: ep, Reason: reason})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Endpoint < list[j].Endpoint })
+	a.mu.Lock()
+	a.status.Unattached = list
+	a.mu.Unlock()
 }
 
 func (a *Agent) detachStale(want map[string]string) error {

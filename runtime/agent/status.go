@@ -29,6 +29,9 @@ type Status struct {
 	Generation   uint32     `json:"generation,omitempty"`
 	AppliedAt    time.Time  `json:"applied_at,omitzero"`
 	Attached     []Attached `json:"attached"`
+	// Unattached are the local pods in the bundle whose interface the
+	// agent did not find (not up yet, or a CNI it cannot follow), and why.
+	Unattached []Unattached `json:"unattached,omitempty"`
 	// LastError is why the last round failed (empty: it did not). The
 	// bundle in force is then the last one that succeeded.
 	LastError   string    `json:"last_error,omitempty"`
@@ -50,6 +53,12 @@ type Attached struct {
 	Endpoint string `json:"endpoint"`
 }
 
+// Unattached is a local pod left unattached, and why.
+type Unattached struct {
+	Endpoint string `json:"endpoint"`
+	Reason   string `json:"reason"`
+}
+
 // Ready reports whether the node enforces the cluster's current policy:
 // the informers synced, a round applied it and the last round succeeded.
 func (s *Status) Ready() bool { return s.Synced && s.Applied && s.LastError == "" }
@@ -60,6 +69,7 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	s := a.status
 	s.Attached = slices.Clone(s.Attached)
+	s.Unattached = slices.Clone(s.Unattached)
 	if s.Attached == nil {
 		s.Attached = []Attached{}
 	}
