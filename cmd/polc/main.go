@@ -106,6 +106,7 @@ Exit status: 0 ok, 1 policy or test failure, 2 usage or environment error
 		newDiffCmd(),
 		newMonitorCmd(),
 		newMetricsCmd(),
+		newAgentCmd(),
 	)
 	// Wrong argument counts are usage errors too, and say where help is.
 	for _, sub := range root.Commands() {
