@@ -149,15 +149,11 @@ func renderPod(p *corev1.Pod) map[string]any {
 	}
 }
 
-// readOptions are the dsl/k8s options the agent reads the cluster with.
-//
-// TODO(merge): with k8s.Options{Node: node} (branch `local`), pods on
-// this node become local endpoints and the others remote identities.
-// Until it is on main the whole cluster view is compiled, every pod an
-// endpoint, and only this node's pods are attached (localPods).
+// readOptions are the dsl/k8s options the agent reads the cluster with:
+// the node's bundle, where the pods on this node are local endpoints and
+// every other pod a remote identity (docs/kubernetes.md, "Node bundles").
 func readOptions(node string) k8s.Options {
-	_ = node
-	return k8s.Options{}
+	return k8s.Options{Node: node}
 }
 
 // localPod is a pod of this node that policy applies to: it has an
