@@ -176,6 +176,8 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
+	var svcs *k8s.Services
+	opt.Services = &svcs
 	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), opt)
 	for p, b := range contents {
 		srcs[p] = b
@@ -184,7 +186,17 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
-	prog, ds := compiler.Compile(append(files, cf.TestFile()), srcs)
+	// Cells whose destination is a Service test its backends.
+	tests, ds := svcs.TranslateTests(cf.Tests())
+	diags = append(diags, ds...)
+	if ds.HasErrors() {
+		return nil, srcs, diags
+	}
+	tf := &dsl.File{Path: cf.Path}
+	for _, t := range tests {
+		tf.Decls = append(tf.Decls, t)
+	}
+	prog, ds := compiler.Compile(append(files, tf), srcs)
 	return prog, srcs, append(diags, ds...)
 }
 

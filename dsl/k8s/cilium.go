@@ -340,6 +340,14 @@ func (r *reader) ciliumCommonRule(o *object, b *policyBuilder, ns string, dir ds
 			spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerAny})
 		case "cluster":
 			spec.peers = append(spec.peers, dsl.Peer{Pos: pos, Kind: dsl.PeerSelector, Selector: dsl.Selector{Pos: pos}})
+		case "kube-apiserver":
+			peers, err := r.svc.apiServerPeers(pos)
+			if err != nil {
+				r.ds.Errorf(pos, "%s: entity %q: %v", what, e, err)
+				ok = false
+				continue
+			}
+			spec.peers = append(spec.peers, peers...)
 		default:
 			r.ds.Errorf(pos, "%s: entity %q is not supported: polc models pods and addresses, so only world, cluster and all are", what, e)
 			ok = false

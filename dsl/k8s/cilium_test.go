@@ -208,7 +208,7 @@ spec:
 `
 	wantDiags(t, src,
 		`p.yaml:7:5: CiliumNetworkPolicy: field "toFQDNs" is not supported: FQDN rules need a DNS proxy; polc compiles L3/L4`,
-		`p.yaml:8:18: CiliumNetworkPolicy: entity "kube-apiserver" is not supported: polc models pods and addresses, so only world, cluster and all are`,
+		`p.yaml:8:18: CiliumNetworkPolicy: entity "kube-apiserver": the input has no EndpointSlice or Endpoints of the Service default/kubernetes, which give the API server's addresses`,
 		`p.yaml:9:54: CiliumNetworkPolicy: field "rules" is not supported: L7 rules (HTTP, Kafka, DNS) need a proxy; polc compiles L3/L4`,
 		`p.yaml:11:20: CiliumNetworkPolicy: entity "host" is not supported: polc models pods and addresses, so only world, cluster and all are`,
 		`p.yaml:12:5: CiliumNetworkPolicy: field "fromNodes" is not supported: node selectors; polc models pods only`,

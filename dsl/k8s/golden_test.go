@@ -27,7 +27,12 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files, ds := ReadFiles([]Source{{Path: "cluster.yaml", Src: cluster}, {Path: name + "/policy.yaml", Src: src}})
+			// A scenario with a cluster.yaml of its own reads that one.
+			cl := Source{Path: "cluster.yaml", Src: cluster}
+			if own, err := os.ReadFile(filepath.Join(filepath.Dir(path), "cluster.yaml")); err == nil {
+				cl = Source{Path: name + "/cluster.yaml", Src: own}
+			}
+			files, ds := ReadFiles([]Source{cl, {Path: name + "/policy.yaml", Src: src}})
 			if ds.HasErrors() {
 				t.Fatal(ds)
 			}

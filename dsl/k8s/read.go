@@ -149,6 +149,9 @@ type Options struct {
 	// Objects, when set, is given the number of objects read (List
 	// items counted one by one).
 	Objects *int
+	// Services, when set, is given the Services read, with their
+	// backends (for flows and matrices that name a Service).
+	Services **Services
 }
 
 // Read reads one file of Kubernetes objects; see ReadFiles.
@@ -167,8 +170,10 @@ func Read(path string, src []byte, opts ...Options) (*dsl.File, dsl.Diagnostics)
 // labels).
 //
 // Every declaration points at the object it came from. Errors name the
-// field at its file:line:col; unrelated kinds (Services, ConfigMaps...)
-// are skipped with a warning. At most one Options applies.
+// field at its file:line:col; unrelated kinds (ConfigMaps...)
+// are skipped with a warning. Services, EndpointSlices and Endpoints make
+// no declaration: they are for test inputs (Options.Services) and Cilium's
+// kube-apiserver entity. At most one Options applies.
 func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 	var opt Options
 	if len(opts) > 0 {
@@ -179,6 +184,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 		ns = "default"
 	}
 	r := &reader{cl: newCluster(ns), names: map[string]dsl.Pos{}}
+	r.svc = newServices(r.cl)
 	files := make([]*dsl.File, len(srcs))
 	objs := make([][]*object, len(srcs))
 	for i, s := range srcs {
@@ -201,10 +207,17 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				r.cl.addPod(o, &r.ds)
 			case kindWorkload:
 				r.cl.addWorkload(o, &r.ds)
+			case kindService:
+				r.svc.addService(o, &r.ds)
+			case kindEndpointSlice:
+				r.svc.addEndpointSlice(o, &r.ds)
+			case kindEndpoints:
+				r.svc.addEndpoints(o, &r.ds)
 			}
 		}
 	}
 	r.cl.finish(opt.Placeholders, &r.ds)
+	r.svc.finish()
 	for i, os := range objs {
 		for _, o := range os {
 			switch kindOf(o) {
@@ -212,7 +225,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				if p := r.podOf(o); p != nil {
 					files[i].Decls = append(files[i].Decls, p.endpoint)
 				}
-			case kindNamespace:
+			case kindNamespace, kindService, kindEndpointSlice, kindEndpoints:
 			case kindNetworkPolicy:
 				for _, p := range r.networkPolicy(o) {
 					files[i].Decls = append(files[i].Decls, p)
@@ -232,11 +245,14 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 					r.ds.Warnf(o.at("apiVersion"), "%s %s ignored: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
 					break
 				}
-				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces and network policies", o.apiVersion, o.kind)
+				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Services (with EndpointSlices, Endpoints) and network policies", o.apiVersion, o.kind)
 			}
 		}
 	}
 	r.cl.writeLabels()
+	if opt.Services != nil {
+		*opt.Services = r.svc
+	}
 	r.ds.Sort()
 	return files, r.ds
 }
@@ -252,11 +268,14 @@ const (
 	kindCiliumClusterwide
 	kindUnsupportedPolicy
 	kindWorkload
+	kindService
+	kindEndpointSlice
+	kindEndpoints
 )
 
 // readVersions is the API version polc reads each kind it reads in.
 var readVersions = map[string]string{
-	"Namespace": "v1", "Pod": "v1",
+	"Namespace": "v1", "Pod": "v1", "Service": "v1", "Endpoints": "v1", "EndpointSlice": "discovery.k8s.io/v1",
 	"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
 	"Job": "batch/v1", "CronJob": "batch/v1",
 	"NetworkPolicy":                  "networking.k8s.io/v1",
@@ -272,6 +291,12 @@ func kindOf(o *object) objectKind {
 		return kindPod
 	case (o.apiVersion == "apps/v1" || o.apiVersion == "batch/v1") && workloadKinds[o.kind] != "":
 		return kindWorkload
+	case o.apiVersion == "v1" && o.kind == "Service":
+		return kindService
+	case o.apiVersion == "discovery.k8s.io/v1" && o.kind == "EndpointSlice":
+		return kindEndpointSlice
+	case o.apiVersion == "v1" && o.kind == "Endpoints":
+		return kindEndpoints
 	case o.apiVersion == "networking.k8s.io/v1" && o.kind == "NetworkPolicy":
 		return kindNetworkPolicy
 	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumNetworkPolicy":
@@ -290,6 +315,7 @@ func kindOf(o *object) objectKind {
 type reader struct {
 	ds    dsl.Diagnostics
 	cl    *cluster
+	svc   *Services
 	names map[string]dsl.Pos // policy names given so far
 }
 

@@ -77,12 +77,17 @@ func compileScenario(t *testing.T, path string) *ir.Program {
 		inputs = append(inputs, k8s.Source{Path: p, Src: b})
 		srcs[p] = b
 	}
-	files, ds := k8s.ReadFiles(inputs, k8s.Options{Placeholders: true})
+	var svcs *k8s.Services
+	files, ds := k8s.ReadFiles(inputs, k8s.Options{Placeholders: true, Services: &svcs})
 	if ds.HasErrors() {
 		t.Fatalf("reading:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
 	}
+	tests, ds := svcs.TranslateTests(cf.Tests())
+	if len(ds) > 0 {
+		t.Fatalf("translating to Services' backends:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
+	}
 	tf := &dsl.File{Path: path}
-	for _, test := range cf.Tests() {
+	for _, test := range tests {
 		tf.Decls = append(tf.Decls, test)
 	}
 	prog, cds := compiler.Compile(append(files, tf), srcs)
