@@ -24,15 +24,16 @@ type inputFlags struct {
 	// made-up addresses (k8s.Options.Placeholders): for commands that
 	// reason about policy, never for those that build a bundle.
 	placeholders bool
-	stdin        io.Reader // read for the FILE "-" with --k8s
-	namespace    string    // --namespace: of Kubernetes objects that name none
-	recursive    bool      // -R: a directory's subdirectories too
-	objects      int       // Kubernetes objects read, for check's summary
+	stdin        io.Reader     // read for the FILE "-" with --k8s
+	namespace    string        // --namespace: of Kubernetes objects that name none
+	recursive    bool          // -R: a directory's subdirectories too
+	objects      int           // Kubernetes objects read, for check's summary
+	services     *k8s.Services // the Kubernetes Services read, for flows and matrices
 }
 
 // k8sOptions are the reader options the flags ask for.
 func (in *inputFlags) k8sOptions() k8s.Options {
-	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects}
+	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects, Services: &in.services}
 }
 
 // checkInputs is checkInputs for this command's inputs, which with --k8s

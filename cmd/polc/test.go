@@ -176,8 +176,9 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
-	var svcs *k8s.Services
-	opt.Services = &svcs
+	if opt.Services == nil {
+		opt.Services = new(*k8s.Services)
+	}
 	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), opt)
 	for p, b := range contents {
 		srcs[p] = b
@@ -187,7 +188,7 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 		return nil, srcs, diags
 	}
 	// Cells whose destination is a Service test its backends.
-	tests, ds := svcs.TranslateTests(cf.Tests())
+	tests, ds := (*opt.Services).TranslateTests(cf.Tests())
 	diags = append(diags, ds...)
 	if ds.HasErrors() {
 		return nil, srcs, diags
