@@ -50,7 +50,9 @@ packet, 2 if the programs cannot be loaded (loading needs root; --reference
 runs the tests on the reference evaluator alone).
 
 --k8s reads the files as Kubernetes objects; --cases FILE adds the tests of a
-reachability matrix (docs/testing.md) and implies --k8s.`,
+reachability matrix (docs/testing.md) and implies --k8s. A matrix column may
+be a Service (svc/NS/NAME or a cluster IP): each cell is then a test per
+backend, translated at the source (docs/kubernetes.md, "Services").`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
