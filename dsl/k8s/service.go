@@ -44,7 +44,7 @@ type Service struct {
 	Headless     bool         // clusterIP: None
 	ExternalName string       // type ExternalName: the DNS name it aliases
 	Ports        []ServicePort
-	selector     map[string]string // nil: none
+	selector     map[string]string // empty: none
 }
 
 // ServicePort is one port of a Service.
@@ -377,7 +377,10 @@ func (s *Services) targets(svc *Service, p ServicePort) ([]Target, string) {
 	if se := s.endpoints[key]; se != nil {
 		return s.endpointTargets(se, p, svc.Headless), "its endpoints list no ready address for port " + p.String()
 	}
-	if svc.selector == nil {
+	if len(svc.selector) == 0 {
+		// An empty selector is no selector: the API server drops it
+		// (omitempty), and the endpoint controllers give such a
+		// Service no endpoints.
 		return nil, "it has no selector and the input has no EndpointSlices or Endpoints for it"
 	}
 	var out []Target

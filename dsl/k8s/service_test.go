@@ -12,7 +12,8 @@ import (
 
 // svcCluster is testCluster's pods x/a (app=web, http = TCP 8080), x/b
 // (app=db, http = TCP 8081, dns = UDP 53) and y/c (app=web), plus x/d
-// (app=web, not ready) and Services in front of them.
+// (app=web, not ready), x/e (app=db, http = TCP 8082) and Services in
+// front of them.
 const svcCluster = testCluster + `---
 apiVersion: v1
 kind: Pod
@@ -22,6 +23,14 @@ spec:
 status:
   conditions: [{type: Ready, status: "False"}]
   podIPs: [{ip: 10.1.0.9}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: e, namespace: x, labels: {app: db}}
+spec:
+  containers: [{name: db, ports: [{name: http, containerPort: 8082}]}]
+status:
+  podIPs: [{ip: 10.1.0.5}]
 ---
 apiVersion: v1
 kind: Service
@@ -38,9 +47,17 @@ apiVersion: v1
 kind: Service
 metadata: {name: any, namespace: x}
 spec:
-  selector: {}
+  selector: {app: db}
   clusterIP: 10.96.0.2
   ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: all, namespace: x}
+spec:
+  selector: {}
+  clusterIP: 10.96.0.6
+  ports: [{port: 80}]
 ---
 apiVersion: v1
 kind: Service
@@ -136,12 +153,13 @@ func TestServiceBackends(t *testing.T) {
 		{"tcp", "svc/x/web", "http", "x.a:8080 [10.1.0.1]"},
 		{"tcp", "svc/x/web", "81", "x.a:7000 [10.1.0.1]"},
 		{"tcp", "svc/x/web", "82", "x.a:82 [10.1.0.1]"},
-		{"tcp", "svc/x/any", "80", "x.a:8080 [10.1.0.1]; x.b:8081 [10.1.0.2]"}, // each pod's own http
+		{"tcp", "svc/x/any", "80", "x.b:8081 [10.1.0.2]; x.e:8082 [10.1.0.5]"}, // each pod's own http
+		{"tcp", "svc/x/all", "80", "none: Service svc/x/all has no backend for port 80/tcp: it has no selector and the input has no EndpointSlices or Endpoints for it"},
 		{"udp", "svc/x/web", "80", "none: Service svc/x/web has no port 80/udp (its ports: 80/tcp (http), 81/tcp (raw), 82/tcp (same))"},
 		{"tcp", "svc/x/sliced", "80", "x.b:8081 [10.1.0.2]; 192.0.2.7:8081 [192.0.2.7]"},
 		{"tcp", "svc/x/legacy", "80", "x.a:8080 [10.1.0.1]"},
-		{"tcp", "svc/x/db", "5432", "x.b:5432 [10.1.0.2]"},
-		{"icmp", "svc/x/db", "", "x.b:0 [10.1.0.2]"},
+		{"tcp", "svc/x/db", "5432", "x.b:5432 [10.1.0.2]; x.e:5432 [10.1.0.5]"},
+		{"icmp", "svc/x/db", "", "x.b:0 [10.1.0.2]; x.e:0 [10.1.0.5]"},
 		{"icmp", "svc/x/web", "", "none: icmp is not load-balanced: Service svc/x/web translates only TCP, UDP and SCTP"},
 		{"tcp", "svc/x/bare", "80", "none: Service svc/x/bare has no backend for port 80/tcp: it has no selector and the input has no EndpointSlices or Endpoints for it"},
 		{"tcp", "svc/x/alias", "80", "none: Service svc/x/alias is of type ExternalName (example.com): a DNS alias, with no cluster IP and no backend"},
@@ -266,8 +284,8 @@ func TestTranslateTests(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("%s: %s(name %v):%d, %d steps", t.Name.Text, d.Host.Text, d.IsName, d.Port.Value, len(t.Steps)))
 	}
 	want := []string{
-		"tcp x.b -> svc/x/any via x.a:8080: x.a(name true):8080, 2 steps",
 		"tcp x.b -> svc/x/any via x.b:8081: x.b(name true):8081, 2 steps",
+		"tcp x.b -> svc/x/any via x.e:8082: x.e(name true):8082, 2 steps",
 		"tcp x.b -> 10.96.0.1 via x.a:8080: 10.1.0.1(name false):8080, 2 steps",
 		"tcp x.b -> x.a: x.a(name true):80, 2 steps",
 	}
