@@ -38,9 +38,17 @@ destination's ingress). The packet is written like a test packet:
   icmp 10.0.1.10 -> 10.0.2.10 type 8 code 0
   tcp web -> api:8080 flags ack
   tcp shop.deploy/client -> shop.web-0:80   (Kubernetes: NS.POD, NS.KIND/NAME)
+  udp default.foo -> svc/kube-system/kube-dns:53   (a Service: svc/NS/NAME:PORT,
+  udp default.foo -> 10.96.0.10:53                  PORT a number or a name, or a cluster IP)
 
 An unknown endpoint name suggests the endpoints of that name in any
 namespace, or the nearest name.
+
+A packet to a Kubernetes Service (--k8s) is translated at its source, as
+Cilium's socket load balancer does, to each backend at its target port
+before any hook sees it (docs/kubernetes.md, "Services"). explain shows
+the verdict for every backend and explains the first in name order; a
+Service without a backend for the port delivers nothing (verdict deny).
 
 The reference evaluator always decides; the packet also runs through the
 kernel programs (BPF_PROG_TEST_RUN on a fresh host) when they can be loaded,
@@ -61,9 +69,12 @@ A packet between two remote endpoints meets no hook here: explain says
 			if err != nil {
 				return err
 			}
-			pkt, err := harness.ParseFlow(prog, flow)
+			pkt, sf, err := harness.ParseServiceFlow(prog, in.services, flow)
 			if err != nil {
 				return usageError("%v", err)
+			}
+			if sf != nil && len(sf.Packets) == 0 {
+				return explainNoBackend(c.OutOrStdout(), out.json(), flow, sf)
 			}
 			// ParseFlow unmaps an IPv4-mapped IPv6 address ([::ffff:10.0.1.10])
 			// after choosing the other side's family from it, which makes a
@@ -82,7 +93,7 @@ A packet between two remote endpoints meets no hook here: explain says
 				kr, kids, note := explainInKernel(prog, cs)
 				o.Kernel, ids, kernelNote = kr, kids, note
 			}
-			ex := explanation{prog: prog, ev: ev, pkt: pkt, out: o, kernelNote: kernelNote, kernelIDs: ids}
+			ex := explanation{prog: prog, ev: ev, pkt: pkt, out: o, kernelNote: kernelNote, kernelIDs: ids, service: sf}
 			if out.json() {
 				err = writeHarnessJSON(c.OutOrStdout(), ex.json())
 			} else {
@@ -133,8 +144,61 @@ type explanation struct {
 	ev         *eval.Evaluator
 	pkt        ir.Packet
 	out        harness.Outcome
-	kernelNote string    // why the kernel did not run
-	kernelIDs  [2]uint32 // the kernel's identities of source and destination
+	kernelNote string               // why the kernel did not run
+	kernelIDs  [2]uint32            // the kernel's identities of source and destination
+	service    *harness.ServiceFlow // the Service the flow was written to, if any
+}
+
+// serviceLine describes the Service a flow goes to.
+func serviceLine(sf *harness.ServiceFlow) string {
+	tr := sf.Translation
+	var ips []string
+	for _, a := range tr.Service.ClusterIPs {
+		ips = append(ips, a.String())
+	}
+	s := tr.Service.Ref()
+	switch {
+	case tr.Service.Headless:
+		s += " (headless)"
+	case len(ips) > 0:
+		s += " (" + strings.Join(ips, ", ") + ")"
+	}
+	if tr.Port.Port != 0 {
+		s += fmt.Sprintf(" port %s to targetPort %s", tr.Port, tr.Port.Target.String())
+	}
+	return s
+}
+
+// backendVerdicts evaluates the packet of every backend of a Service flow
+// on its own (a fresh connection each).
+func backendVerdicts(ev *eval.Evaluator, sf *harness.ServiceFlow) []eval.Result {
+	out := make([]eval.Result, len(sf.Packets))
+	for i, p := range sf.Packets {
+		out[i] = ev.Eval(eval.NewConntrack(), harness.CaseFromIR(ev, p).Ref)
+	}
+	return out
+}
+
+// noBackendNote says what a cluster does with a packet to a Service
+// without backend.
+const noBackendNote = "nothing is delivered: Cilium drops the packet, kube-proxy rejects it"
+
+// explainNoBackend explains a flow to a Service that has no backend for
+// it: no hook sees a packet, and the verdict is deny.
+func explainNoBackend(w io.Writer, asJSON bool, flow string, sf *harness.ServiceFlow) error {
+	if asJSON {
+		return writeHarnessJSON(w, explainJSON{
+			Packet: flow, Verdict: "deny", Rule: ruleJSON{Name: "no-backend"}, Points: []pointJSON{},
+			Service: &serviceJSON{Name: sf.Translation.Service.Ref(), Description: serviceLine(sf), NoBackend: sf.Translation.NoBackend},
+			Kernel:  explainKernel{Note: "not run: no packet to run"},
+		})
+	}
+	fmt.Fprintf(w, "packet:       %s\n", flow)
+	fmt.Fprintf(w, "service:      %s\n", serviceLine(sf))
+	fmt.Fprintf(w, "verdict:      deny\n")
+	fmt.Fprintf(w, "decided by:   no backend: %s\n", sf.Translation.NoBackend)
+	fmt.Fprintf(w, "  %s\n", noBackendNote)
+	return nil
 }
 
 // identityText describes what an address resolves to.
@@ -171,6 +235,17 @@ func pointReason(p eval.PointDecision) string {
 
 func (ex *explanation) text(w io.Writer) error {
 	r := ex.out.Reference
+	if sf := ex.service; sf != nil {
+		fmt.Fprintf(w, "service:      %s\n", serviceLine(sf))
+		fmt.Fprintf(w, "translated:   at the source, before its egress hook, to each backend (%d):\n", len(sf.Packets))
+		for i, res := range backendVerdicts(ex.ev, sf) {
+			mark := ""
+			if i == 0 {
+				mark = " (explained below)"
+			}
+			fmt.Fprintf(w, "  %s: %s by %s%s\n", sf.Translation.Targets[i], res.Verdict, harness.RuleSource(ex.prog, res.Rule), mark)
+		}
+	}
 	fmt.Fprintf(w, "packet:       %s\n", harness.FormatPacket(ex.pkt))
 	fmt.Fprintf(w, "source:       %s is %s\n", ex.pkt.Src, identityText(ex.ev.Resolve(ex.pkt.Src)))
 	fmt.Fprintf(w, "destination:  %s is %s\n", ex.pkt.Dst, identityText(ex.ev.Resolve(ex.pkt.Dst)))
@@ -234,6 +309,21 @@ type (
 		// Elsewhere: no hook of this node sees the packet (it is between
 		// remote endpoints); other nodes' bundles decide it.
 		Elsewhere bool `json:"elsewhere,omitempty"`
+		Service     *serviceJSON  `json:"service,omitempty"`
+	}
+	// serviceJSON is the Service a flow goes to: packet, verdict and
+	// points are then the first backend's.
+	serviceJSON struct {
+		Name        string        `json:"name"` // svc/NS/NAME
+		Description string        `json:"description"`
+		Backends    []backendJSON `json:"backends,omitempty"`
+		NoBackend   string        `json:"no_backend,omitempty"`
+	}
+	backendJSON struct {
+		Backend string   `json:"backend"` // NS.POD:PORT or ADDRESS:PORT
+		Packet  string   `json:"packet"`
+		Verdict string   `json:"verdict"`
+		Rule    ruleJSON `json:"rule"`
 	}
 	sideJSON struct {
 		Address  string   `json:"address"`
@@ -286,6 +376,13 @@ func (ex *explanation) json() explainJSON {
 		Points:      ref.Points,
 		Kernel:      explainKernel{Note: ex.kernelNote},
 		Elsewhere:   ex.ev.Elsewhere(ex.pkt.Src, ex.pkt.Dst),
+	}
+	if sf := ex.service; sf != nil {
+		j.Service = &serviceJSON{Name: sf.Translation.Service.Ref(), Description: serviceLine(sf)}
+		for i, res := range backendVerdicts(ex.ev, sf) {
+			j.Service.Backends = append(j.Service.Backends, backendJSON{Backend: sf.Translation.Targets[i].String(),
+				Packet: harness.FormatPacket(sf.Packets[i]), Verdict: res.Verdict.String(), Rule: ruleToJSON(ex.prog, res.Rule)})
+		}
 	}
 	if k := kernelJSON(ex.prog, ex.out.Kernel); k != nil {
 		j.Kernel = explainKernel{Ran: true, Verdict: k.Verdict, Rule: &k.Rule, Prefiltered: k.Prefiltered,

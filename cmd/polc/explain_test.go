@@ -11,6 +11,7 @@ import (
 func TestExplainGolden(t *testing.T) {
 	chdirRoot(t)
 	q := "testdata/quickstart.pol"
+	const svcCluster, svcPolicy = "testdata/k8s/services/cluster.yaml", "testdata/k8s/services/policy.yaml"
 	cases := []struct {
 		golden string
 		args   []string
@@ -28,6 +29,11 @@ func TestExplainGolden(t *testing.T) {
 		{"json.txt", []string{"explain", "-o", "json", q, "tcp web -> api:8080"}, true},
 		{"reference.txt", []string{"explain", "--reference", q, "tcp web -> api:9999"}, false},
 		{"bad-flow.txt", []string{"explain", "--reference", q, "tcp web -> nobody:80"}, false},
+		{"service.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "udp default.foo -> 10.96.0.10:53"}, true},
+		{"service-denied.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "udp default.bar -> svc/kube-system/kube-dns:dns"}, true},
+		{"service-no-backend.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/empty:80"}, false},
+		{"service-json.txt", []string{"explain", "--reference", "-o", "json", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/kubernetes:443"}, false},
+		{"service-unknown.txt", []string{"explain", "--reference", "--k8s", svcCluster, svcPolicy, "udp default.foo -> svc/kube-system/kubedns:53"}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.golden, func(t *testing.T) {

@@ -24,16 +24,17 @@ type inputFlags struct {
 	// made-up addresses (k8s.Options.Placeholders): for commands that
 	// reason about policy, never for those that build a bundle.
 	placeholders bool
-	stdin        io.Reader // read for the FILE "-" with --k8s
-	namespace    string    // --namespace: of Kubernetes objects that name none
-	recursive    bool      // -R: a directory's subdirectories too
-	node         string    // --node: the node whose bundle this is (k8s.Options.Node)
-	objects      int       // Kubernetes objects read, for check's summary
+	stdin        io.Reader     // read for the FILE "-" with --k8s
+	namespace    string        // --namespace: of Kubernetes objects that name none
+	recursive    bool          // -R: a directory's subdirectories too
+	node         string        // --node: the node whose bundle this is (k8s.Options.Node)
+	objects      int           // Kubernetes objects read, for check's summary
+	services     *k8s.Services // the Kubernetes Services read, for flows and matrices
 }
 
 // k8sOptions are the reader options the flags ask for.
 func (in *inputFlags) k8sOptions() k8s.Options {
-	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects, Node: in.node}
+	return k8s.Options{Placeholders: in.placeholders, Namespace: in.namespace, Recursive: in.recursive, Stdin: in.stdin, Objects: &in.objects, Node: in.node, Services: &in.services}
 }
 
 // checkInputs is checkInputs for this command's inputs, which with --k8s
@@ -54,7 +55,7 @@ func (in *inputFlags) checkInputs(c *cobra.Command, paths []string) error {
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
-		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace, Node; multi-document YAML or v1 List); FILE may be a directory or - (standard input)")
+		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace, Node, Service with EndpointSlices; multi-document YAML or v1 List); FILE may be a directory or - (standard input)")
 	c.Flags().StringVarP(&in.namespace, "namespace", "n", "",
 		"with --k8s: the namespace of objects that name none (default \"default\")")
 	c.Flags().BoolVarP(&in.recursive, "recursive", "R", false,

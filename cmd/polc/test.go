@@ -59,7 +59,9 @@ endpoint may deny on its own node, and this node's hook passes, says
 "remote half". Neither is a failure.
 
 --k8s reads the files as Kubernetes objects; --cases FILE adds the tests of a
-reachability matrix (docs/testing.md) and implies --k8s.`,
+reachability matrix (docs/testing.md) and implies --k8s. A matrix column may
+be a Service (svc/NS/NAME or a cluster IP): each cell is then a test per
+backend, translated at the source (docs/kubernetes.md, "Services").`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := out.validate(); err != nil {
@@ -185,6 +187,9 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
+	if opt.Services == nil {
+		opt.Services = new(*k8s.Services)
+	}
 	files, contents, ds := k8s.ReadPaths(append(cf.LoadPaths(), paths...), opt)
 	for p, b := range contents {
 		srcs[p] = b
@@ -193,7 +198,17 @@ func loadCases(casesPath string, paths []string, opt k8s.Options) (*ir.Program, 
 	if ds.HasErrors() {
 		return nil, srcs, diags
 	}
-	prog, ds := compiler.Compile(append(files, cf.TestFile()), srcs)
+	// Cells whose destination is a Service test its backends.
+	tests, ds := (*opt.Services).TranslateTests(cf.Tests())
+	diags = append(diags, ds...)
+	if ds.HasErrors() {
+		return nil, srcs, diags
+	}
+	tf := &dsl.File{Path: cf.Path}
+	for _, t := range tests {
+		tf.Decls = append(tf.Decls, t)
+	}
+	prog, ds := compiler.Compile(append(files, tf), srcs)
 	return prog, srcs, append(diags, ds...)
 }
 

@@ -61,6 +61,8 @@ func TestTestGolden(t *testing.T) {
 		{"tests-reference.txt", []string{"test", "--reference", "testdata/lang/tests.pol"}, false, exitOK},
 		{"no-match.txt", []string{"test", "--reference", "--run", "nothing", "testdata/quickstart.pol"}, false, exitOK},
 		{"k8s-cases.txt", []string{"test", "--cases", "testdata/k8s/egress-dns/reach.txt", "--run", `^udp/53 x\.a `}, true, exitOK},
+		{"k8s-services.txt", []string{"test", "--cases", "testdata/k8s/services/reach.txt", "--run", `^udp/53 default\.(foo|bar) -> svc/`}, true, exitOK},
+		{"k8s-services-bad.txt", []string{"test", "--reference", "--cases", "testdata/k8s/services/bad/reach.txt"}, false, exitFailure},
 	}
 	for _, c := range cases {
 		t.Run(c.golden, func(t *testing.T) {

@@ -406,11 +406,18 @@ func (r *reader) ciliumEntity(what string, pos dsl.Pos, e string, spec *ruleSpec
 			return false
 		}
 		r.ds.Warnf(pos, "%s: entity \"health\" selects nothing here: the cilium-health endpoints' addresses are in no object polc reads", what)
+	case "kube-apiserver":
+		peers, err := r.svc.apiServerPeers(pos)
+		if err != nil {
+			r.ds.Errorf(pos, "%s: entity %q: %v", what, e, err)
+			return false
+		}
+		spec.peers = append(spec.peers, peers...)
 	case "ingress":
 		r.ds.Errorf(pos, "%s: entity \"ingress\" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model", what)
 		return false
 	default:
-		r.ds.Errorf(pos, "%s: entity %q is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none", what, e)
+		r.ds.Errorf(pos, "%s: entity %q is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, kube-apiserver, health, init, unmanaged and none", what, e)
 		return false
 	}
 	return true

@@ -69,7 +69,7 @@ policy cnp_x.p select {k8s:io.kubernetes.pod.namespace=x} isolate ingress
 		`p.yaml:11:18: CiliumNetworkPolicy: entity "health" cannot be denied here: the cilium-health endpoints' addresses are in no object polc reads, so polc cannot tell their traffic from the world's`)
 	wantDiags(t, cnp("  endpointSelector: {}\n  ingress:\n  - fromEntities: [ingress, hosts]\n"),
 		`p.yaml:9:20: CiliumNetworkPolicy: entity "ingress" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model`,
-		`p.yaml:9:29: CiliumNetworkPolicy: entity "hosts" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none`)
+		`p.yaml:9:29: CiliumNetworkPolicy: entity "hosts" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, kube-apiserver, health, init, unmanaged and none`)
 }
 
 // Rule: CIDR rules select addresses that are no pod's: pods' addresses
@@ -224,7 +224,7 @@ spec:
 `
 	wantDiags(t, src,
 		`p.yaml:7:5: CiliumNetworkPolicy: field "toFQDNs" is not supported: FQDN rules need a DNS proxy; polc compiles L3/L4`,
-		`p.yaml:8:18: CiliumNetworkPolicy: entity "outside" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, health, init, unmanaged and none`,
+		`p.yaml:8:18: CiliumNetworkPolicy: entity "outside" is not supported: polc reads all, world, world-ipv4, world-ipv6, cluster, host, remote-node, kube-apiserver, health, init, unmanaged and none`,
 		`p.yaml:9:54: CiliumNetworkPolicy: field "rules" is not supported: L7 rules (HTTP, Kafka, DNS) need a proxy; polc compiles L3/L4`,
 		`p.yaml:11:20: CiliumNetworkPolicy: entity "ingress" is not supported: it is Cilium's Envoy ingress proxy, which polc does not model`,
 		`p.yaml:12:32: label "k8s:a": a node selector matches Node labels: write the key without a source, or with any:`,

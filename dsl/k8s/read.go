@@ -155,6 +155,9 @@ type Options struct {
 	// a warning for those without spec.nodeName) a remote endpoint, which
 	// policies see as a peer only. Empty: every pod is local.
 	Node string
+	// Services, when set, is given the Services read, with their
+	// backends (for flows and matrices that name a Service).
+	Services **Services
 }
 
 // Read reads one file of Kubernetes objects; see ReadFiles.
@@ -173,8 +176,10 @@ func Read(path string, src []byte, opts ...Options) (*dsl.File, dsl.Diagnostics)
 // labels).
 //
 // Every declaration points at the object it came from. Errors name the
-// field at its file:line:col; unrelated kinds (Services, ConfigMaps...)
-// are skipped with a warning. At most one Options applies.
+// field at its file:line:col; unrelated kinds (ConfigMaps...)
+// are skipped with a warning. Services, EndpointSlices and Endpoints make
+// no declaration: they are for test inputs (Options.Services) and Cilium's
+// kube-apiserver entity. At most one Options applies.
 func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 	var opt Options
 	if len(opts) > 0 {
@@ -185,6 +190,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 		ns = "default"
 	}
 	r := &reader{cl: newCluster(ns), names: map[string]dsl.Pos{}}
+	r.svc = newServices(r.cl)
 	files := make([]*dsl.File, len(srcs))
 	objs := make([][]*object, len(srcs))
 	for i, s := range srcs {
@@ -209,6 +215,12 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				r.cl.addWorkload(o, &r.ds)
 			case kindNode:
 				r.cl.addNode(o, &r.ds)
+			case kindService:
+				r.svc.addService(o, &r.ds)
+			case kindEndpointSlice:
+				r.svc.addEndpointSlice(o, &r.ds)
+			case kindEndpoints:
+				r.svc.addEndpoints(o, &r.ds)
 			}
 		}
 	}
@@ -222,6 +234,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 		}
 		r.cl.place(opt.Node, known, at, &r.ds)
 	}
+	r.svc.finish()
 	for i, os := range objs {
 		for _, o := range os {
 			switch kindOf(o) {
@@ -229,7 +242,7 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				if p := r.podOf(o); p != nil {
 					files[i].Decls = append(files[i].Decls, p.endpoint)
 				}
-			case kindNamespace, kindNode:
+			case kindNamespace, kindNode, kindService, kindEndpointSlice, kindEndpoints:
 			case kindNetworkPolicy:
 				for _, p := range r.networkPolicy(o) {
 					files[i].Decls = append(files[i].Decls, p)
@@ -249,11 +262,14 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 					r.ds.Warnf(o.at("apiVersion"), "%s %s ignored: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
 					break
 				}
-				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes and network policies", o.apiVersion, o.kind)
+				r.ds.Warnf(o.at("kind"), "%s %s ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes, Services (with EndpointSlices, Endpoints) and network policies", o.apiVersion, o.kind)
 			}
 		}
 	}
 	r.cl.writeLabels()
+	if opt.Services != nil {
+		*opt.Services = r.svc
+	}
 	r.ds.Sort()
 	return files, r.ds
 }
@@ -270,11 +286,14 @@ const (
 	kindUnsupportedPolicy
 	kindWorkload
 	kindNode
+	kindService
+	kindEndpointSlice
+	kindEndpoints
 )
 
 // readVersions is the API version polc reads each kind it reads in.
 var readVersions = map[string]string{
-	"Namespace": "v1", "Pod": "v1", "Node": "v1",
+	"Namespace": "v1", "Pod": "v1", "Node": "v1", "Service": "v1", "Endpoints": "v1", "EndpointSlice": "discovery.k8s.io/v1",
 	"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
 	"Job": "batch/v1", "CronJob": "batch/v1",
 	"NetworkPolicy":                  "networking.k8s.io/v1",
@@ -292,6 +311,12 @@ func kindOf(o *object) objectKind {
 		return kindNode
 	case (o.apiVersion == "apps/v1" || o.apiVersion == "batch/v1") && workloadKinds[o.kind] != "":
 		return kindWorkload
+	case o.apiVersion == "v1" && o.kind == "Service":
+		return kindService
+	case o.apiVersion == "discovery.k8s.io/v1" && o.kind == "EndpointSlice":
+		return kindEndpointSlice
+	case o.apiVersion == "v1" && o.kind == "Endpoints":
+		return kindEndpoints
 	case o.apiVersion == "networking.k8s.io/v1" && o.kind == "NetworkPolicy":
 		return kindNetworkPolicy
 	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumNetworkPolicy":
@@ -310,6 +335,7 @@ func kindOf(o *object) objectKind {
 type reader struct {
 	ds    dsl.Diagnostics
 	cl    *cluster
+	svc   *Services
 	names map[string]dsl.Pos // policy names given so far
 }
 

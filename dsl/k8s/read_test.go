@@ -445,7 +445,7 @@ func TestPositions(t *testing.T) {
 // broken YAML is reported at its line.
 func TestInput(t *testing.T) {
 	src := `apiVersion: v1
-kind: Service
+kind: ConfigMap
 metadata: {name: s}
 ---
 apiVersion: policy.networking.k8s.io/v1alpha1
@@ -455,7 +455,7 @@ metadata: {name: anp}
 `
 	_, ds := Read("in.yaml", []byte(src))
 	want := []string{
-		"in.yaml:2:7: warning: v1 Service ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes and network policies",
+		"in.yaml:2:7: warning: v1 ConfigMap ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes, Services (with EndpointSlices, Endpoints) and network policies",
 		"in.yaml:6:7: policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy",
 	}
 	var got []string

@@ -87,12 +87,18 @@ func compileScenarioWith(t *testing.T, path string, opts k8s.Options, edit func(
 		inputs = append(inputs, k8s.Source{Path: p, Src: b})
 		srcs[p] = b
 	}
+	var svcs *k8s.Services
+	opts.Services = &svcs
 	files, ds := k8s.ReadFiles(inputs, opts)
 	if ds.HasErrors() {
 		t.Fatalf("reading:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
 	}
+	tests, ds := svcs.TranslateTests(cf.Tests())
+	if len(ds) > 0 {
+		t.Fatalf("translating to Services' backends:\n%s", ds.Format(func(f string) []byte { return srcs[f] }))
+	}
 	tf := &dsl.File{Path: path}
-	for _, test := range cf.Tests() {
+	for _, test := range tests {
 		tf.Decls = append(tf.Decls, test)
 	}
 	prog, cds := compiler.Compile(append(files, tf), srcs)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
+	"github.com/polc-dev/polc/dsl/k8s"
 )
 
 // ParseFlow reads the packet `polc explain` asks about, written like a
@@ -363,4 +364,88 @@ func FormatPacket(p ir.Packet) string {
 		s += " via " + p.Via
 	}
 	return s
+}
+
+// ServiceFlow is a flow to a Kubernetes Service, as ParseServiceFlow
+// translates it: the packet each backend gets.
+type ServiceFlow struct {
+	Dst         string // the destination as written
+	Translation k8s.Translation
+	// Packets holds, for each of Translation.Targets, the packet as the
+	// policy hooks see it; none when the Service has no backend.
+	Packets []ir.Packet
+}
+
+// ParseServiceFlow is ParseFlow for inputs with Kubernetes Services:
+// a flow whose destination is a Service of svcs, written svc/NS/NAME:PORT
+// (PORT a number or the Service's port name) or CLUSTER-IP:PORT, is
+// translated as kube-proxy or Cilium would, by k8s.Services.Translate, to
+// each backend at its target port. The source and options are as for
+// ParseFlow. For a Service the packet returned is the first backend's
+// (ServiceFlow.Packets[0]), the zero packet without backend; sf is nil
+// for any other flow.
+func ParseServiceFlow(prog *ir.Program, svcs *k8s.Services, s string) (p ir.Packet, sf *ServiceFlow, err error) {
+	words := strings.Fields(strings.ReplaceAll(s, "->", " -> "))
+	if len(words) < 4 || words[2] != "->" {
+		p, err = ParseFlow(prog, s)
+		return p, nil, err
+	}
+	host, port := words[3], ""
+	var literal netip.Addr
+	if strings.HasPrefix(host, "svc/") {
+		if i := strings.LastIndex(host, ":"); i >= 0 {
+			host, port = host[:i], host[i+1:]
+		}
+	} else if h, herr := parseFlowHost(host); herr == nil && h.addr.IsValid() && svcs.IsService(h.addr.String()) {
+		host, literal = h.addr.String(), h.addr
+		if h.port >= 0 {
+			port = strconv.Itoa(h.port)
+		}
+	} else {
+		p, err = ParseFlow(prog, s)
+		return p, nil, err
+	}
+	bad := func(format string, args ...any) (ir.Packet, *ServiceFlow, error) {
+		return ir.Packet{}, nil, fmt.Errorf("flow %q: %s", s, fmt.Sprintf(format, args...))
+	}
+	proto := strings.ToLower(words[0])
+	if port == "" && (proto == "tcp" || proto == "udp" || proto == "sctp") {
+		return bad("a %s packet needs a destination port, e.g. %s:%s", proto, words[3], "80")
+	}
+	tr, err := svcs.Translate(proto, host, port)
+	if err != nil {
+		return bad("%v", err)
+	}
+	sf = &ServiceFlow{Dst: words[3], Translation: tr}
+	for _, t := range tr.Targets {
+		var dst string
+		switch a, ok := t.Addr(literal.Is6()); {
+		case literal.IsValid() && !ok:
+			return bad("backend %s of %s has no address of the family of %s", t, tr.Service.Ref(), literal)
+		case literal.IsValid():
+			dst = a.String()
+		case t.Endpoint != "":
+			dst = t.Endpoint
+		default:
+			dst = t.Addrs[0].String()
+		}
+		if port != "" {
+			if strings.Contains(dst, ":") {
+				dst = "[" + dst + "]"
+			}
+			dst += ":" + strconv.Itoa(int(t.Port))
+		}
+		words := slices.Clone(words)
+		words[3] = dst
+		rewritten := strings.Join(words, " ")
+		bp, err := ParseFlow(prog, rewritten)
+		if err != nil {
+			return bad("to backend %s: %s", t, strings.TrimPrefix(err.Error(), fmt.Sprintf("flow %q: ", rewritten)))
+		}
+		sf.Packets = append(sf.Packets, bp)
+	}
+	if len(sf.Packets) > 0 {
+		p = sf.Packets[0]
+	}
+	return p, sf, nil
 }
