@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -168,7 +169,7 @@ func ctOp(ct int, ep uint32, insert bool) asm.Instructions {
 func ringbufOp(ring int, flags int32) asm.Instructions {
 	return asm.Instructions{
 		asm.LoadMapPtr(asm.R1, ring),
-		asm.Mov.Imm(asm.R2, 72), // sizeof(struct event)
+		asm.Mov.Imm(asm.R2, int32(binary.Size(Event{}))),
 		asm.Mov.Imm(asm.R3, 0),
 		asm.FnRingbufReserve.Call(),
 		asm.JEq.Imm(asm.R0, 0, "full"),
