@@ -322,6 +322,7 @@ struct pkt_state {
 	struct polc_tuple tuple; /* the packet as observed; dir = observation direction */
 	struct ct_key flow;      /* its conntrack key: to create, refresh or forget */
 	struct polc_tuple inner; /* ICMP error: the embedded packet's tuple */
+	__u64 now;           /* bpf_ktime_get_coarse_ns(), read once at entry: the packet's time everywhere */
 	__u32 subject;       /* identities and ipcache flags */
 	__u32 subject_flags;
 	__u32 remote;

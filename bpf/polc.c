@@ -125,6 +125,8 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	if (!st)
 		return TC_ACT_OK; /* cannot happen: the map has a slot per CPU */
 	__builtin_memset(st, 0, sizeof(*st));
+	/* the one clock read of the packet (each costs a helper call) */
+	st->now = bpf_ktime_get_coarse_ns();
 	st->len = skb->len;
 	st->tuple.dir = dir;
 	st->pol_dir = dir;
@@ -181,7 +183,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
 	st->endpoint = endpoint;
-	now = bpf_ktime_get_coarse_ns();
+	now = st->now;
 
 	/* a non-first fragment has no ports: follow its first fragment */
 	if (st->frag == POLC_FRAG_LATER) {
@@ -273,12 +275,11 @@ SEC("tc")
 int tc_epilogue(struct __sk_buff *skb)
 {
 	struct pkt_state *st = polc_state();
-	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!st)
 		return TC_ACT_OK;
-	polc_ct_commit(st, now);
-	polc_frag_remember(st, st->verdict, st->rule, now);
+	polc_ct_commit(st, st->now);
+	polc_frag_remember(st, st->verdict, st->rule, st->now);
 	return polc_verdict(st, st->verdict, st->rule);
 }
 

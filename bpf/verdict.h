@@ -79,13 +79,13 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 	bpf_ringbuf_submit(e, polc_event_wakeup());
 }
 
-/* polc_allow_requested: does a monitor ask for allow events right now? */
-static __always_inline int polc_allow_requested(void)
+/* polc_allow_requested: does a monitor ask for allow events at the packet's time? */
+static __always_inline int polc_allow_requested(const struct pkt_state *st)
 {
 	__u32 zero = 0;
 	__u64 *until = bpf_map_lookup_elem(&events_allow, &zero);
 
-	return until && *until && bpf_ktime_get_coarse_ns() < *until;
+	return until && *until && st->now < *until;
 }
 
 /*
@@ -103,7 +103,7 @@ static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict
 	if (st->audit) {
 		polc_count(st->audit, st->len);
 		polc_event(st, verdict, rule);
-	} else if (cfg_events_allow || polc_allow_requested())
+	} else if (cfg_events_allow || polc_allow_requested(st))
 		polc_event(st, verdict, rule);
 	return TC_ACT_OK;
 }
