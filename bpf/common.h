@@ -347,7 +347,7 @@ struct pkt_state {
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
-	__u8 pad[1];
+	__u8 ct_expired;     /* 1: the flow's conntrack entry exists, expired: rewrite it in place */
 };
 
 #endif /* POLC_COMMON_H */

@@ -396,5 +396,5 @@ type PacketState struct {
 	Portless     uint8
 	HopLimit     uint8
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
-	Pad          [1]uint8
+	CTExpired    uint8 // 1: the flow's conntrack entry exists, expired: rewritten in place
 }
