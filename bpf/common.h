@@ -326,6 +326,7 @@ struct pkt_state {
 	struct polc_tuple tuple; /* the packet as observed; dir = observation direction */
 	struct ct_key flow;      /* its conntrack key: to create, refresh or forget */
 	struct polc_tuple inner; /* ICMP error: the embedded packet's tuple */
+	__u64 now;           /* bpf_ktime_get_coarse_ns(), read once at entry: the packet's time everywhere */
 	__u32 subject;       /* identities and ipcache flags */
 	__u32 subject_flags;
 	__u32 remote;
@@ -351,7 +352,8 @@ struct pkt_state {
 	__u8 portless;       /* 1: no ports (not TCP, UDP, SCTP, ICMP of its family): any-port policy only */
 	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery needs 255) */
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
-	__u8 pad[5];
+	__u8 ct_expired;     /* 1: the flow's conntrack entry exists, expired: rewrite it in place */
+	__u8 pad[4];
 };
 
 #endif /* POLC_COMMON_H */

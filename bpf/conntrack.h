@@ -116,8 +116,12 @@ static __always_inline int polc_ct_lookup(struct pkt_state *st, __u64 now)
 	if (!table)
 		return POLC_CT_MISS;
 	v = bpf_map_lookup_elem(table, &st->flow);
-	if (!v || v->expires <= now)
+	if (!v)
 		return POLC_CT_MISS;
+	if (v->expires <= now) {
+		st->ct_expired = 1;
+		return POLC_CT_MISS;
+	}
 	if (v->generation == st->generation) {
 		polc_ct_refresh(table, &st->flow, v, st, now);
 		return POLC_CT_HIT;
@@ -189,6 +193,27 @@ static __always_inline int polc_ct_related(struct pkt_state *st, __u64 now)
 }
 
 /*
+ * polc_ct_rewrite turns an expired entry into nv in place: a lookup and
+ * a few stores instead of an LRU update, which takes a free node (or
+ * evicts one), links it and frees the old. The expiry goes last, so that
+ * a packet of the flow on another CPU sees the entry expired (a miss: it
+ * meets policy itself) until its other fields are nv's, and at worst
+ * live with the old generation (a recheck). Counters are reset as a new
+ * entry's are.
+ */
+static __always_inline void polc_ct_rewrite(struct ct_value *old, const struct ct_value *nv)
+{
+	old->packets = nv->packets;
+	old->bytes = nv->bytes;
+	old->rule = nv->rule;
+	old->generation = nv->generation;
+	old->state = nv->state;
+	old->origin = nv->origin;
+	/* an exchange (BPF_XCHG) is fully ordered: the stores above come first */
+	__sync_lock_test_and_set(&old->expires, nv->expires);
+}
+
+/*
  * polc_ct_commit records the decision: an allowed new flow gets an entry,
  * a rechecked flow is refreshed (allow) or forgotten (deny). A flow the
  * local remote's hook denies (st->ct_skip, see polc_policy_decide) gets no
@@ -229,6 +254,14 @@ static __always_inline void polc_ct_commit(struct pkt_state *st, __u64 now)
 	if (st->tuple.proto == POLC_PROTO_TCP && (st->tcp_flags & POLC_TCP_FIN)) {
 		nv.state = POLC_CT_CLOSING;
 		nv.expires = now + (__u64)cfg_ct_lifetime_closing * POLC_NSEC;
+	}
+	if (st->ct_expired) {
+		struct ct_value *old = bpf_map_lookup_elem(table, &st->flow);
+
+		if (old && old->expires <= now) {
+			polc_ct_rewrite(old, &nv);
+			return;
+		}
 	}
 	bpf_map_update_elem(table, &st->flow, &nv, BPF_ANY);
 }

@@ -229,11 +229,25 @@ func TestConntrackFromGo(t *testing.T) {
 	}
 	d.expect("go entry", ProgEndpointIngress, p, actOK, RuleEstablishedID)
 	d.expect("go entry reply", ProgEndpointEgress, p.reply(tcpACK), actOK, RuleEstablishedID)
-	v.Expires = monotonicNow(t) - uint64(time.Second) // the datapath's coarse clock lags by up to a tick
+	// expired, and opened the other way, under another rule and generation
+	v = CTValue{Expires: monotonicNow(t) - uint64(time.Second), // the datapath's coarse clock lags by up to a tick
+		Packets: 50, Bytes: 5000, Rule: 99, Generation: 0, State: CTClosing, Origin: DirEgress}
 	if err := d.table(idA).Put(k, v); err != nil {
 		t.Fatal(err)
 	}
-	d.expect("expired entry is a miss", ProgEndpointIngress, tcp(world.v4, epA.v4, 5, 6, tcpACK), actOK, 23)
+	d.expect("expired entry is a miss", ProgEndpointIngress, p, actOK, 23)
+	// the new flow's entry replaces the expired one (rewritten in place)
+	// with nothing of it left
+	var got CTValue
+	if err := d.table(idA).Lookup(k, &got); err != nil {
+		t.Fatal(err)
+	}
+	now := monotonicNow(t)
+	want := CTValue{Expires: got.Expires, Packets: 1, Bytes: uint64(len(p.bytes())), Rule: 23, Generation: 1, State: CTOpen, Origin: DirIngress}
+	if got != want || got.Expires < now+uint64(21600-60)*uint64(time.Second) {
+		t.Errorf("re-created entry %+v, want %+v expiring in 21600 s (cfg_ct_lifetime_tcp)", got, want)
+	}
+	d.expect("re-created entry", ProgEndpointIngress, p, actOK, RuleEstablishedID)
 }
 
 // TestEchoIdentifiers: an echo reply is looked up in conntrack whatever its

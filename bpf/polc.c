@@ -136,6 +136,8 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	/* one read: the content slot and the generation of the whole packet */
 	gen = bpf_map_lookup_elem(&generation, &zero);
 	st->generation = gen ? *gen : 0;
+	/* the one clock read of the packet (each costs a helper call) */
+	st->now = bpf_ktime_get_coarse_ns();
 	st->len = skb->len;
 	st->tuple.dir = dir;
 	st->pol_dir = dir;
@@ -192,7 +194,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
 	st->endpoint = endpoint;
-	now = bpf_ktime_get_coarse_ns();
+	now = st->now;
 
 	/* a non-first fragment has no ports: follow its first fragment */
 	if (st->frag == POLC_FRAG_LATER) {
@@ -284,12 +286,11 @@ SEC("tc")
 int tc_epilogue(struct __sk_buff *skb)
 {
 	struct pkt_state *st = polc_state();
-	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!st)
 		return TC_ACT_OK;
-	polc_ct_commit(st, now);
-	polc_frag_remember(st, st->verdict, st->rule, now);
+	polc_ct_commit(st, st->now);
+	polc_frag_remember(st, st->verdict, st->rule, st->now);
 	return polc_verdict(st, st->verdict, st->rule);
 }
 

@@ -390,9 +390,10 @@ type Event struct {
 // nothing outside bpf/ reads or writes it — and is here so that every map
 // value has a Go type checked against the object.
 type PacketState struct {
-	Tuple        Tuple // the packet as observed (Dir = the hook's direction)
-	Flow         CTKey // its conntrack key: to create, refresh or forget
-	Inner        Tuple // ICMP error: the quoted packet's tuple
+	Tuple        Tuple  // the packet as observed (Dir = the hook's direction)
+	Flow         CTKey  // its conntrack key: to create, refresh or forget
+	Inner        Tuple  // ICMP error: the quoted packet's tuple
+	Now          uint64 // bpf_ktime_get_coarse_ns(), read once at entry
 	Subject      uint32
 	SubjectFlags uint32
 	Remote       uint32
@@ -418,5 +419,6 @@ type PacketState struct {
 	Portless     uint8
 	HopLimit     uint8
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
-	Pad          [5]uint8
+	CTExpired    uint8 // 1: the flow's conntrack entry exists, expired: rewritten in place
+	Pad          [4]uint8
 }

@@ -20,6 +20,31 @@ static __always_inline void polc_count(__u32 rule, __u32 len)
 	}
 }
 
+/*
+ * Event wake-ups are batched. A submit that wakes the reader costs more
+ * than the rest of a drop (irq_work, then the reader's wake-up), and with
+ * the default flags every event that finds a caught-up reader pays it, so
+ * a drop flood would pay it per packet. Events are submitted without
+ * wake-up, except one each time the unread data reaches a multiple of
+ * POLC_EVENTS_WAKEUP_BYTES (about 230 events): the record whose
+ * reservation crossed it wakes the reader. Fewer events than that wait
+ * for the reader's own poll (runtime.EventPoll: readers wait at most that
+ * long before they look), which bounds how late any event is seen.
+ */
+#define POLC_EVENTS_WAKEUP_BYTES (16u << 10)
+/* a record's share of the ring: the event and its 8-byte header, 8-aligned */
+#define POLC_EVENT_RECORD_BYTES ((sizeof(struct event) + 8 + 7) & ~7ul)
+
+static __always_inline __u64 polc_event_wakeup(void)
+{
+	/* the unread data, this record's reservation included */
+	__u64 unread = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (unread >= POLC_EVENTS_WAKEUP_BYTES && unread % POLC_EVENTS_WAKEUP_BYTES < POLC_EVENT_RECORD_BYTES)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict, __u32 rule)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -51,16 +76,16 @@ static __always_inline void polc_event(const struct pkt_state *st, __u8 verdict,
 		e->verdict = POLC_VERDICT_AUDIT;
 		e->audit = st->audit;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, polc_event_wakeup());
 }
 
-/* polc_allow_requested: does a monitor ask for allow events right now? */
-static __always_inline int polc_allow_requested(void)
+/* polc_allow_requested: does a monitor ask for allow events at the packet's time? */
+static __always_inline int polc_allow_requested(const struct pkt_state *st)
 {
 	__u32 zero = 0;
 	__u64 *until = bpf_map_lookup_elem(&events_allow, &zero);
 
-	return until && *until && bpf_ktime_get_coarse_ns() < *until;
+	return until && *until && st->now < *until;
 }
 
 /*
@@ -78,7 +103,7 @@ static __always_inline int polc_verdict(const struct pkt_state *st, __u8 verdict
 	if (st->audit) {
 		polc_count(st->audit, st->len);
 		polc_event(st, verdict, rule);
-	} else if (cfg_events_allow || polc_allow_requested())
+	} else if (cfg_events_allow || polc_allow_requested(st))
 		polc_event(st, verdict, rule);
 	return TC_ACT_OK;
 }

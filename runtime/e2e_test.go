@@ -514,9 +514,9 @@ func watchDrops(t *testing.T, w *e2eWorld) func() (int, []string) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var rec ringbuf.Record
 		for {
-			rec, err := rd.Read()
-			if err != nil {
+			if err := bpf.ReadEvent(rd, &rec, time.Time{}); err != nil {
 				return // closed
 			}
 			e := rec.RawSample

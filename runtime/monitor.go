@@ -75,11 +75,12 @@ func (h *Host) Monitor(name string) (*Monitor, error) {
 }
 
 // Next returns the next event, waiting until deadline at the most
-// (os.ErrDeadlineExceeded then). The zero deadline waits for ever.
+// (os.ErrDeadlineExceeded then). The zero deadline waits for ever. An
+// event is returned within bpf.EventPoll of its submission (the datapath
+// batches its wake-ups; bpf.ReadEvent).
 func (m *Monitor) Next(deadline time.Time) (bpf.Event, error) {
 	var e bpf.Event
-	m.rd.SetDeadline(deadline)
-	if err := m.rd.ReadInto(&m.rec); err != nil {
+	if err := bpf.ReadEvent(m.rd, &m.rec, deadline); err != nil {
 		return e, err
 	}
 	if _, err := binary.Decode(m.rec.RawSample, binary.NativeEndian, &e); err != nil {

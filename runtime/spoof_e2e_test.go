@@ -79,9 +79,9 @@ func watchEvents(t *testing.T, h *Host, name string) *eventLog {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var rec ringbuf.Record
 		for {
-			rec, err := rd.Read()
-			if err != nil {
+			if err := bpf.ReadEvent(rd, &rec, time.Time{}); err != nil {
 				return
 			}
 			var e bpf.Event

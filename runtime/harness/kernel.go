@@ -523,7 +523,8 @@ func (k *Kernel) runHook(prog *ebpf.Program, dir dsl.Direction, frame []byte) (K
 // event reads the event of the program run that just returned.
 func (k *Kernel) event() (bpf.Event, error) {
 	var ev bpf.Event
-	k.events.SetDeadline(time.Now().Add(time.Second))
+	// in the ring already, without a wake-up (bpf.EventPoll)
+	k.events.SetDeadline(time.Now())
 	rec, err := k.events.Read()
 	if err != nil {
 		return ev, fmt.Errorf("no event from the datapath: %w", err)
