@@ -308,8 +308,8 @@ type (
 		Kernel      explainKernel `json:"kernel"`
 		// Elsewhere: no hook of this node sees the packet (it is between
 		// remote endpoints); other nodes' bundles decide it.
-		Elsewhere bool `json:"elsewhere,omitempty"`
-		Service     *serviceJSON  `json:"service,omitempty"`
+		Elsewhere bool         `json:"elsewhere,omitempty"`
+		Service   *serviceJSON `json:"service,omitempty"`
 	}
 	// serviceJSON is the Service a flow goes to: packet, verdict and
 	// points are then the first backend's.
