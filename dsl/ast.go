@@ -132,7 +132,42 @@ type Policy struct {
 	// Audit, when valid, is where the policy says `audit`: its rules and
 	// isolation are reported (would-deny), never enforced.
 	Audit Pos
+	// Tier puts the policy in an ordered tier (`tier admin priority 10`):
+	// TierNone (the default) is the namespace level, where deny beats
+	// allow; in TierAdmin and TierBaseline the first matching rule, in
+	// the order (priority, policy name, rule order), decides, and `pass`
+	// hands the packet to the next tier. TierPos is where `tier` is
+	// written (zero when absent).
+	Tier    Tier
+	TierPos Pos
+	// Priority orders the policies of a tier, 0 (first) to 1000;
+	// PriorityPos is where it is written (zero when absent).
+	Priority    int
+	PriorityPos Pos
 }
+
+// Tier is the level of a policy in the evaluation order: admin, then the
+// namespace level (untiered policies), then baseline.
+type Tier int
+
+const (
+	TierNone     Tier = iota // namespace level: deny beats allow, isolation
+	TierAdmin                // before TierNone; cannot be overridden below it
+	TierBaseline             // after TierNone; only for directions no TierNone policy isolates
+)
+
+func (t Tier) String() string {
+	switch t {
+	case TierAdmin:
+		return "admin"
+	case TierBaseline:
+		return "baseline"
+	}
+	return "none"
+}
+
+// MaxPriority is the highest priority a tiered policy may have.
+const MaxPriority = 1000
 
 // DirectionAt is a direction keyword with its position.
 type DirectionAt struct {
@@ -161,11 +196,17 @@ type Action int
 const (
 	Allow Action = iota
 	Deny
+	// Pass (tiered policies only) ends the evaluation of the rule's tier
+	// for the packet: it goes on to the next tier.
+	Pass
 )
 
 func (a Action) String() string {
-	if a == Deny {
+	switch a {
+	case Deny:
 		return "deny"
+	case Pass:
+		return "pass"
 	}
 	return "allow"
 }

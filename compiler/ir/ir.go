@@ -151,6 +151,10 @@ type Policy struct {
 	// verdict (it passes; the rule that would deny it is reported), and
 	// never make a packet pass or drop.
 	Audit bool
+	// Tier and Priority place the policy in the evaluation order
+	// (dsl.Tier). Tiered policies never isolate (Isolates is false).
+	Tier     dsl.Tier
+	Priority int
 }
 
 // RuleID identifies a rule, or a reserved reason for a verdict, everywhere:
@@ -248,6 +252,14 @@ type Rule struct {
 	Peers  []Peer      // never empty
 	Ports  []PortMatch // never empty
 	Audit  bool        // the rule's policy is in audit mode
+	// Tier is the rule's policy's tier. In TierAdmin and TierBaseline,
+	// Rank is the rule's place in its tier's order, from 1: by the
+	// policy's Priority, then the policy's name, then rule ID; the
+	// matching rule of lowest Rank decides, Pass going on to the next
+	// tier. Rank is 0 for untiered rules. Action is Pass only in a tier.
+	Tier     dsl.Tier
+	Priority int
+	Rank     uint32
 }
 
 // PeerKind says what a peer matches.
