@@ -27,7 +27,7 @@ var ErrPolicy = errors.New("policy does not compile")
 // force in force; it is logged and shown in Status until a round succeeds.
 func (a *Agent) round() {
 	start := time.Now()
-	digest, gen, err := a.enforce()
+	digest, gen, res, err := a.enforce()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.status.Rounds++
@@ -42,15 +42,23 @@ func (a *Agent) round() {
 	}
 	changed := digest != a.status.BundleDigest
 	a.status.BundleDigest, a.status.Generation = digest, gen
+	if res.Changed {
+		a.status.LastApply, a.status.LastApplyWhy = res.Path, res.Why
+	}
 	a.status.Applied, a.status.Adopted = true, false
 	a.status.LastError, a.status.LastErrorAt = "", time.Time{}
 	a.status.AppliedAt = time.Now().UTC()
 	if changed {
-		a.log.Info("enforcing", "bundle", digest, "generation", gen, "attached", len(a.attached), "took", time.Since(start).Round(time.Microsecond))
+		args := []any{"bundle", digest, "generation", gen, "attached", len(a.attached), "apply", res.Path}
+		if res.Why != "" {
+			args = append(args, "why", res.Why)
+		}
+		a.log.Info("enforcing", append(args, "took", time.Since(start).Round(time.Microsecond))...)
 	}
 }
 
-// enforce compiles, applies and attaches; it returns the bundle in force.
+// enforce compiles, applies and attaches; it returns the bundle in force
+// and what the apply did.
 //
 // Order keeps bundle and attachments consistent: an interface that will
 // not serve the same endpoint under the new bundle (its pod is gone, or
@@ -58,10 +66,10 @@ func (a *Agent) round() {
 // is applied; then the interfaces of new pods, whose endpoints the applied
 // bundle has, are attached. So an interface never serves an endpoint the
 // bundle in force lacks (Host.Apply refuses that anyway).
-func (a *Agent) enforce() (digest string, gen uint32, err error) {
+func (a *Agent) enforce() (digest string, gen uint32, res *runtime.LoadResult, err error) {
 	snap, err := a.snapshot()
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	t0 := time.Now()
 	b, err := a.compile(snap)
@@ -69,22 +77,22 @@ func (a *Agent) enforce() (digest string, gen uint32, err error) {
 	a.status.LastCompile = time.Since(t0)
 	a.mu.Unlock()
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	want, missing := a.wanted(b, localPods(a.cfg.Node, snap.pods))
 	a.reportMissing(missing)
 	if err := a.detachStale(want); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
-	res, err := a.loadOrApply(b)
+	res, err = a.loadOrApply(b)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	a.loaded = true
 	if err := a.attachNew(want); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
-	return digestPrefix + res.State.BundleDigest, res.State.Generation, nil
+	return digestPrefix + res.State.BundleDigest, res.State.Generation, res, nil
 }
 
 // loadOrApply puts b in force: Apply over what is loaded, Load when

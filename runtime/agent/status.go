@@ -43,6 +43,12 @@ type Status struct {
 	// compiling them into a bundle; the rest is the kernel's (apply,
 	// attach).
 	LastCompile time.Duration `json:"last_compile_ns"`
+	// LastApply is how the last round that changed the bundle put it in
+	// force: "load", "full" (new programs) or "map-only" (the same
+	// programs, maps rewritten); LastApplyWhy says, for "full", why it
+	// could not be map-only.
+	LastApply    string `json:"last_apply,omitempty"`
+	LastApplyWhy string `json:"last_apply_why,omitempty"`
 	Rounds      uint64        `json:"rounds"`
 	Errors      uint64        `json:"errors"`
 }
