@@ -49,8 +49,8 @@ type Status struct {
 	// could not be map-only.
 	LastApply    string `json:"last_apply,omitempty"`
 	LastApplyWhy string `json:"last_apply_why,omitempty"`
-	Rounds      uint64        `json:"rounds"`
-	Errors      uint64        `json:"errors"`
+	Rounds       uint64 `json:"rounds"`
+	Errors       uint64 `json:"errors"`
 }
 
 // Attached is an interface the agent attached, and the endpoint it serves.
