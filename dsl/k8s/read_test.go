@@ -610,6 +610,46 @@ func TestErrorWording(t *testing.T) {
 	}
 }
 
+// Rule: a key written twice in one mapping is an error at the second, in
+// every document and at any depth, as the API server's decoder refuses
+// it: two documents joined without `---` (`cat a.yaml b.yaml`) would
+// otherwise read as one object, the second's fields over the first's, and
+// the policy would be dropped silently.
+func TestDuplicateKeys(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels: {app: x}\nstatus: {podIP: 10.0.0.1}\n"
+	np := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: {}}\n"
+	for _, c := range []struct {
+		src  string
+		want []string
+	}{
+		{pod + np, []string{
+			`e.yaml:7:1: duplicate key "apiVersion" (first at line 1)`,
+			`e.yaml:8:1: duplicate key "kind" (first at line 2)`,
+			`e.yaml:9:1: duplicate key "metadata" (first at line 3)`,
+		}},
+		{"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n  labels: {app: x, app: y}\nstatus: {podIP: 10.0.0.1}\n---\n" +
+			"apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: 10.0.0.2, podIP: 10.0.0.3}\n", []string{
+			`e.yaml:5:20: duplicate key "app" (first at line 5)`,
+			`e.yaml:11:27: duplicate key "podIP" (first at line 11)`,
+		}},
+	} {
+		_, ds := Read("e.yaml", []byte(c.src))
+		var errs []string
+		for _, d := range diagStrings(ds) {
+			if !strings.Contains(d, "warning:") {
+				errs = append(errs, d)
+			}
+		}
+		if diff := cmp.Diff(c.want, errs); diff != "" {
+			t.Errorf("%q: (-want +got):\n%s", c.src, diff)
+		}
+	}
+	// the same objects apart are read without complaint
+	if _, ds := Read("e.yaml", []byte(pod+"---\n"+np)); ds.HasErrors() {
+		t.Errorf("separate documents: %v", ds)
+	}
+}
+
 // Rule: ReadPaths reads a directory's .yaml, .yml and .json files in name
 // order (subdirectories only with Recursive, hidden ones never), "-" from
 // Options.Stdin as <stdin>, and Options.Namespace is the namespace of

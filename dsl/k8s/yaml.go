@@ -162,9 +162,39 @@ func splitObjects(file string, src []byte, ds *dsl.Diagnostics) []*object {
 				"document too large: its aliases expand to more than %d YAML nodes", maxAliasNodes)
 			continue
 		}
+		checkDuplicateKeys(file, root, ds)
 		objs = appendObject(objs, file, root, ds)
 	}
 	return objs
+}
+
+// checkDuplicateKeys reports every mapping key written twice in the same
+// mapping. YAML forbids them and the API server's decoder refuses them;
+// read as "the last one wins" they would hide what a file says (two
+// documents joined by a missing `---` read as one object, the second's
+// fields over the first's). Aliases are checked where their anchor is.
+func checkDuplicateKeys(file string, n *yaml.Node, ds *dsl.Diagnostics) {
+	if n == nil || n.Kind == yaml.AliasNode {
+		return
+	}
+	if n.Kind == yaml.MappingNode {
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode || k.Value == "<<" {
+				continue
+			}
+			if first, dup := seen[k.Value]; dup {
+				ds.Errorf(dsl.Pos{File: file, Line: k.Line, Col: k.Column},
+					"duplicate key %q (first at line %d)", k.Value, first.Line)
+				continue
+			}
+			seen[k.Value] = k
+		}
+	}
+	for _, c := range n.Content {
+		checkDuplicateKeys(file, c, ds)
+	}
 }
 
 // maxAliasNodes bounds how many nodes aliases may add to a document, so
