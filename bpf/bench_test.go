@@ -299,7 +299,7 @@ func loadBenchDatapath(b *testing.B, n int, consts map[string]uint32, share map[
 	for i := range n {
 		subj := uint32(1000 + i/50)
 		keys[i] = PolicyKey{Subject: subj, Remote: uint32(2000 + i%50), Port: uint16(i), Proto: 6}
-		vals[i] = PolicyValue{Verdict: VerdictAllow, Rule: uint32(100 + i%100)}
+		vals[i] = PolicyValue{Verdict: VerdictAllow, Rule: uint32(100 + i%100), Order: OrderUntiered(VerdictAllow, uint32(100+i%100))}
 		rk := PolicyRangeKey{Prefixlen: PolicyRangeKeyFixedBits + 12, Proto: 6}
 		binary.BigEndian.PutUint32(rk.Subject[:], subj)
 		binary.BigEndian.PutUint32(rk.Remote[:], uint32(2000+i%50))
