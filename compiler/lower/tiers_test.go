@@ -241,3 +241,82 @@ func TestTiersKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestTiersAuditKernel: the audit question asks every policy with the same
+// tiers. api is ingress-isolated by an untiered policy and audited by an
+// audit policy that allows nothing on 81 and denies 82.
+func TestTiersAuditKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BPF tests need root, and CI=true forbids skipping them")
+		}
+		t.Skip("BPF tests need root (set CI=true to make this a failure)")
+	}
+	web := peers(peerSel("app=web"))
+	prog := program(
+		[]*ir.Endpoint{ep("web", "app=web", "10.0.1.10"), ep("api", "app=api", "10.0.2.10")},
+		[]policySpec{
+			{name: "api-in", subject: sel("app=api"), rules: []ruleSpec{
+				in(dsl.Allow, web, tcp(80, 80)),
+				in(dsl.Allow, web, tcp(82, 82)),
+			}},
+			{name: "guard", subject: sel("app=api"), tier: dsl.TierAdmin, priority: 1, rules: []ruleSpec{
+				in(dsl.Allow, web, tcp(81, 81)),
+				in(dsl.Pass, web, tcp(82, 82)),
+			}},
+			{name: "strict", subject: sel("app=api"), rules: []ruleSpec{
+				in(dsl.Deny, web, tcp(82, 82)),
+			}},
+		},
+	)
+	for _, p := range prog.Policies {
+		if p.Name == "strict" {
+			p.Audit = true
+			for _, id := range p.Rules {
+				prog.Rules[id-ir.FirstRuleID].Audit = true
+			}
+		}
+	}
+	b, err := Build(prog, bpf.Object(), Options{Compiler: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := harness.Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	for _, c := range []struct {
+		port        uint16
+		rule, audit ir.RuleID
+	}{
+		{80, ruleOf(t, prog, "api-in", 0), 0},
+		// admin allow: every policy allows (without the admin rule in
+		// the audit question, audit-default-deny)
+		{81, ruleOf(t, prog, "guard", 0), 0},
+		// admin pass: the audit policy's deny
+		{82, ruleOf(t, prog, "api-in", 1), ruleOf(t, prog, "strict", 0)},
+	} {
+		if err := k.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		pkt := ir.Packet{Proto: ir.ProtoTCP, Src: netip.MustParseAddr("10.0.1.10"), Dst: netip.MustParseAddr("10.0.2.10"), SPort: 40000, DPort: c.port, TCPFlags: ir.TCPSyn}
+		res, err := k.Run(packet.FromIR(pkt), pkt.Src, pkt.Dst, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range res.Points {
+			if p.Dir != dsl.Ingress {
+				continue
+			}
+			found = true
+			if p.Verdict != dsl.VerdictAllow || p.Rule != c.rule || p.Audit != c.audit {
+				t.Errorf("port %d: ingress %v rule %d audit %d, want allow rule %d audit %d", c.port, p.Verdict, p.Rule, p.Audit, c.rule, c.audit)
+			}
+		}
+		if !found {
+			t.Errorf("port %d: no ingress hook ran", c.port)
+		}
+	}
+}
