@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler/bundle"
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
 	"github.com/polc-dev/polc/runtime/harness"
@@ -319,4 +320,63 @@ func TestTiersAuditKernel(t *testing.T) {
 			t.Errorf("port %d: no ingress hook ran", c.port)
 		}
 	}
+}
+
+// TestTiersThousandAdminPolicies: 1 000 admin policies on a subject add
+// entries, not lookups. The hot class (B's tcp/80) keeps its untiered
+// allow in the main slot and gains the lowest-rank pass in its admin slot,
+// and the subject's ipcache flags (isolation, probe hints, ranges) stay
+// those of the untiered program: the datapath probes the same keys. This
+// is the world bpf's BenchmarkDatapath tiers=1000 cases load
+// (addAdminTier).
+func TestTiersThousandAdminPolicies(t *testing.T) {
+	eps := []*ir.Endpoint{ep("b", "app=b", "10.0.0.2"), ep("d", "app=d", "10.0.0.4")}
+	untiered := policySpec{name: "d-in", subject: sel("app=d"), rules: []ruleSpec{
+		in(dsl.Allow, peers(peerSel("app=b")), tcp(80, 80)),
+	}}
+	pols := []policySpec{untiered}
+	for i := range 1000 {
+		pols = append(pols, policySpec{name: fmt.Sprintf("admin%04d", i), subject: sel("app=d"), tier: dsl.TierAdmin, priority: i, rules: []ruleSpec{
+			in(dsl.Deny, peers(peerCIDR(fmt.Sprintf("172.16.%d.%d/32", i/256, i%256))), tcp(uint16(1000+i), uint16(1000+i))),
+			in(dsl.Pass, peers(peerSel("app=b")), tcp(80, 80)),
+			in(dsl.Deny, peers(peerSel("app=b")), tcp(uint16(20000+i), uint16(20000+i))),
+		}})
+	}
+	base, tiered := mustBuild(t, program(eps, []policySpec{untiered})), program(eps, pols)
+	b := mustBuild(t, tiered)
+	diffLines(t, "ipcache of the endpoints", endpointIPCache(b), endpointIPCache(base))
+	rows := b.Decode().Policy
+	if len(rows) != 1+2*1000 {
+		t.Errorf("%d policy entries, want %d", len(rows), 1+2*1000)
+	}
+	names := idNames(b)
+	hot := 0
+	for _, r := range rows {
+		if names[r.Remote] != "b" || r.Lo != 80 {
+			continue
+		}
+		hot++
+		want := ruleOf(t, tiered, "admin0000", 1)
+		if r.Verdict != "allow" || ir.RuleID(r.Rule) != ruleOf(t, tiered, "d-in", 0) || r.Admin == nil ||
+			*r.Admin != (bundle.AdminSlot{Verdict: "pass", Rule: uint32(want), Rank: 2}) {
+			t.Errorf("hot class %+v (admin %+v), want allow %d with admin pass %d rank 2", r, r.Admin, ruleOf(t, tiered, "d-in", 0), want)
+		}
+	}
+	if hot != 1 {
+		t.Errorf("%d entries for b tcp/80, want 1", hot)
+	}
+	if len(b.Decode().PolicyRanges) != 0 {
+		t.Errorf("range entries: %v", b.Decode().PolicyRanges)
+	}
+}
+
+// endpointIPCache is the ipcache lines of local endpoints' addresses.
+func endpointIPCache(b *bundle.Bundle) []string {
+	var out []string
+	for _, l := range ipcacheLines(b) {
+		if containsWord(l, "local") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
