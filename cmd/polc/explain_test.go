@@ -113,3 +113,18 @@ func TestExplainTiersJSON(t *testing.T) {
 		t.Errorf("dns ingress (no tier decides or passes): got %+v", dns)
 	}
 }
+
+// TestAuditFlagRefusesTiers: --audit cannot put a tiered policy in audit
+// mode (not supported), so it refuses the program rather than leave the
+// tiers enforcing.
+func TestAuditFlagRefusesTiers(t *testing.T) {
+	chdirRoot(t)
+	code, _, stderr := runPolc(t, "check", "--audit", "testdata/tiers/tiers.pol")
+	if code != exitFailure || !strings.Contains(stderr, `testdata/tiers/tiers.pol:20:1: --audit: policy "guardrails" is in tier admin`) ||
+		!strings.Contains(stderr, `policy "defaults" is in tier baseline`) {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, _, stderr := runPolc(t, "check", "--audit", "testdata/quickstart.pol"); code != exitOK {
+		t.Errorf("untiered: exit %d, stderr:\n%s", code, stderr)
+	}
+}
