@@ -446,3 +446,27 @@ func TestTiersTestdataKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestTiersBadRanks: a tiered rule without a rank, or two rules of a tier
+// with one rank, fail the build with an error, not an arbitrary order.
+func TestTiersBadRanks(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(p *ir.Program)
+		want string
+	}{
+		{"no rank", func(p *ir.Program) { p.Rules[2].Rank = 0 }, "rule 18 of admin policy guard has no rank"},
+		{"shared rank", func(p *ir.Program) { p.Rules[3].Rank = p.Rules[2].Rank }, "rules 18 and 19 share rank 1 in the admin tier"},
+		{"not a tier", func(p *ir.Program) { p.Rules[2].Tier = 7 }, "rule 18 of policy guard has tier 7, which is not a tier"},
+	} {
+		prog := program([]*ir.Endpoint{ep("web", "app=web", "10.0.1.10")}, []policySpec{
+			{name: "a-in", subject: sel(""), rules: []ruleSpec{in(dsl.Allow, nil), in(dsl.Deny, nil)}},
+			{name: "guard", subject: sel(""), tier: dsl.TierAdmin, priority: 1, rules: []ruleSpec{in(dsl.Allow, nil), in(dsl.Deny, nil)}},
+		})
+		c.edit(prog)
+		_, err := Build(prog, nil, Options{})
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+}
