@@ -167,8 +167,12 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			isolated, audited, tiered := false, false, false
 			for _, pi := range all {
 				p := prog.Policies[pi]
-				isolated = isolated || (p.Isolates[dir] && !p.Audit)
-				audited = audited || (p.Isolates[dir] && p.Audit)
+				// only untiered policies isolate (the IR says tiered
+				// ones never do; the datapath's default must agree
+				// with the main slot's rules even if one did)
+				untiered := p.Tier == dsl.TierNone
+				isolated = isolated || (p.Isolates[dir] && !p.Audit && untiered)
+				audited = audited || (p.Isolates[dir] && p.Audit && untiered)
 				tiered = tiered || (tieredRules[pi][dir] && !p.Audit)
 			}
 			if isolated || tiered {
