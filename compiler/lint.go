@@ -21,7 +21,8 @@ import (
 // part: in a tier the first match decides, whatever its action.
 //
 // It also warns about two policies of one tier with the same priority
-// whose subjects overlap: their order then rests on their names alone.
+// whose subjects overlap (their order then rests on their names alone),
+// and about a tiered rule that an earlier rule of its tier covers.
 func lint(prog *ir.Program) dsl.Diagnostics {
 	var ds dsl.Diagnostics
 	subjects := map[string][]string{}
@@ -55,7 +56,50 @@ func lint(prog *ir.Program) dsl.Diagnostics {
 		}
 	}
 	samePriority(prog, &ds)
+	l.tierShadows(subjects, &ds)
 	return ds
+}
+
+// maxTierShadowRules bounds the rules of one tier and direction that
+// tierShadows compares pairwise; past it, it says nothing (a lint is not
+// worth a quadratic build).
+const maxTierShadowRules = 2000
+
+// tierShadows warns about a tiered rule that never decides anything: an
+// earlier rule of its tier (lower rank), in the same direction, whose
+// policy selects at least its subjects, matches every packet it matches,
+// so the packet never gets to it. The earliest such rule is reported.
+func (l *linter) tierShadows(subjects map[string][]string, ds *dsl.Diagnostics) {
+	type key struct {
+		tier dsl.Tier
+		dir  dsl.Direction
+	}
+	byTier := map[key][]*ir.Rule{}
+	for _, r := range l.prog.Rules {
+		if r.Tier != dsl.TierNone {
+			byTier[key{r.Tier, r.Dir}] = append(byTier[key{r.Tier, r.Dir}], r)
+		}
+	}
+	for _, k := range []key{{dsl.TierAdmin, dsl.Ingress}, {dsl.TierAdmin, dsl.Egress}, {dsl.TierBaseline, dsl.Ingress}, {dsl.TierBaseline, dsl.Egress}} {
+		rules := byTier[k]
+		if len(rules) > maxTierShadowRules {
+			continue
+		}
+		slices.SortFunc(rules, func(a, b *ir.Rule) int { return int(a.Rank) - int(b.Rank) })
+		for i, b := range rules {
+			subs := subjects[b.Policy]
+			if len(subs) == 0 {
+				continue
+			}
+			for _, a := range rules[:i] {
+				if subset(subs, subjects[a.Policy]) && portsCover(a.Ports, b.Ports) && l.peersCover(a.Peers, b.Peers) {
+					ds.Warnf(b.Pos, "this rule never decides: rule %d at %s (%s, %s tier, priority %d) comes first in the tier and matches every packet it does",
+						a.ID, a.Pos, a.Policy, a.Tier, a.Priority)
+					break
+				}
+			}
+		}
+	}
 }
 
 // samePriority warns about each policy of a tier that has the priority of
