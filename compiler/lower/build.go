@@ -22,6 +22,9 @@ type Options struct {
 // ELF bytes bpf.Object returns; tests may pass anything). The same program
 // and object always give the same bundle bytes.
 func Build(prog *ir.Program, object []byte, opts Options) (*bundle.Bundle, error) {
+	if err := checkRanks(prog); err != nil {
+		return nil, err
+	}
 	space, err := splitAddressSpace(prog)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,33 @@ type policyLowering struct {
 	arena   []classRules
 }
 
+// checkRanks makes sure every tiered rule has its own place in its tier's
+// order (ir.Rule.Rank, from 1), which the policy values compare: a rank of
+// 0 or one shared by two rules would make the first matching rule
+// ambiguous.
+func checkRanks(prog *ir.Program) error {
+	seen := [3]map[uint32]ir.RuleID{}
+	for _, r := range prog.Rules {
+		if r.Tier == dsl.TierNone {
+			continue
+		}
+		if r.Tier != dsl.TierAdmin && r.Tier != dsl.TierBaseline {
+			return fmt.Errorf("rule %d of policy %s has tier %d, which is not a tier", r.ID, r.Policy, r.Tier)
+		}
+		if r.Rank == 0 {
+			return fmt.Errorf("rule %d of %s policy %s has no rank", r.ID, r.Tier, r.Policy)
+		}
+		if seen[r.Tier] == nil {
+			seen[r.Tier] = map[uint32]ir.RuleID{}
+		}
+		if other, ok := seen[r.Tier][r.Rank]; ok {
+			return fmt.Errorf("rules %d and %d share rank %d in the %s tier", other, r.ID, r.Rank, r.Tier)
+		}
+		seen[r.Tier][r.Rank] = r.ID
+	}
+	return nil
+}
+
 // groupSubjects finds each label set's policies and forms the subject
 // groups, in a deterministic order.
 func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
@@ -140,8 +167,12 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			isolated, audited, tiered := false, false, false
 			for _, pi := range all {
 				p := prog.Policies[pi]
-				isolated = isolated || (p.Isolates[dir] && !p.Audit)
-				audited = audited || (p.Isolates[dir] && p.Audit)
+				// only untiered policies isolate (the IR says tiered
+				// ones never do; the datapath's default must agree
+				// with the main slot's rules even if one did)
+				untiered := p.Tier == dsl.TierNone
+				isolated = isolated || (p.Isolates[dir] && !p.Audit && untiered)
+				audited = audited || (p.Isolates[dir] && p.Audit && untiered)
 				tiered = tiered || (tieredRules[pi][dir] && !p.Audit)
 			}
 			if isolated || tiered {
