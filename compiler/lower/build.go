@@ -22,6 +22,9 @@ type Options struct {
 // ELF bytes bpf.Object returns; tests may pass anything). The same program
 // and object always give the same bundle bytes.
 func Build(prog *ir.Program, object []byte, opts Options) (*bundle.Bundle, error) {
+	if err := checkRanks(prog); err != nil {
+		return nil, err
+	}
 	space, err := splitAddressSpace(prog)
 	if err != nil {
 		return nil, err
@@ -163,16 +166,24 @@ func rules(prog *ir.Program) []bundle.Rule {
 	}
 	for _, r := range prog.Rules {
 		v := "allow"
-		if r.Action == dsl.Deny {
+		switch r.Action {
+		case dsl.Deny:
 			v = "deny"
+		case dsl.Pass:
+			v = "pass"
 		}
 		if r.Audit {
 			v = "audit" // reported, never enforced
 		}
-		out = append(out, bundle.Rule{
+		br := bundle.Rule{
 			ID: uint32(r.ID), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col,
 			Policy: r.Policy, Text: r.Text, Verdict: v,
-		})
+		}
+		if r.Tier != dsl.TierNone {
+			prio := r.Priority
+			br.Tier, br.Priority, br.Rank = r.Tier.String(), &prio, r.Rank
+		}
+		out = append(out, br)
 	}
 	return out
 }

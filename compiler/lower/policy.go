@@ -13,11 +13,17 @@ import (
 )
 
 // A subjectGroup is the label sets selected, in one direction, by the same
-// policies, at least one of which isolates that direction. Its entries are
-// computed once and stamped onto every identity of its label sets.
+// policies, at least one of which isolates that direction or is a tiered
+// policy with rules in it. Its entries are computed once and stamped onto
+// every identity of its label sets.
 type subjectGroup struct {
-	dir      dsl.Direction
-	audit    bool  // the group of every policy, for the audit question (bpf.PolicyAudit)
+	dir   dsl.Direction
+	audit bool // the group of every policy, for the audit question (bpf.PolicyAudit)
+	// isolated: an untiered policy of the group isolates the direction.
+	// Then the main slot holds the untiered rules, and the baseline
+	// rules, which can never apply, are left out; else it holds the
+	// baseline rules (there are no untiered ones in the direction).
+	isolated bool
 	policies []int // indices into Program.Policies, ascending
 	exact    []groupEntry
 	ranges   []groupRange
@@ -69,6 +75,33 @@ type policyLowering struct {
 	arena   []classRules
 }
 
+// checkRanks makes sure every tiered rule has its own place in its tier's
+// order (ir.Rule.Rank, from 1), which the policy values compare: a rank of
+// 0 or one shared by two rules would make the first matching rule
+// ambiguous.
+func checkRanks(prog *ir.Program) error {
+	seen := [3]map[uint32]ir.RuleID{}
+	for _, r := range prog.Rules {
+		if r.Tier == dsl.TierNone {
+			continue
+		}
+		if r.Tier != dsl.TierAdmin && r.Tier != dsl.TierBaseline {
+			return fmt.Errorf("rule %d of policy %s has tier %d, which is not a tier", r.ID, r.Policy, r.Tier)
+		}
+		if r.Rank == 0 {
+			return fmt.Errorf("rule %d of %s policy %s has no rank", r.ID, r.Tier, r.Policy)
+		}
+		if seen[r.Tier] == nil {
+			seen[r.Tier] = map[uint32]ir.RuleID{}
+		}
+		if other, ok := seen[r.Tier][r.Rank]; ok {
+			return fmt.Errorf("rules %d and %d share rank %d in the %s tier", other, r.ID, r.Rank, r.Tier)
+		}
+		seen[r.Tier][r.Rank] = r.ID
+	}
+	return nil
+}
+
 // groupSubjects finds each label set's policies and forms the subject
 // groups, in a deterministic order.
 func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
@@ -89,9 +122,22 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 	}
+	// tieredRules[pi][dir]: policy pi is tiered and has rules in dir.
+	tieredRules := make([][2]bool, len(prog.Policies))
+	for pi, p := range prog.Policies {
+		if p.Tier == dsl.TierNone {
+			continue
+		}
+		for _, rid := range p.Rules {
+			if i := int(rid - ir.FirstRuleID); rid >= ir.FirstRuleID && i < len(prog.Rules) {
+				tieredRules[pi][prog.Rules[i].Dir] = true
+			}
+		}
+	}
 	var groups []*subjectGroup
 	byKey := map[string]*subjectGroup{}
-	group := func(dir dsl.Direction, ps []int, audit bool) *subjectGroup {
+	// The key (direction and policies) determines the isolation too.
+	group := func(dir dsl.Direction, ps []int, audit, isolated bool) *subjectGroup {
 		var kb strings.Builder
 		kb.WriteString(dir.String())
 		if audit {
@@ -103,7 +149,7 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 		}
 		g := byKey[kb.String()]
 		if g == nil {
-			g = &subjectGroup{dir: dir, policies: ps, audit: audit}
+			g = &subjectGroup{dir: dir, policies: ps, audit: audit, isolated: isolated}
 			byKey[kb.String()] = g
 			groups = append(groups, g)
 		}
@@ -118,19 +164,25 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 		for _, dir := range []dsl.Direction{dsl.Ingress, dsl.Egress} {
-			isolated, audited := false, false
+			isolated, audited, tiered := false, false, false
 			for _, pi := range all {
 				p := prog.Policies[pi]
-				isolated = isolated || (p.Isolates[dir] && !p.Audit)
-				audited = audited || (p.Isolates[dir] && p.Audit)
+				// only untiered policies isolate (the IR says tiered
+				// ones never do; the datapath's default must agree
+				// with the main slot's rules even if one did)
+				untiered := p.Tier == dsl.TierNone
+				isolated = isolated || (p.Isolates[dir] && !p.Audit && untiered)
+				audited = audited || (p.Isolates[dir] && p.Audit && untiered)
+				tiered = tiered || (tieredRules[pi][dir] && !p.Audit)
 			}
-			if isolated {
-				ls.group[dir] = group(dir, enforcing, false)
+			if isolated || tiered {
+				ls.group[dir] = group(dir, enforcing, false, isolated)
 			}
 			// the audit question: every policy, asked only when the
-			// enforcing ones allow
+			// enforcing ones allow; an audit policy isolates the
+			// direction, so baseline rules cannot apply there
 			if audited {
-				ls.audit[dir] = group(dir, all, true)
+				ls.audit[dir] = group(dir, all, true, true)
 			}
 		}
 	}
@@ -158,7 +210,13 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 			if r.Dir != g.dir {
 				continue
 			}
-			deny := r.Action == dsl.Deny
+			// Baseline rules only where no untiered policy isolates;
+			// untiered rules only where one does (always so: an
+			// untiered policy with rules in a direction isolates it).
+			if (r.Tier == dsl.TierBaseline && g.isolated) || (r.Tier == dsl.TierNone && !g.isolated) {
+				continue
+			}
+			admin, hit := slotOf(r)
 			if !pl.ruleDone[i] {
 				pl.ruleRemotes[i], pl.ruleDone[i] = pl.remotes(r), true
 			}
@@ -169,13 +227,14 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 					c := classes[k]
 					if c == nil {
 						c = pl.newClassRules()
+						c.anyPort.baseline = !g.isolated
 						classes[k] = c
 					}
 					if anyPort {
-						c.anyPort.add(deny, r.ID)
+						c.anyPort.add(admin, hit)
 					}
 					for _, iv := range ivs {
-						c.ports = append(c.ports, portRule{iv[0], iv[1], deny, r.ID})
+						c.ports = append(c.ports, portRule{iv[0], iv[1], admin, hit})
 					}
 				}
 			}
@@ -197,7 +256,7 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 		if !c.anyPort.empty() {
 			g.exact = append(g.exact, groupEntry{k.remote, 0, k.proto, bpf.PolicyAnyPort, c.anyPort.value()})
 		}
-		for _, iv := range splitPorts(c.ports) {
+		for _, iv := range splitPorts(c.ports, !g.isolated) {
 			val := iv.acc.value()
 			if int(iv.hi)-int(iv.lo)+1 <= SmallRange {
 				for p := int(iv.lo); p <= int(iv.hi); p++ {
