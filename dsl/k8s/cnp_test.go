@@ -1,0 +1,163 @@
+package k8s
+
+import "testing"
+
+func clusterNP(version, spec string) string {
+	return "apiVersion: policy.networking.k8s.io/" + version + "\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n" + spec
+}
+
+func anp(spec string) string {
+	return "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata:\n  name: p\nspec:\n" + spec
+}
+
+func banp(spec string) string {
+	return "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata:\n  name: default\nspec:\n" + spec
+}
+
+// Rule: a ClusterNetworkPolicy (v1alpha2 and v1beta1 alike) is one
+// tiered policy named cnp.NAME with its tier and priority, never isolating;
+// its rules keep their written order and actions (Accept, Deny, Pass);
+// subjects and peers by namespaces (namespace labels) or pods (namespace
+// AND pod labels); egress networks are CIDRs; ports by number or range per
+// protocol.
+func TestClusterNetworkPolicy(t *testing.T) {
+	const spec = `  tier: Admin
+  priority: 7
+  subject:
+    namespaces:
+      matchLabels: {team: a}
+  ingress:
+  - name: from-b
+    action: Accept
+    from:
+    - pods:
+        namespaceSelector: {matchLabels: {team: b}}
+        podSelector: {matchLabels: {app: web}}
+    protocols:
+    - tcp: {destinationPort: {number: 80}}
+    - udp: {destinationPort: {range: {start: 5000, end: 5100}}}
+  - action: Deny
+    from:
+    - namespaces: {}
+  egress:
+  - action: Pass
+    to:
+    - networks: [192.0.2.0/24, "2001:db8::/32"]
+    - namespaces: {matchLabels: {team: b}}
+    protocols:
+    - sctp: {destinationPort: {number: 9003}}
+`
+	want := `
+policy cnp.p tier admin priority 7 select {k8s:io.cilium.k8s.namespace.labels.team=a}
+  ingress allow from {app=web, k8s:io.cilium.k8s.namespace.labels.team=b} on tcp/80, udp/5000-5100
+  ingress deny from {}
+  egress pass to 192.0.2.0/24 | 2001:db8::/32 | {k8s:io.cilium.k8s.namespace.labels.team=b} on sctp/9003
+`
+	wantPolicies(t, clusterNP("v1alpha2", spec), want)
+	wantPolicies(t, clusterNP("v1beta1", spec), want)
+	wantPolicies(t, clusterNP("v1beta1", `  tier: Baseline
+  priority: 0
+  subject:
+    pods:
+      namespaceSelector: {}
+      podSelector: {matchLabels: {app: db}}
+  egress:
+  - action: Deny
+    to:
+    - networks: [0.0.0.0/0]
+`), `
+policy cnp.p tier baseline priority 0 select {app=db}
+  egress deny to 0.0.0.0/0
+`)
+}
+
+// Rule: AdminNetworkPolicy is the admin tier (Allow, Deny, Pass), named
+// anp.NAME; BaselineAdminNetworkPolicy the baseline tier at priority 0
+// (Allow, Deny), named banp.default; v1alpha1 ports are portNumber (TCP
+// by default), portRange and namedPort.
+func TestAdminNetworkPolicy(t *testing.T) {
+	wantPolicies(t, anp(`  priority: 20
+  subject:
+    pods:
+      namespaceSelector: {matchLabels: {team: a}}
+      podSelector: {matchLabels: {app: db}}
+  egress:
+  - action: Allow
+    to:
+    - pods:
+        namespaceSelector: {}
+        podSelector: {matchLabels: {app: web}}
+    ports:
+    - portNumber: {port: 8080}
+    - portNumber: {protocol: UDP, port: 53}
+    - portRange: {protocol: SCTP, start: 100, end: 200}
+  - action: Pass
+    to:
+    - namespaces: {matchLabels: {team: b}}
+  - action: Deny
+    to:
+    - networks: [0.0.0.0/0]
+`), `
+policy anp.p tier admin priority 20 select {app=db, k8s:io.cilium.k8s.namespace.labels.team=a}
+  egress allow to {app=web} on tcp/8080, udp/53, sctp/100-200
+  egress pass to {k8s:io.cilium.k8s.namespace.labels.team=b}
+  egress deny to 0.0.0.0/0
+`)
+	wantPolicies(t, banp(`  subject:
+    namespaces: {}
+  ingress:
+  - action: Deny
+    from:
+    - namespaces: {matchLabels: {team: b}}
+  - action: Allow
+    from:
+    - namespaces: {}
+    ports:
+    - portRange: {start: 1, end: 1024}
+`), `
+policy banp.default tier baseline priority 0 select {}
+  ingress deny from {k8s:io.cilium.k8s.namespace.labels.team=b}
+  ingress allow from {} on tcp/1-1024
+`)
+}
+
+// Rule: an ingress named port resolves on each subject: subjects on
+// which the names resolve alike get a copy of the whole policy,
+// cnp.NAME_portN, selecting them by name, with every rule in order and the
+// names resolved; the original keeps the other subjects and drops the
+// named ports. An egress named port resolves on the destination pods, in
+// the policy itself.
+func TestClusterNetworkPolicyNamedPorts(t *testing.T) {
+	wantPolicies(t, clusterNP("v1alpha2", `  tier: Admin
+  priority: 1
+  subject:
+    namespaces: {}
+  ingress:
+  - action: Accept
+    from:
+    - namespaces: {matchLabels: {team: b}}
+    protocols:
+    - destinationNamedPort: http
+  - action: Deny
+    from:
+    - namespaces: {}
+  egress:
+  - action: Accept
+    to:
+    - namespaces: {}
+    protocols:
+    - destinationNamedPort: dns
+`), `
+policy cnp.p tier admin priority 1 select {k8s:io.kubernetes.pod.namespace notin (x)}
+  ingress deny from {}
+  egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)} on udp/53
+policy cnp.p_port1 tier admin priority 1 select {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (a)}
+  ingress allow from {k8s:io.cilium.k8s.namespace.labels.team=b} on tcp/8080
+  ingress deny from {}
+  egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)} on udp/53
+policy cnp.p_port2 tier admin priority 1 select {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)}
+  ingress allow from {k8s:io.cilium.k8s.namespace.labels.team=b} on tcp/8081
+  ingress deny from {}
+  egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)} on udp/53
+`)
+}
