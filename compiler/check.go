@@ -124,9 +124,45 @@ func (c *checker) policies() {
 			}
 			c.ds.Warnf(pos, "policy %q selects no endpoint", p.Name.Name)
 		}
+		c.tier(p)
 		for _, r := range p.Rules {
 			c.rule(r)
 		}
+	}
+}
+
+// tier checks a policy's place in the evaluation order: a tier needs a
+// priority in 0..MaxPriority, a priority needs a tier, pass belongs to
+// tiers, isolation and audit to the namespace level.
+func (c *checker) tier(p *dsl.Policy) {
+	name := p.Name.Name
+	if p.Tier == dsl.TierNone {
+		if p.PriorityPos.IsValid() {
+			c.ds.Errorf(p.PriorityPos, `policy %q has a priority but no tier; write "tier admin priority %d" or "tier baseline priority %d", or drop the priority`,
+				name, p.Priority, p.Priority)
+		}
+		for _, r := range p.Rules {
+			if r.Action == dsl.Pass {
+				c.ds.Errorf(r.Pos, `pass is for tiered policies (hand the packet to the next tier); policy %q has no tier: use allow or deny, or give the policy a tier ("tier admin priority N")`, name)
+			}
+		}
+		return
+	}
+	tierPos := p.TierPos
+	if !tierPos.IsValid() {
+		tierPos = p.Name.Pos
+	}
+	switch {
+	case !p.PriorityPos.IsValid():
+		c.ds.Errorf(tierPos, `tier %s needs a priority from 0 (first) to %d, as in "tier %s priority 10"`, p.Tier, dsl.MaxPriority, p.Tier)
+	case p.Priority < 0 || p.Priority > dsl.MaxPriority:
+		c.ds.Errorf(p.PriorityPos, "priority %d is outside 0..%d", p.Priority, dsl.MaxPriority)
+	}
+	if p.Audit.IsValid() {
+		c.ds.Errorf(p.Audit, "audit is for untiered policies; policy %q is in tier %s (audit of tiered policies is not supported)", name, p.Tier)
+	}
+	for _, d := range p.Isolate {
+		c.ds.Errorf(d.Pos, "a tiered policy never isolates: its rules decide only the packets they match, others go on to the next level; drop isolate %s from policy %q (or the tier)", d.Dir, name)
 	}
 }
 

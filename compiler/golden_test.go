@@ -41,13 +41,13 @@ func glob(t *testing.T, patterns ...string) []string {
 }
 
 // TestGoldenIR compiles every policy under testdata/ (top level, lang/,
-// yaml/, spoofing/) that has no errors and compares its IR text with
+// yaml/, spoofing/, tiers/) that has no errors and compares its IR text with
 // golden/ir/<path under testdata, '/' as '_'>.txt. It also checks that two
 // loads give the same bytes.
 func TestGoldenIR(t *testing.T) {
 	t.Chdir(repoRoot())
 	files := glob(t, "testdata/*.pol", "testdata/lang/*.pol", "testdata/yaml/*.yaml", "testdata/yaml/*.yml",
-		"testdata/spoofing/*.pol", "testdata/spoofing/*.yaml")
+		"testdata/spoofing/*.pol", "testdata/spoofing/*.yaml", "testdata/tiers/*.pol", "testdata/tiers/*.yaml")
 	if len(files) == 0 {
 		t.Fatal("no policies under testdata/")
 	}
@@ -116,14 +116,15 @@ func TestLoadUnreadable(t *testing.T) {
 }
 
 // TestFrontEndsAgree: a policy under testdata/yaml/ with a namesake .pol
-// under testdata/ or testdata/lang/ must compile to the same IR, but for
+// under testdata/ or testdata/lang/ (or, for testdata/tiers/, beside it)
+// must compile to the same IR, but for
 // positions and sources.
 func TestFrontEndsAgree(t *testing.T) {
 	t.Chdir(repoRoot())
 	pairs := 0
-	for _, y := range glob(t, "testdata/yaml/*.yaml") {
+	for _, y := range glob(t, "testdata/yaml/*.yaml", "testdata/tiers/*.yaml") {
 		base := strings.TrimSuffix(filepath.Base(y), ".yaml") + ".pol"
-		for _, p := range []string{filepath.Join("testdata", base), filepath.Join("testdata", "lang", base)} {
+		for _, p := range []string{filepath.Join("testdata", base), filepath.Join("testdata", "lang", base), filepath.Join(filepath.Dir(y), base)} {
 			if _, err := os.Stat(p); err != nil {
 				continue
 			}

@@ -17,7 +17,11 @@ import (
 // peers cover the allow's peers and whose ports cover its ports, shadows
 // it. Coverage is judged on this build's endpoints (a selector covers
 // another when it selects every endpoint the other selects) and is
-// conservative: when unsure, it is not reported.
+// conservative: when unsure, it is not reported. Only untiered rules take
+// part: in a tier the first match decides, whatever its action.
+//
+// It also warns about two policies of one tier with the same priority
+// whose subjects overlap: their order then rests on their names alone.
 func lint(prog *ir.Program) dsl.Diagnostics {
 	var ds dsl.Diagnostics
 	subjects := map[string][]string{}
@@ -40,7 +44,7 @@ func lint(prog *ir.Program) dsl.Diagnostics {
 	// is the one reported.
 	idx := newDenyIndex(prog.Rules, subjects)
 	for _, a := range prog.Rules {
-		if a.Action != dsl.Allow || len(subjects[a.Policy]) == 0 {
+		if a.Action != dsl.Allow || a.Tier != dsl.TierNone || len(subjects[a.Policy]) == 0 {
 			continue
 		}
 		for _, d := range idx.candidates(a.Dir, a.Policy) {
@@ -50,7 +54,51 @@ func lint(prog *ir.Program) dsl.Diagnostics {
 			}
 		}
 	}
+	samePriority(prog, &ds)
 	return ds
+}
+
+// samePriority warns about each policy of a tier that has the priority of
+// an earlier one (by name, the order they then take) and shares a subject
+// with it.
+func samePriority(prog *ir.Program, ds *dsl.Diagnostics) {
+	type slot struct {
+		tier     dsl.Tier
+		priority int
+	}
+	seen := map[slot][]*ir.Policy{} // Program.Policies is sorted by name
+	for _, p := range prog.Policies {
+		if p.Tier == dsl.TierNone {
+			continue
+		}
+		k := slot{p.Tier, p.Priority}
+		for _, q := range seen[k] {
+			if shared := firstShared(q.Subjects, p.Subjects); shared != "" {
+				ds.Warnf(p.Pos, "policies %q (at %s) and %q are both tier %s priority %d and both select endpoint %s: "+
+					"name order decides, so %q goes first; give them different priorities",
+					q.Name, q.Pos, p.Name, p.Tier, p.Priority, shared, q.Name)
+				break
+			}
+		}
+		seen[k] = append(seen[k], p)
+	}
+}
+
+// firstShared returns the first name of sorted list a that sorted list b
+// holds too, or "".
+func firstShared(a, b []string) string {
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] == b[j]:
+			return a[i]
+		case a[i] < b[j]:
+			i++
+		default:
+			j++
+		}
+	}
+	return ""
 }
 
 // denyIndex finds, for an allow rule, the deny rules of its direction whose
@@ -99,7 +147,7 @@ func newDenyIndex(rules []*ir.Rule, subjects map[string][]string) *denyIndex {
 	byPolicy := map[denySubjectKey]*denyGroup{}
 	for i, d := range rules {
 		subs := subjects[d.Policy]
-		if d.Action != dsl.Deny || len(subs) == 0 {
+		if d.Action != dsl.Deny || d.Tier != dsl.TierNone || len(subs) == 0 {
 			continue // a deny without subjects is no superset of any allow's
 		}
 		pk := denySubjectKey{d.Dir, d.Policy}

@@ -58,6 +58,10 @@ func normalize(s *symbols) *ir.Program {
 			Subject: normSelector(p.Select),
 			Rules:   []ir.RuleID{},
 			Audit:   p.Audit.IsValid(),
+			Tier:    p.Tier,
+		}
+		if p.Tier != dsl.TierNone {
+			pol.Priority = p.Priority
 		}
 		pol.Subjects = localEndpoints(s, selectEndpoints(s, pol.Subject))
 		for _, d := range p.Isolate {
@@ -74,6 +78,9 @@ func normalize(s *symbols) *ir.Program {
 				Peers:  normPeers(r.Peers, s, &discard),
 				Ports:  normPorts(r.Ports, &discard),
 				Audit:  pol.Audit,
+				Tier:   pol.Tier,
+				// Rank: rankTiers, once every policy is known
+				Priority: pol.Priority,
 			}
 			rule.Text = ruleText(r, rule, &discard)
 			prog.Rules = append(prog.Rules, rule)
@@ -83,6 +90,7 @@ func normalize(s *symbols) *ir.Program {
 		prog.Policies = append(prog.Policies, pol)
 	}
 	slices.SortFunc(prog.Policies, func(a, b *ir.Policy) int { return cmp.Compare(a.Name, b.Name) })
+	rankTiers(prog)
 
 	for _, pf := range s.prefilters {
 		for _, entry := range pf.Entries {
@@ -104,8 +112,40 @@ func normalize(s *symbols) *ir.Program {
 	return prog
 }
 
-// isolate marks direction dir default-deny for pol's subjects.
+// rankTiers numbers the rules of each tier from 1 in the tier's order:
+// by the policy's priority, then the policy's name, then rule ID. Both
+// directions share one numbering; untiered rules keep Rank 0.
+func rankTiers(prog *ir.Program) {
+	byID := make(map[ir.RuleID]*ir.Rule, len(prog.Rules))
+	for _, r := range prog.Rules {
+		byID[r.ID] = r
+	}
+	for _, tier := range []dsl.Tier{dsl.TierAdmin, dsl.TierBaseline} {
+		var pols []*ir.Policy
+		for _, pol := range prog.Policies {
+			if pol.Tier == tier {
+				pols = append(pols, pol)
+			}
+		}
+		slices.SortStableFunc(pols, func(a, b *ir.Policy) int {
+			return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(a.Name, b.Name))
+		})
+		rank := uint32(0)
+		for _, pol := range pols {
+			for _, id := range pol.Rules { // in ID order
+				rank++
+				byID[id].Rank = rank
+			}
+		}
+	}
+}
+
+// isolate marks direction dir default-deny for pol's subjects; a tiered
+// policy never isolates.
 func isolate(pol *ir.Policy, dir dsl.Direction) {
+	if pol.Tier != dsl.TierNone {
+		return
+	}
 	if dir == dsl.Ingress || dir == dsl.Egress {
 		pol.Isolates[dir] = true
 	}

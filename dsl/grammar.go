@@ -48,11 +48,27 @@ type gCIDR struct {
 }
 
 type gPolicy struct {
-	Pos    lexer.Position
-	Name   *gName     `parser:"'policy' @@"`
-	Audit  *gAudit    `parser:"@@? '{'"`
-	Select *gSelector `parser:"'select' @@"`
-	Items  []*gItem   `parser:"@@* '}'"`
+	Pos      lexer.Position
+	Name     *gName     `parser:"'policy' @@"`
+	Audit    *gAudit    `parser:"@@?"`
+	Tier     *gTier     `parser:"@@?"`
+	Priority *gPriority `parser:"@@? '{'"`
+	Select   *gSelector `parser:"'select' @@"`
+	Items    []*gItem   `parser:"@@* '}'"`
+}
+
+// gTier is `tier admin` or `tier baseline` after a policy's name. Like
+// audit, tier, admin, baseline and priority are words, not keywords: they
+// mean something only here, so older names may still use them.
+type gTier struct {
+	Pos  lexer.Position
+	Tier string `parser:"'tier' @( 'admin' | 'baseline' )"`
+}
+
+// gPriority is `priority N`; the checker wants it with a tier, 0..1000.
+type gPriority struct {
+	Pos   lexer.Position
+	Value *gInt `parser:"'priority' @@"`
 }
 
 // gAudit is the `audit` keyword after a policy's name.
@@ -74,7 +90,7 @@ type gIsolate struct {
 type gRule struct {
 	Pos      lexer.Position
 	Dir      string     `parser:"@( 'ingress' | 'egress' )"`
-	Action   string     `parser:"@( 'allow' | 'deny' )"`
+	Action   string     `parser:"@( 'allow' | 'deny' | 'pass' )"`
 	PeerWord *gPeerWord `parser:"( @@"`
 	Peers    []*gPeer   `parser:"  @@ ( ',' @@ )* )?"`
 	Ports    []*gL4     `parser:"( 'on' @@ ( ',' @@ )* )?"`

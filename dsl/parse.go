@@ -3,6 +3,7 @@ package dsl
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -342,6 +343,18 @@ func (p *polParser) policy(g *gPolicy) Decl {
 	if g.Audit != nil {
 		d.Audit = polPos(g.Audit.Pos)
 	}
+	if g.Tier != nil {
+		d.TierPos, d.Tier = polPos(g.Tier.Pos), TierAdmin
+		if g.Tier.Tier == "baseline" {
+			d.Tier = TierBaseline
+		}
+	}
+	if g.Priority != nil {
+		d.PriorityPos = polPos(g.Priority.Pos)
+		if n := p.integer(g.Priority.Value); n != nil {
+			d.Priority = polClampPriority(n.Value)
+		}
+	}
 	p.anchor(g.Pos, &d.Doc)
 	for _, it := range g.Items {
 		if it.Isolate != nil {
@@ -358,6 +371,18 @@ func (p *polParser) policy(g *gPolicy) Decl {
 	return d
 }
 
+// polClampPriority keeps a written priority in int range (a no-op where
+// int has 64 bits); the checker reports anything outside 0..MaxPriority.
+func polClampPriority(v int64) int {
+	switch {
+	case v > math.MaxInt:
+		return math.MaxInt
+	case v < math.MinInt:
+		return math.MinInt
+	}
+	return int(v)
+}
+
 func polDirection(s string) Direction {
 	if s == "egress" {
 		return Egress
@@ -367,8 +392,11 @@ func polDirection(s string) Direction {
 
 func (p *polParser) rule(g *gRule) *Rule {
 	r := &Rule{Pos: polPos(g.Pos), Dir: polDirection(g.Dir), Action: Allow}
-	if g.Action == "deny" {
+	switch g.Action {
+	case "deny":
 		r.Action = Deny
+	case "pass":
+		r.Action = Pass
 	}
 	if g.PeerWord != nil {
 		r.PeerPos = polPos(g.PeerWord.Pos)
@@ -805,15 +833,41 @@ func (e *polExplainer) cidrList(what string) {
 	}
 }
 
+// isWord reports whether the next token is the word w: the words that
+// mean something in one place only (audit, tier, priority, pass) are not
+// keywords.
+func (e *polExplainer) isWord(w string) bool {
+	t := e.peek()
+	return t.Type == tokWord && t.Value == w
+}
+
 func (e *polExplainer) policy() {
 	e.name(`a policy name after "policy"`)
-	e.want(`"{" after the policy name`, "{")
+	follow := `"audit", "tier", "priority" or "{" after the policy name`
+	if e.isWord("audit") {
+		e.next()
+		follow = `"tier", "priority" or "{" after "audit"`
+	}
+	if e.isWord("tier") {
+		e.next()
+		if !e.isWord("admin") && !e.isWord("baseline") {
+			e.fail(`"admin" or "baseline" after "tier"`)
+		}
+		e.next()
+		follow = `"priority" after the tier (as in "tier admin priority 10")`
+	}
+	if e.isWord("priority") {
+		e.next()
+		e.integer(`a priority number (0 to 1000) after "priority"`)
+		follow = `"{" after the priority`
+	}
+	e.want(follow, "{")
 	if !e.is("select") {
 		e.failMsg(fmt.Sprintf(`unexpected %s; a policy needs "select" first`, polDescribe(e.peek())))
 	}
 	e.next()
 	e.selector(`a selector after "select" (app=web, {app=web, tier=db} or {} for every endpoint)`)
-	follow := `a rule ("ingress" or "egress"), "isolate" or "}"`
+	follow = `a rule ("ingress" or "egress"), "isolate" or "}"`
 	for {
 		switch {
 		case e.is("}"):
@@ -842,7 +896,11 @@ func (e *polExplainer) policy() {
 // rule reads one rule and returns what may follow it.
 func (e *polExplainer) rule() string {
 	dir := e.next().Value
-	e.want(fmt.Sprintf(`"allow" or "deny" after %q`, dir), "allow", "deny")
+	if e.isWord("pass") {
+		e.next()
+	} else {
+		e.want(fmt.Sprintf(`"allow", "deny" or "pass" after %q`, dir), "allow", "deny")
+	}
 	follow := `"from", "to", "on", another rule or "}"`
 	if e.is("from", "to") {
 		w := e.next().Value
@@ -1278,6 +1336,22 @@ func (f *polFast) policy() *gPolicy {
 	if f.is("audit") {
 		g.Audit = &gAudit{Pos: f.next().Pos, Kw: "audit"}
 	}
+	if f.is("tier") {
+		pos := f.next().Pos
+		if !f.is("admin") && !f.is("baseline") {
+			f.ok = false
+			return nil
+		}
+		g.Tier = &gTier{Pos: pos, Tier: f.next().Value}
+	}
+	if f.is("priority") {
+		pos := f.next().Pos
+		n := f.integer()
+		if !f.ok {
+			return nil
+		}
+		g.Priority = &gPriority{Pos: pos, Value: n}
+	}
 	f.want("{")
 	f.want("select")
 	if !f.ok {
@@ -1321,7 +1395,7 @@ func (f *polFast) policy() *gPolicy {
 func (f *polFast) rule() *gRule {
 	dir := f.next()
 	g := &gRule{Pos: dir.Pos, Dir: dir.Value}
-	if !f.is("allow") && !f.is("deny") {
+	if !f.is("allow") && !f.is("deny") && !f.is("pass") {
 		f.ok = false
 		return nil
 	}

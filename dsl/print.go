@@ -135,6 +135,12 @@ func polDeclText(d Decl) string {
 		if d.Audit.IsValid() {
 			b.WriteString(" audit")
 		}
+		if d.Tier != TierNone {
+			b.WriteString(" tier " + d.Tier.String())
+		}
+		if d.Tier != TierNone || d.PriorityPos.IsValid() {
+			b.WriteString(" priority " + strconv.Itoa(d.Priority))
+		}
 		b.WriteString(" {\n")
 		b.WriteString("  select " + polSelectorText(d.Select) + "\n")
 		polWriteDoc(&b, "  ", d.IsolateDoc)

@@ -717,7 +717,7 @@ func (r *yamlReader) policy(f *File, n *yaml.Node) {
 		return
 	}
 	p := &Policy{Pos: r.pos(n), Doc: yamlDocLines(n.HeadComment)}
-	fs := r.fields(n, "in policy", []string{"name", "audit", "select", "isolate", "ingress", "egress"})
+	fs := r.fields(n, "in policy", []string{"name", "audit", "tier", "priority", "select", "isolate", "ingress", "egress"})
 	r.requireName(n, fs, "policy")
 	hasSelect := false
 	for _, fl := range fs {
@@ -726,6 +726,21 @@ func (r *yamlReader) policy(f *File, n *yaml.Node) {
 			p.Name, _ = r.ident(fl.val, "policy name")
 		case "audit":
 			p.Audit = r.flag(fl)
+		case "tier":
+			s, ok := r.scalar(fl.val, "a tier (admin or baseline)")
+			switch {
+			case !ok:
+			case s == "admin":
+				p.Tier, p.TierPos = TierAdmin, r.pos(fl.key)
+			case s == "baseline":
+				p.Tier, p.TierPos = TierBaseline, r.pos(fl.key)
+			default:
+				r.errorf(fl.val, "unknown tier %q%s", s, yamlSuggest(s, []string{"admin", "baseline"}))
+			}
+		case "priority":
+			if v := r.integer(fl.val, "a priority (0 to 1000)"); v != nil {
+				p.Priority, p.PriorityPos = polClampPriority(v.Value), r.pos(fl.key)
+			}
 		case "select":
 			hasSelect = true
 			p.Select = r.selector(fl.val)
@@ -770,15 +785,17 @@ func (r *yamlReader) rule(n *yaml.Node, dir Direction) *Rule {
 	for _, fl := range r.fields(n, "in rule", []string{"action", "from", "to", "ports"}) {
 		switch fl.key.Value {
 		case "action":
-			s, ok := r.scalar(fl.val, "an action (allow or deny)")
+			s, ok := r.scalar(fl.val, "an action (allow, deny or pass)")
 			switch {
 			case !ok:
 			case s == "allow":
 				rule.Action = Allow
 			case s == "deny":
 				rule.Action = Deny
+			case s == "pass":
+				rule.Action = Pass
 			default:
-				r.errorf(fl.val, "unknown action %q%s", s, yamlSuggest(s, []string{"allow", "deny"}))
+				r.errorf(fl.val, "unknown action %q%s", s, yamlSuggest(s, []string{"allow", "deny", "pass"}))
 			}
 			hasAction = true
 		case "from", "to":
@@ -1766,6 +1783,12 @@ func yamlPolicyNode(p *Policy) *yaml.Node {
 	if p.Audit.IsValid() {
 		n.Content = append(n.Content, yamlStr("audit"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
 	}
+	if p.Tier != TierNone {
+		n.Content = append(n.Content, yamlStr("tier"), yamlStr(p.Tier.String()))
+	}
+	if p.Tier != TierNone || p.PriorityPos.IsValid() {
+		n.Content = append(n.Content, yamlStr("priority"), &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(p.Priority)})
+	}
 	n.Content = append(n.Content, yamlStr("select"), yamlSelectorNode(p.Select))
 	if len(p.Isolate) > 0 {
 		iso := yamlFlowSeq()
@@ -1777,8 +1800,9 @@ func yamlPolicyNode(p *Policy) *yaml.Node {
 		n.Content = append(n.Content, k, iso)
 	}
 	// Rules are grouped by direction, in the order the directions first
-	// appear; deny beats allow whatever the order, so grouping keeps the
-	// meaning.
+	// appear; deny beats allow whatever the order, and in a tier (where
+	// the first match decides) only rules of one direction compete, in
+	// the order they keep, so grouping keeps the meaning.
 	var order []Direction
 	groups := map[Direction]*yaml.Node{}
 	for _, r := range p.Rules {

@@ -50,6 +50,12 @@ before any hook sees it (docs/kubernetes.md, "Services"). explain shows
 the verdict for every backend and explains the first in name order; a
 Service without a backend for the port delivers nothing (verdict deny).
 
+With tiered policies (docs/language.md, "Tiers"), a rule's policy shows
+its tier and priority, and a hook where a tier took part gets a "tiers:"
+line: the pass rules the packet crossed and the level that decided
+("admin pass by rule 18 (guard, priority 10) → namespace level: allow by
+rule 23 (api-in)"); in JSON, a point's "passes" and "level".
+
 The reference evaluator always decides; the packet also runs through the
 kernel programs (BPF_PROG_TEST_RUN on a fresh host) when they can be loaded,
 and explain says so if the two differ (exit status 1). -o json prints one
@@ -221,9 +227,12 @@ func identityText(r eval.Resolution) string {
 }
 
 // pointReason adds why a reserved decision was made.
-func pointReason(p eval.PointDecision) string {
+func pointReason(ev *eval.Evaluator, p eval.PointDecision) string {
 	switch p.Rule {
 	case ir.RuleDefaultAllow:
+		if admin, baseline, _ := ev.TieredRules(p.Subject.Name, p.Dir); len(admin)+len(baseline) > 0 {
+			return fmt.Sprintf(" (no untiered policy selects %s for %s, and no rule of a tier decides)", p.Subject.Name, p.Dir)
+		}
 		return fmt.Sprintf(" (no policy selects %s for %s)", p.Subject.Name, p.Dir)
 	case ir.RuleDefaultDeny:
 		return fmt.Sprintf(" (policies select %s for %s and no rule allows this)", p.Subject.Name, p.Dir)
@@ -270,7 +279,10 @@ func (ex *explanation) text(w io.Writer) error {
 		if p.Dir == dsl.Egress {
 			peer = "to"
 		}
-		fmt.Fprintf(w, "  %s %s %s %s: %s by %s%s\n", p.Subject.Name, p.Dir, peer, p.Remote, p.Verdict, ruleDetail(ex.prog, p.Rule), pointReason(p))
+		fmt.Fprintf(w, "  %s %s %s %s: %s by %s%s\n", p.Subject.Name, p.Dir, peer, p.Remote, p.Verdict, ruleDetail(ex.prog, p.Rule), pointReason(ex.ev, p))
+		if tiersTookPart(ex.prog, p) {
+			fmt.Fprintf(w, "    tiers: %s\n", tierChain(ex.prog, p))
+		}
 		if p.Audit != 0 {
 			fmt.Fprintf(w, "    audit: would be denied by %s\n", ruleDetail(ex.prog, p.Audit))
 		}
@@ -389,4 +401,55 @@ func (ex *explanation) json() explainJSON {
 			Points: k.Points, Agrees: ex.out.Diff() == "", Difference: ex.out.Diff()}
 	}
 	return j
+}
+
+// tiersTookPart reports whether a tiered policy's rule passed the packet
+// on or decided it at point p: then explain shows the chain of levels.
+func tiersTookPart(prog *ir.Program, p eval.PointDecision) bool {
+	if len(p.Passes) > 0 {
+		return true
+	}
+	r := harness.LookupRule(prog, p.Rule)
+	return r != nil && r.Tier != dsl.TierNone
+}
+
+// decidingLevel names the level of the evaluation order that decided with
+// rule id: admin, namespace, baseline, or default (default-allow).
+func decidingLevel(prog *ir.Program, id ir.RuleID) string {
+	if r := harness.LookupRule(prog, id); r != nil {
+		if r.Tier != dsl.TierNone {
+			return r.Tier.String()
+		}
+		return "namespace"
+	}
+	if id == ir.RuleDefaultAllow {
+		return "default"
+	}
+	return "namespace" // default-deny: an untiered policy isolates
+}
+
+// tierChain is the way a point's decision went through the tiers:
+// "admin pass by rule 18 (guardrails, priority 10) → namespace level:
+// allow by rule 23 (api-in)".
+func tierChain(prog *ir.Program, p eval.PointDecision) string {
+	var steps []string
+	for _, id := range p.Passes {
+		if r := harness.LookupRule(prog, id); r != nil {
+			steps = append(steps, fmt.Sprintf("%s pass by rule %d (%s, priority %d)", r.Tier, id, r.Policy, r.Priority))
+		}
+	}
+	last := ""
+	switch r := harness.LookupRule(prog, p.Rule); {
+	case r != nil && r.Tier != dsl.TierNone:
+		last = fmt.Sprintf("%s: %s by rule %d (%s, priority %d)", r.Tier, p.Verdict, p.Rule, r.Policy, r.Priority)
+	case r != nil:
+		last = fmt.Sprintf("namespace level: %s by rule %d (%s)", p.Verdict, p.Rule, r.Policy)
+	case p.Rule == ir.RuleDefaultAllow:
+		last = "default allow"
+	case p.Rule == ir.RuleDefaultDeny:
+		last = "namespace level: default-deny (an untiered policy isolates " + p.Subject.Name + " for " + p.Dir.String() + ")"
+	default:
+		last = harness.RuleName(p.Rule)
+	}
+	return strings.Join(append(steps, last), " → ")
 }

@@ -12,6 +12,7 @@ func TestExplainGolden(t *testing.T) {
 	chdirRoot(t)
 	q := "testdata/quickstart.pol"
 	const svcCluster, svcPolicy = "testdata/k8s/services/cluster.yaml", "testdata/k8s/services/policy.yaml"
+	const tiers = "testdata/tiers/tiers.pol"
 	cases := []struct {
 		golden string
 		args   []string
@@ -33,6 +34,13 @@ func TestExplainGolden(t *testing.T) {
 		{"service-denied.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "udp default.bar -> svc/kube-system/kube-dns:dns"}, true},
 		{"service-no-backend.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/empty:80"}, false},
 		{"service-json.txt", []string{"explain", "--reference", "-o", "json", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/kubernetes:443"}, false},
+		// Tiers, on the reference alone until the datapath has them.
+		{"tiers-admin-allow.txt", []string{"explain", "--reference", tiers, "tcp mon -> api:9100"}, false},
+		{"tiers-admin-deny.txt", []string{"explain", "--reference", tiers, "tcp web -> 192.0.2.1:443"}, false},
+		{"tiers-pass-namespace.txt", []string{"explain", "--reference", tiers, "udp web -> dns:53"}, false},
+		{"tiers-pass-baseline.txt", []string{"explain", "--reference", tiers, "tcp mon -> db:5432"}, false},
+		{"tiers-baseline-pass.txt", []string{"explain", "--reference", tiers, "tcp mon -> lab:8443"}, false},
+		{"tiers-json.txt", []string{"explain", "--reference", "-o", "json", tiers, "tcp mon -> db:5432"}, false},
 		{"service-unknown.txt", []string{"explain", "--reference", "--k8s", svcCluster, svcPolicy, "udp default.foo -> svc/kube-system/kubedns:53"}, false},
 	}
 	for _, c := range cases {
@@ -67,5 +75,42 @@ func TestExplainJSONVerdict(t *testing.T) {
 		if !strings.Contains(stdout, "->") {
 			t.Errorf("%s: the packet should read as written (no HTML escapes):\n%s", flow, stdout)
 		}
+	}
+}
+
+// TestExplainTiersJSON: a point's JSON carries the pass rules crossed and
+// the level that decided; the rules carry their tier and priority.
+func TestExplainTiersJSON(t *testing.T) {
+	chdirRoot(t)
+	code, stdout, stderr := runPolc(t, "explain", "--reference", "-o", "json", "testdata/tiers/tiers.pol", "udp web -> dns:53")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	var got struct {
+		Verdict string
+		Points  []struct {
+			Subject string
+			Level   string
+			Rule    struct{ Policy, Tier string }
+			Passes  []struct {
+				ID       uint32
+				Tier     string
+				Priority *int
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	if got.Verdict != "allow" || len(got.Points) != 2 {
+		t.Fatalf("got %+v", got)
+	}
+	web, dns := got.Points[0], got.Points[1]
+	if web.Subject != "web" || web.Level != "namespace" || web.Rule.Policy != "web-out" || web.Rule.Tier != "" ||
+		len(web.Passes) != 1 || web.Passes[0].ID != 20 || web.Passes[0].Tier != "admin" || web.Passes[0].Priority == nil || *web.Passes[0].Priority != 10 {
+		t.Errorf("web egress: got %+v", web)
+	}
+	if dns.Subject != "dns" || dns.Level != "" || len(dns.Passes) != 0 {
+		t.Errorf("dns ingress (no tier decides or passes): got %+v", dns)
 	}
 }

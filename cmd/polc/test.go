@@ -328,13 +328,24 @@ func writeTestTable(w io.Writer, prog *ir.Program, res []harness.TestResult, ker
 }
 
 // ruleDetail is a rule id with its source and text: "rule 18 at
-// quickstart.pol:13 (api-in): ingress deny from 192.0.2.66".
+// quickstart.pol:13 (api-in): ingress deny from 192.0.2.66"; a tiered
+// rule's policy comes with its tier and priority: "(guard, admin tier,
+// priority 10)".
 func ruleDetail(prog *ir.Program, id ir.RuleID) string {
 	r := harness.LookupRule(prog, id)
 	if r == nil {
 		return harness.RuleName(id)
 	}
-	return fmt.Sprintf("rule %d at %s:%d (%s): %s", id, r.Pos.File, r.Pos.Line, r.Policy, r.Text)
+	return fmt.Sprintf("rule %d at %s:%d (%s): %s", id, r.Pos.File, r.Pos.Line, rulePolicyText(r), r.Text)
+}
+
+// rulePolicyText is a rule's policy, with its tier and priority when it
+// has a tier.
+func rulePolicyText(r *ir.Rule) string {
+	if r.Tier == dsl.TierNone {
+		return r.Policy
+	}
+	return fmt.Sprintf("%s, %s tier, priority %d", r.Policy, r.Tier, r.Priority)
 }
 
 // writeHarnessJSON is writeJSON without HTML escapes, so that packets
@@ -389,6 +400,12 @@ type (
 		Verdict string    `json:"verdict"`
 		Rule    ruleJSON  `json:"rule"`
 		Audit   *ruleJSON `json:"audit,omitempty"`
+		// Passes are the pass rules of tiered policies the packet
+		// crossed before Rule decided (the reference only).
+		Passes []ruleJSON `json:"passes,omitempty"`
+		// Level is the level that decided, when a tiered policy took
+		// part: admin, namespace, baseline or default.
+		Level string `json:"level,omitempty"`
 	}
 	ruleJSON struct {
 		ID     uint32 `json:"id"`
@@ -398,6 +415,9 @@ type (
 		Col    int    `json:"col,omitempty"`
 		Policy string `json:"policy,omitempty"`
 		Text   string `json:"text,omitempty"`
+		// Tier and Priority are the rule's policy's, for a tiered rule.
+		Tier     string `json:"tier,omitempty"`
+		Priority *int   `json:"priority,omitempty"`
 	}
 )
 
@@ -406,13 +426,25 @@ func ruleToJSON(prog *ir.Program, id ir.RuleID) ruleJSON {
 	if r == nil {
 		return ruleJSON{ID: uint32(id), Name: harness.RuleName(id)}
 	}
-	return ruleJSON{ID: uint32(id), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col, Policy: r.Policy, Text: r.Text}
+	j := ruleJSON{ID: uint32(id), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col, Policy: r.Policy, Text: r.Text}
+	if r.Tier != dsl.TierNone {
+		prio := r.Priority
+		j.Tier, j.Priority = r.Tier.String(), &prio
+	}
+	return j
 }
 
 func referenceJSON(prog *ir.Program, r eval.Result) decisionJSON {
 	d := decisionJSON{Verdict: r.Verdict.String(), Rule: ruleToJSON(prog, r.Rule), Audit: auditJSON(prog, r.Audit), Points: []pointJSON{}}
 	for _, p := range r.Points {
-		d.Points = append(d.Points, pointJSON{p.Subject.Name, p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule), auditJSON(prog, p.Audit)})
+		pj := pointJSON{Subject: p.Subject.Name, Dir: p.Dir.String(), Verdict: p.Verdict.String(), Rule: ruleToJSON(prog, p.Rule), Audit: auditJSON(prog, p.Audit)}
+		for _, id := range p.Passes {
+			pj.Passes = append(pj.Passes, ruleToJSON(prog, id))
+		}
+		if tiersTookPart(prog, p) {
+			pj.Level = decidingLevel(prog, p.Rule)
+		}
+		d.Points = append(d.Points, pj)
 	}
 	return d
 }
@@ -423,7 +455,7 @@ func kernelJSON(prog *ir.Program, k *harness.KernelResult) *decisionJSON {
 	}
 	d := &decisionJSON{Verdict: k.Verdict.String(), Rule: ruleToJSON(prog, k.Rule), Audit: auditJSON(prog, k.Audit), Prefiltered: k.Prefiltered, Points: []pointJSON{}}
 	for _, p := range k.Points {
-		d.Points = append(d.Points, pointJSON{p.Subject.String(), p.Dir.String(), p.Verdict.String(), ruleToJSON(prog, p.Rule), auditJSON(prog, p.Audit)})
+		d.Points = append(d.Points, pointJSON{Subject: p.Subject.String(), Dir: p.Dir.String(), Verdict: p.Verdict.String(), Rule: ruleToJSON(prog, p.Rule), Audit: auditJSON(prog, p.Audit)})
 	}
 	return d
 }

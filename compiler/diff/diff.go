@@ -154,33 +154,59 @@ func (s *side) index() {
 // fingerprint sums up everything that decides for subject name in dir,
 // without rule ids or positions: equal fingerprints decide every flow
 // alike. With the same endpoints on both sides a selector is its text;
-// otherwise it is what it selects, and who owns which address.
+// otherwise it is what it selects, and who owns which address. The
+// namespace level's rules are a set (deny beats allow whatever the
+// order); a tier's are a list, in its order (the first match decides).
 func (s *side) fingerprint(name string, dir dsl.Direction, sameEndpoints bool) string {
 	isolated, rules, ok := s.ev.SubjectRules(name, dir)
+	admin, baseline, _ := s.ev.TieredRules(name, dir)
 	switch {
 	case !ok:
 		return "absent"
-	case !isolated:
+	case !isolated && len(admin) == 0 && len(baseline) == 0:
 		return "open"
 	}
-	keys := make([]string, 0, len(rules))
-	for _, r := range rules {
-		var sb strings.Builder
-		fmt.Fprintf(&sb, "%v %v", r.Action, r.Ports)
-		for _, p := range r.Peers {
-			switch {
-			case p.Kind == ir.PeerSelector && !sameEndpoints:
-				fmt.Fprintf(&sb, " sel[%s]", s.selects(p.Selector))
-			case p.Kind == ir.PeerWorld && !sameEndpoints:
-				fmt.Fprintf(&sb, " world[%s]", s.ownersDigest)
-			default:
-				fmt.Fprintf(&sb, " %v/%s", p.Kind, p.String())
-			}
+	var fp strings.Builder
+	if isolated {
+		keys := make([]string, 0, len(rules))
+		for _, r := range rules {
+			keys = append(keys, s.ruleKey(r, sameEndpoints))
 		}
-		keys = append(keys, sb.String())
+		slices.Sort(keys)
+		fp.WriteString("isolated\n" + strings.Join(slices.Compact(keys), "\n"))
+	} else {
+		fp.WriteString("not isolated")
 	}
-	slices.Sort(keys)
-	return "isolated\n" + strings.Join(slices.Compact(keys), "\n")
+	for _, tier := range []struct {
+		name  string
+		rules []*ir.Rule
+	}{{"admin", admin}, {"baseline", baseline}} {
+		if len(tier.rules) == 0 {
+			continue
+		}
+		fp.WriteString("\n" + tier.name)
+		for _, r := range tier.rules {
+			fp.WriteString("\n  " + s.ruleKey(r, sameEndpoints))
+		}
+	}
+	return fp.String()
+}
+
+// ruleKey is what a rule tests and does, without its id or position.
+func (s *side) ruleKey(r *ir.Rule, sameEndpoints bool) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%v %v", r.Action, r.Ports)
+	for _, p := range r.Peers {
+		switch {
+		case p.Kind == ir.PeerSelector && !sameEndpoints:
+			fmt.Fprintf(&sb, " sel[%s]", s.selects(p.Selector))
+		case p.Kind == ir.PeerWorld && !sameEndpoints:
+			fmt.Fprintf(&sb, " world[%s]", s.ownersDigest)
+		default:
+			fmt.Fprintf(&sb, " %v/%s", p.Kind, p.String())
+		}
+	}
+	return sb.String()
 }
 
 // selects is what a selector peer matches: the addresses of the endpoints
@@ -319,6 +345,10 @@ func (c *comparer) compareSubject(name string, dir dsl.Direction) []rawChange {
 			for _, r := range rules {
 				matches = append(matches, r.Ports...)
 			}
+		}
+		admin, baseline, _ := s.ev.TieredRules(name, dir)
+		for _, r := range append(admin, baseline...) {
+			matches = append(matches, r.Ports...)
 		}
 	}
 	cells := [2][]cell{cellsFor(matches, false), cellsFor(matches, true)}

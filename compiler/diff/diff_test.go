@@ -60,6 +60,9 @@ policy p { select app=a
 // packets often meet its boundaries.
 type gen struct {
 	r *rand.Rand
+	// tiers: about half the policies are admin or baseline, with
+	// priorities that tie now and then, and pass rules.
+	tiers bool
 }
 
 var (
@@ -87,14 +90,17 @@ func (g *gen) endpoints() []genEndpoint {
 	return eps
 }
 
-func (g *gen) rule() string {
+func (g *gen) rule(tiered bool) string {
 	dir, verb := "ingress", "from"
 	if g.r.IntN(2) == 0 {
 		dir, verb = "egress", "to"
 	}
 	action := "allow"
-	if g.r.IntN(4) == 0 {
+	switch n := g.r.IntN(4); {
+	case n == 0:
 		action = "deny"
+	case n == 1 && tiered:
+		action = "pass"
 	}
 	var peer string
 	switch g.r.IntN(5) {
@@ -115,8 +121,10 @@ func (g *gen) rule() string {
 }
 
 type genPolicy struct {
-	sel   string
-	rules []string
+	sel      string
+	tier     string // "", admin or baseline
+	priority int
+	rules    []string
 }
 
 func (g *gen) policies() []genPolicy {
@@ -126,12 +134,21 @@ func (g *gen) policies() []genPolicy {
 		if g.r.IntN(3) == 0 {
 			p.sel = fmt.Sprintf("tier=t%d", g.r.IntN(2))
 		}
+		g.tier(&p)
 		for range 1 + g.r.IntN(4) {
-			p.rules = append(p.rules, g.rule())
+			p.rules = append(p.rules, g.rule(p.tier != ""))
 		}
 		ps = append(ps, p)
 	}
 	return ps
+}
+
+// tier puts p in a tier, or none, when the generator makes tiers.
+func (g *gen) tier(p *genPolicy) {
+	if !g.tiers {
+		return
+	}
+	p.tier, p.priority = []string{"", "", "admin", "baseline"}[g.r.IntN(4)], g.r.IntN(3)
 }
 
 func source(eps []genEndpoint, ps []genPolicy) string {
@@ -140,7 +157,11 @@ func source(eps []genEndpoint, ps []genPolicy) string {
 		fmt.Fprintf(&sb, "endpoint %s labels(%s) addr %s\n", e.name, e.labels, strings.Join(e.addrs, ", "))
 	}
 	for i, p := range ps {
-		fmt.Fprintf(&sb, "policy p%d {\n  select %s\n%s}\n", i, p.sel, strings.Join(p.rules, ""))
+		tier := ""
+		if p.tier != "" {
+			tier = fmt.Sprintf(" tier %s priority %d", p.tier, p.priority)
+		}
+		fmt.Fprintf(&sb, "policy p%d%s {\n  select %s\n%s}\n", i, tier, p.sel, strings.Join(p.rules, ""))
 	}
 	return sb.String()
 }
@@ -155,11 +176,15 @@ func (g *gen) mutate(eps []genEndpoint, ps []genPolicy) ([]genEndpoint, []genPol
 	}
 	for range 1 + g.r.IntN(2) {
 		p := &ps[g.r.IntN(len(ps))]
-		switch g.r.IntN(8) {
+		n := 8
+		if g.tiers {
+			n = 10
+		}
+		switch g.r.IntN(n) {
 		case 0, 1:
-			p.rules[g.r.IntN(len(p.rules))] = g.rule()
+			p.rules[g.r.IntN(len(p.rules))] = g.rule(p.tier != "")
 		case 2:
-			p.rules = append(p.rules, g.rule())
+			p.rules = append(p.rules, g.rule(p.tier != ""))
 		case 3:
 			if len(p.rules) > 1 {
 				i := g.r.IntN(len(p.rules))
@@ -180,6 +205,17 @@ func (g *gen) mutate(eps []genEndpoint, ps []genPolicy) ([]genEndpoint, []genPol
 			e := &eps[g.r.IntN(len(eps))]
 			e.addrs = slices.Clone(e.addrs)
 			e.addrs[0] = fmt.Sprintf("10.0.2.%d", 200+g.r.IntN(50))
+		case 8:
+			// another priority: the tier's order changes
+			if p.tier != "" {
+				p.priority = g.r.IntN(3)
+			}
+		case 9:
+			// rules swapped: in a tier, the first match changes
+			if len(p.rules) > 1 {
+				i, j := g.r.IntN(len(p.rules)), g.r.IntN(len(p.rules))
+				p.rules[i], p.rules[j] = p.rules[j], p.rules[i]
+			}
 		}
 	}
 	return eps, ps
@@ -283,6 +319,11 @@ func covers(c Change, subject string, dir dsl.Direction, a netip.Addr, ownO, own
 // kind. Addresses an endpoint of both programs moved to or from are
 // compared by name instead (see the package doc), and checked so.
 func TestCompareIsExact(t *testing.T) {
+	t.Run("untiered", func(t *testing.T) { testCompareIsExact(t, false) })
+	t.Run("tiers", func(t *testing.T) { testCompareIsExact(t, true) })
+}
+
+func testCompareIsExact(t *testing.T, tiers bool) {
 	iterations := 300
 	if testing.Short() {
 		iterations = 60
@@ -290,7 +331,7 @@ func TestCompareIsExact(t *testing.T) {
 	checked, changed := 0, 0
 	for seed := range uint64(iterations) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		g := &gen{r: r}
+		g := &gen{r: r, tiers: tiers}
 		eps, ps := g.endpoints(), g.policies()
 		eps2, ps2 := g.mutate(eps, ps)
 		oldSrc, newSrc := source(eps, ps), source(eps2, ps2)

@@ -42,6 +42,10 @@ type PointDecision struct {
 	// policy that would deny it, or ir.RuleAuditDefaultDeny when an audit
 	// policy's isolation would; 0 when all policies pass it too.
 	Audit ir.RuleID
+	// Passes are the pass rules of tiered policies that sent the packet
+	// on before Rule decided, in order: the admin tier's, then the
+	// baseline tier's. Empty when the first level decided.
+	Passes []ir.RuleID
 }
 
 func (r Result) String() string {
@@ -62,7 +66,20 @@ func (p PointDecision) String() string {
 		peer = "to"
 	}
 	return p.Subject.Name + " " + p.Dir.String() + " " + peer + " " + p.Remote.String() +
-		" [" + p.RemoteIs.String() + "]: " + p.Verdict.String() + " (" + ruleName(p.Rule) + ")" + auditText(p.Audit)
+		" [" + p.RemoteIs.String() + "]: " + p.Verdict.String() + " (" + ruleName(p.Rule) + passesText(p.Passes) + ")" + auditText(p.Audit)
+}
+
+// passesText is " after pass rule 17, rule 20" for the pass rules
+// crossed, "" for none.
+func passesText(ids []ir.RuleID) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = ruleName(id)
+	}
+	return " after pass " + strings.Join(names, ", ")
 }
 
 func auditText(id ir.RuleID) string {
@@ -168,8 +185,9 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 		return res
 	}
 	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
-	setAudited := func(i int, v dsl.Verdict, r, audit ir.RuleID) {
-		res.Points[i].Verdict, res.Points[i].Rule, res.Points[i].Audit = v, r, audit
+	setDecided := func(i int, d decision) {
+		p := &res.Points[i]
+		p.Verdict, p.Rule, p.Audit, p.Passes = d.verdict, d.rule, d.audit, d.passes
 	}
 
 	ndAll := pkt.neighbourDiscovery()
@@ -231,8 +249,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			if reply {
 				dir = 1 - dir
 			}
-			v, r, a := e.decide(pt.subject, dir, pt.remote, &orig)
-			setAudited(i, v, r, a)
+			setDecided(i, e.decide(pt.subject, dir, pt.remote, &orig))
 		}
 	default:
 		for i, pt := range pts {
@@ -242,8 +259,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 				set(i, dsl.VerdictAllow, ir.RuleNonIP)
 				continue
 			}
-			v, r, a := e.decide(pt.subject, pt.dir, pt.remote, &pkt)
-			setAudited(i, v, r, a)
+			setDecided(i, e.decide(pt.subject, pt.dir, pt.remote, &pkt))
 		}
 	}
 	res.combine()

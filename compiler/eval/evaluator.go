@@ -1,9 +1,11 @@
 package eval
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
@@ -27,6 +29,7 @@ type Evaluator struct {
 // subject is what the evaluator needs to decide for one endpoint as a
 // subject, per direction (indexed by dsl.Direction).
 type subject struct {
+	// isolated and rules are the namespace level's: untiered policies.
 	isolated [2]bool
 	rules    [2][]*ir.Rule // from every enforcing policy that selects it, sorted by ID
 	// audited: an audit policy selects it in that direction; then
@@ -34,6 +37,10 @@ type subject struct {
 	audited     [2]bool
 	allIsolated [2]bool
 	allRules    [2][]*ir.Rule
+	// admin and baseline are the rules of the tiered policies that
+	// select it, in their tier's order: policy priority, policy name,
+	// rule ID.
+	admin, baseline [2][]tieredRule
 }
 
 // New indexes a program. The program must be checked IR (package compiler
@@ -81,6 +88,20 @@ func New(p *ir.Program) *Evaluator {
 				continue
 			}
 			s := &e.subjects[i]
+			if pol.Tier != dsl.TierNone {
+				// a tiered policy never isolates: its rules decide the
+				// packets they match, in its tier
+				tier := &s.admin
+				if pol.Tier == dsl.TierBaseline {
+					tier = &s.baseline
+				}
+				for _, id := range pol.Rules {
+					if r := rules[id]; r != nil && (r.Dir == dsl.Ingress || r.Dir == dsl.Egress) {
+						tier[r.Dir] = append(tier[r.Dir], tieredRule{r, pol})
+					}
+				}
+				continue
+			}
 			for d := range s.isolated {
 				if !pol.Audit {
 					s.isolated[d] = s.isolated[d] || pol.Isolates[d]
@@ -107,9 +128,32 @@ func New(p *ir.Program) *Evaluator {
 		for d := range e.subjects[i].rules {
 			e.subjects[i].rules[d] = sortRules(e.subjects[i].rules[d])
 			e.subjects[i].allRules[d] = sortRules(e.subjects[i].allRules[d])
+			tierOrder(e.subjects[i].admin[d])
+			tierOrder(e.subjects[i].baseline[d])
 		}
 	}
 	return e
+}
+
+// tieredRule is a rule of a tiered policy with its policy.
+type tieredRule struct {
+	rule *ir.Rule
+	pol  *ir.Policy
+}
+
+// tierOrder sorts a tier's rules as the meaning says, from the policies
+// rather than from Rule.Rank (which the lowering uses): by the policy's
+// priority, then its name, then rule ID.
+func tierOrder(rs []tieredRule) {
+	slices.SortFunc(rs, func(a, b tieredRule) int {
+		if a.pol.Priority != b.pol.Priority {
+			return cmp.Compare(a.pol.Priority, b.pol.Priority)
+		}
+		if a.pol.Name != b.pol.Name {
+			return strings.Compare(a.pol.Name, b.pol.Name)
+		}
+		return cmp.Compare(a.rule.ID, b.rule.ID)
+	})
 }
 
 // WithGeneration returns an Evaluator for the same program that stamps the
@@ -229,27 +273,94 @@ func (e *Evaluator) Prefiltered(src netip.Addr) bool { return containsAny(e.pref
 func EvalPrefilter(p *ir.Program, src netip.Addr) (drop bool) { return containsAny(p.Prefilter, src) }
 
 // decide applies policy at one point: subject si in direction dir, remote
-// address remote, for the L4 fields of pkt. The verdict and rule are the
-// enforcing policies'. When they pass the packet and an audit policy
-// selects the subject in dir, every policy (audit ones too) is asked the
-// same way; if that denies, audit is its rule (ir.RuleAuditDefaultDeny
-// for the default), and the packet still passes.
-func (e *Evaluator) decide(si int, dir dsl.Direction, remote netip.Addr, pkt *Packet) (v dsl.Verdict, rule, audit ir.RuleID) {
+// address remote, for the L4 fields of pkt, in the order of the tiers:
+//
+//  1. the admin tier: its first matching rule decides; pass goes on to 2;
+//  2. the namespace level (untiered policies): if one isolates the
+//     subject in dir, deny beats allow, else default-deny; if none does,
+//     on to 3;
+//  3. the baseline tier, like the admin tier; pass goes on to 4;
+//  4. default-allow.
+//
+// The decision is the enforcing policies'. When they pass the packet and
+// an audit policy selects the subject in dir, every policy (audit ones
+// too) is asked the same way; if that denies, audit is its rule
+// (ir.RuleAuditDefaultDeny for the default), and the packet still passes.
+func (e *Evaluator) decide(si int, dir dsl.Direction, remote netip.Addr, pkt *Packet) decision {
 	s := &e.subjects[si]
-	v, rule = e.decideBy(s.isolated[dir], s.rules[dir], remote, pkt)
-	if v != dsl.VerdictAllow || !s.audited[dir] {
-		return v, rule, 0
+	d := e.decideTiers(s, dir, s.isolated[dir], s.rules[dir], remote, pkt)
+	if d.verdict != dsl.VerdictAllow || !s.audited[dir] {
+		return d
 	}
-	if av, ar := e.decideBy(s.allIsolated[dir], s.allRules[dir], remote, pkt); av == dsl.VerdictDeny {
-		if ar == ir.RuleDefaultDeny {
-			ar = ir.RuleAuditDefaultDeny
+	if a := e.decideTiers(s, dir, s.allIsolated[dir], s.allRules[dir], remote, pkt); a.verdict == dsl.VerdictDeny {
+		d.audit = a.rule
+		if d.audit == ir.RuleDefaultDeny {
+			d.audit = ir.RuleAuditDefaultDeny
 		}
-		return v, rule, ar
 	}
-	return v, rule, 0
+	return d
 }
 
-// decideBy decides with one set of policies: isolation and rules.
+// decision is what decide says at one point.
+type decision struct {
+	verdict dsl.Verdict
+	rule    ir.RuleID
+	audit   ir.RuleID
+	// passes are the pass rules the packet crossed on the way to rule,
+	// in order: an admin rule's, then a baseline rule's.
+	passes []ir.RuleID
+}
+
+// decideTiers decides with the tiers of s and one namespace level
+// (isolation and untiered rules).
+func (e *Evaluator) decideTiers(s *subject, dir dsl.Direction, isolated bool, rules []*ir.Rule, remote netip.Addr, pkt *Packet) decision {
+	var d decision
+	if r := e.firstMatch(s.admin[dir], remote, pkt); r != nil {
+		if r.Action != dsl.Pass {
+			d.verdict, d.rule = actionVerdict(r.Action), r.ID
+			return d
+		}
+		d.passes = append(d.passes, r.ID)
+	}
+	if isolated {
+		d.verdict, d.rule = e.decideBy(true, rules, remote, pkt)
+		return d
+	}
+	if r := e.firstMatch(s.baseline[dir], remote, pkt); r != nil {
+		if r.Action != dsl.Pass {
+			d.verdict, d.rule = actionVerdict(r.Action), r.ID
+			return d
+		}
+		d.passes = append(d.passes, r.ID)
+	}
+	d.verdict, d.rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	return d
+}
+
+// firstMatch returns the first rule of a tier, in its order, that matches
+// the packet, or nil.
+func (e *Evaluator) firstMatch(tier []tieredRule, remote netip.Addr, pkt *Packet) *ir.Rule {
+	if len(tier) == 0 {
+		return nil
+	}
+	owner := e.owner(remote)
+	for _, t := range tier {
+		if e.ruleMatches(t.rule, remote, owner, pkt) {
+			return t.rule
+		}
+	}
+	return nil
+}
+
+func actionVerdict(a dsl.Action) dsl.Verdict {
+	if a == dsl.Deny {
+		return dsl.VerdictDeny
+	}
+	return dsl.VerdictAllow
+}
+
+// decideBy decides with one set of policies of the namespace level:
+// isolation and rules.
 func (e *Evaluator) decideBy(isolated bool, rules []*ir.Rule, remote netip.Addr, pkt *Packet) (dsl.Verdict, ir.RuleID) {
 	if !isolated {
 		return dsl.VerdictAllow, ir.RuleDefaultAllow
@@ -434,14 +545,15 @@ func (e *Evaluator) Decide(subject string, dir dsl.Direction, remote netip.Addr,
 	if !ok {
 		return dsl.VerdictAllow, ir.RuleNone, false
 	}
-	v, rule, _ = e.decide(i, dir, remote, &pkt)
-	return v, rule, true
+	d := e.decide(i, dir, remote, &pkt)
+	return d.verdict, d.rule, true
 }
 
-// SubjectRules says what decides for the endpoint called subject in
-// direction dir: whether a policy isolates it, and the rules of every
-// policy that selects it, sorted by ID. ok is false when the program has
-// no such endpoint.
+// SubjectRules says what decides at the namespace level for the endpoint
+// called subject in direction dir: whether an untiered policy isolates
+// it, and the rules of every untiered policy that selects it, sorted by
+// ID. ok is false when the program has no such endpoint. TieredRules has
+// the rest.
 func (e *Evaluator) SubjectRules(subject string, dir dsl.Direction) (isolated bool, rules []*ir.Rule, ok bool) {
 	i, ok := e.byName[subject]
 	if !ok {
@@ -449,4 +561,23 @@ func (e *Evaluator) SubjectRules(subject string, dir dsl.Direction) (isolated bo
 	}
 	s := &e.subjects[i]
 	return s.isolated[dir], s.rules[dir], true
+}
+
+// TieredRules returns the rules of the admin and the baseline policies
+// that select the endpoint called subject, in direction dir, each tier in
+// its order (the first match decides); ok is false when the program has
+// no such endpoint.
+func (e *Evaluator) TieredRules(subject string, dir dsl.Direction) (admin, baseline []*ir.Rule, ok bool) {
+	i, ok := e.byName[subject]
+	if !ok {
+		return nil, nil, false
+	}
+	s := &e.subjects[i]
+	for _, t := range s.admin[dir] {
+		admin = append(admin, t.rule)
+	}
+	for _, t := range s.baseline[dir] {
+		baseline = append(baseline, t.rule)
+	}
+	return admin, baseline, true
 }

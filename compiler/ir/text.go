@@ -56,6 +56,9 @@ func (p *Program) Text() string {
 		if pol.Audit {
 			w(true, "audit")
 		}
+		if pol.Tier != dsl.TierNone {
+			w(true, "tier", pol.Tier.String(), "priority", strconv.Itoa(pol.Priority))
+		}
 		w(true, "select", pol.Subject.String())
 		w(true, append([]string{"subjects"}, orNone(pol.Subjects)...)...)
 		var iso []string
@@ -76,6 +79,9 @@ func (p *Program) Text() string {
 		b.WriteByte('\n')
 		w(false, "rule", strconv.FormatUint(uint64(r.ID), 10), "policy", r.Policy, "at", r.Pos.String())
 		w(true, "text", r.Text)
+		if r.Tier != dsl.TierNone {
+			w(true, "tier", r.Tier.String(), "priority", strconv.Itoa(r.Priority), "rank", strconv.FormatUint(uint64(r.Rank), 10))
+		}
 		w(true, r.Dir.String(), r.Action.String())
 		for _, peer := range r.Peers {
 			words := []string{"peer", peer.Kind.String()}
