@@ -35,6 +35,11 @@ import (
 //     policy, then the entry written again over the expired one.
 //   - drop-reader: a new flow policy denies, with a goroutine reading the
 //     event ring as `polc monitor` does (events/pkt says how many it saw).
+//   - denied: a new flow policy denies (default-deny), no reader.
+//   - tiers=1000/fresh: fresh, with 1 000 admin policies on D
+//     (addAdminTier), the flow passed by the admin tier and allowed by
+//     the untiered rule; tiers=1000/admin-deny: a new flow an admin rule
+//     denies (no reader).
 //
 // BenchmarkDatapathParts has the per-component breakdown. `make
 // bench-datapath` runs both; docs/performance.md has the tables.
@@ -71,6 +76,49 @@ func BenchmarkDatapath(b *testing.B) {
 			m.run(b, in, denied, actShot)
 			stop()
 		})
+		b.Run(fmt.Sprintf("policy=%d/denied", n), func(b *testing.B) {
+			m.run(b, in, denied, actShot)
+		})
+		// the same world with 1 000 admin policies on D
+		dT := loadBenchDatapath(b, n, shippingConsts(nil), nil)
+		addAdminTier(b, dT, 1000)
+		dT.setBinding(idD)
+		b.Run(fmt.Sprintf("policy=%d/tiers=1000/fresh", n), func(b *testing.B) {
+			m.runFresh(b, dT, dT.coll.Programs[ProgEndpointIngress], fresh)
+		})
+		b.Run(fmt.Sprintf("policy=%d/tiers=1000/admin-deny", n), func(b *testing.B) {
+			m.run(b, dT.coll.Programs[ProgEndpointIngress], tcp(epB.v4, epD.v4, 40003, 20500, tcpSYN).bytes(), actShot)
+		})
+	}
+}
+
+// addAdminTier adds to d's policy what the compiler makes of n admin
+// policies selecting D (compiler/lower TestTiersThousandAdminPolicies
+// checks it), policy i of priority i with three ingress rules: deny from a
+// CIDR identity of its own on tcp/(1000+i), pass from B on tcp/80, deny
+// from B on tcp/(20000+i). Priorities are resolved at compile time: B's
+// tcp/80 class keeps its untiered allow (rule 31) in the main slot and
+// gains the lowest-rank pass in the admin slot, so a fresh flow from B to
+// D:80 takes the longest decision (admin pass, then the namespace level)
+// with the same lookups as without tiers; every other rule is an entry
+// the packet never looks up. D's flags (no probe hints) stay as they are.
+func addAdminTier(b *testing.B, d *datapath, n int) {
+	const firstRule = 1000
+	var keys []PolicyKey
+	var vals []PolicyValue
+	admin := func(k PolicyKey, v PolicyValue, verdict uint8, rule, rank uint32) {
+		v.AdminVerdict, v.AdminRule, v.AdminOrder = verdict, rule, rank
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	for i := range n {
+		rule, rank := uint32(firstRule+3*i), uint32(3*i+1)
+		admin(PolicyKey{Subject: idD, Remote: uint32(3000 + i), Port: uint16(1000 + i), Proto: 6}, PolicyValue{}, VerdictDeny, rule, rank)
+		admin(PolicyKey{Subject: idD, Remote: idB, Port: uint16(20000 + i), Proto: 6}, PolicyValue{}, VerdictDeny, rule+2, rank+2)
+	}
+	admin(PolicyKey{Subject: idD, Remote: idB, Port: 80, Proto: 6},
+		PolicyValue{Verdict: VerdictAllow, Rule: 31, Order: OrderUntiered(VerdictAllow, 31)}, VerdictPass, firstRule+1, 2)
+	if _, err := d.coll.Maps[MapPolicy].BatchUpdate(keys, vals, nil); err != nil {
+		b.Fatalf("fill the admin tier: %v", err)
 	}
 }
 
@@ -299,7 +347,7 @@ func loadBenchDatapath(b *testing.B, n int, consts map[string]uint32, share map[
 	for i := range n {
 		subj := uint32(1000 + i/50)
 		keys[i] = PolicyKey{Subject: subj, Remote: uint32(2000 + i%50), Port: uint16(i), Proto: 6}
-		vals[i] = PolicyValue{Verdict: VerdictAllow, Rule: uint32(100 + i%100)}
+		vals[i] = PolicyValue{Verdict: VerdictAllow, Rule: uint32(100 + i%100), Order: OrderUntiered(VerdictAllow, uint32(100+i%100))}
 		rk := PolicyRangeKey{Prefixlen: PolicyRangeKeyFixedBits + 12, Proto: 6}
 		binary.BigEndian.PutUint32(rk.Subject[:], subj)
 		binary.BigEndian.PutUint32(rk.Remote[:], uint32(2000+i%50))

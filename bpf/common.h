@@ -41,6 +41,7 @@ enum polc_rule {
 #define POLC_VERDICT_ALLOW 1
 #define POLC_VERDICT_DENY  2
 #define POLC_VERDICT_AUDIT 3 /* events only: passed, but an audit policy would deny (event.audit) */
+#define POLC_VERDICT_PASS  4 /* policy values only: a tiered rule hands the packet to the next level */
 
 /* Directions, from the endpoint's point of view. Equal to the PolicyEgress bit. */
 #define POLC_DIR_INGRESS 0
@@ -174,11 +175,23 @@ struct policy_key {
 	__u8 flags;  /* POLC_POLICY_* */
 };
 
-/* Value of policy and policy_ranges: the verdict precomputed for the key's class. */
+/*
+ * Value of policy and policy_ranges: the verdicts precomputed for the key's
+ * class, in two slots (docs/datapath.md). The admin slot holds the admin
+ * tier's rule of lowest rank among those matching the class; the main slot
+ * the namespace level's (untiered) or, for a direction no untiered policy
+ * isolates, the baseline tier's. A verdict of 0 is an empty slot. The
+ * datapath keeps, per slot, the hit of lowest order over its probes.
+ */
 struct policy_value {
-	__u8 verdict;
-	__u8 pad[3];
-	__u32 rule;
+	__u8 verdict;       /* main slot: 0, POLC_VERDICT_ALLOW, _DENY or _PASS */
+	__u8 admin_verdict; /* admin slot: 0, POLC_VERDICT_ALLOW, _DENY or _PASS */
+	__u8 tier;          /* the main slot's tier: 0 untiered, 2 baseline (for dumps; not read) */
+	__u8 pad;
+	__u32 rule;         /* main slot: the deciding rule id */
+	__u32 order;        /* main slot: untiered deny → rule, allow → 1<<30 | rule; baseline → rank */
+	__u32 admin_rule;   /* admin slot: the deciding rule id */
+	__u32 admin_order;  /* admin slot: the rule's rank */
 };
 
 /* Key of the policy_ranges LPM trie; prefixlen = 80 + significant port bits. */

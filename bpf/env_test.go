@@ -291,7 +291,7 @@ func (d *datapath) prefix(p string, id, flags uint32) {
 
 func (d *datapath) policy(k PolicyKey, verdict uint8, rule uint32) {
 	d.tb.Helper()
-	if err := d.coll.Maps[MapPolicy].Put(k, PolicyValue{Verdict: verdict, Rule: rule}); err != nil {
+	if err := d.coll.Maps[MapPolicy].Put(k, PolicyValue{Verdict: verdict, Rule: rule, Order: OrderUntiered(verdict, rule)}); err != nil {
 		d.tb.Fatal(err)
 	}
 }
@@ -307,7 +307,7 @@ func (d *datapath) portRange(subject, remote uint32, proto, flags uint8, lo, hi 
 	binary.BigEndian.PutUint32(k.Subject[:], subject)
 	binary.BigEndian.PutUint32(k.Remote[:], remote)
 	binary.BigEndian.PutUint16(k.Port[:], lo)
-	if err := d.coll.Maps[MapPolicyRanges].Put(k, PolicyValue{Verdict: verdict, Rule: rule}); err != nil {
+	if err := d.coll.Maps[MapPolicyRanges].Put(k, PolicyValue{Verdict: verdict, Rule: rule, Order: OrderUntiered(verdict, rule)}); err != nil {
 		d.tb.Fatal(err)
 	}
 }

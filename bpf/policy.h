@@ -64,31 +64,53 @@ static __always_inline struct ipcache_value polc_ipcache(const __u8 *addr, __u8 
 	return r;
 }
 
+/*
+ * struct polc_decision is the best hit of each slot over a packet's probes:
+ * the lowest order wins (verdict 0: no hit yet).
+ */
 struct polc_decision {
-	__u32 deny;  /* lowest deny rule hit, or 0 */
-	__u32 allow; /* lowest allow rule hit, or 0 */
+	__u32 admin_order;
+	__u32 admin_rule;
+	__u32 order;
+	__u32 rule;
+	__u8 admin_verdict;
+	__u8 verdict;
 };
 
 static __always_inline void polc_hit(struct polc_decision *d, const struct policy_value *v)
 {
 	if (!v)
 		return;
-	if (v->verdict == POLC_VERDICT_DENY) {
-		if (!d->deny || v->rule < d->deny)
-			d->deny = v->rule;
-	} else if (v->verdict == POLC_VERDICT_ALLOW) {
-		if (!d->allow || v->rule < d->allow)
-			d->allow = v->rule;
+	if (v->admin_verdict && (!d->admin_verdict || v->admin_order < d->admin_order)) {
+		d->admin_verdict = v->admin_verdict;
+		d->admin_order = v->admin_order;
+		d->admin_rule = v->admin_rule;
+	}
+	if (v->verdict && (!d->verdict || v->order < d->order)) {
+		d->verdict = v->verdict;
+		d->order = v->order;
+		d->rule = v->rule;
 	}
 }
 
 /*
- * polc_probe_remote looks up every class for one remote' (identity, any or
- * world); hints (POLC_HINT_*) say which port classes can exist. A packet
- * without ports (st->portless: a protocol other than TCP, UDP, SCTP and the
- * ICMP of its family) is asked about the any-port classes only, so that
- * ICMP in IPv6 never matches a rule on ICMP types.
+ * polc_settle applies the tiers to the best hits: the admin slot's verdict
+ * unless it is empty or pass, else the main slot's unless it is empty or
+ * pass; 0 when neither decides (the caller applies the default).
  */
+static __always_inline __u8 polc_settle(const struct polc_decision *d, __u32 *rule)
+{
+	if (d->admin_verdict == POLC_VERDICT_ALLOW || d->admin_verdict == POLC_VERDICT_DENY) {
+		*rule = d->admin_rule;
+		return d->admin_verdict;
+	}
+	if (d->verdict == POLC_VERDICT_ALLOW || d->verdict == POLC_VERDICT_DENY) {
+		*rule = d->rule;
+		return d->verdict;
+	}
+	return 0;
+}
+
 /*
  * struct polc_asker is who is asked about st->flow: the subject (its
  * identity and ipcache flags), the remote, and the direction. The hook's own
@@ -157,9 +179,13 @@ static __always_inline void polc_probe_remote(struct polc_decision *d, const str
 }
 
 /*
- * polc_policy_ask decides the flow st->flow for one asker: any deny wins
- * (lowest rule id), else any allow (lowest rule id), else the subject's
- * default for the direction. It returns the verdict and sets *rule.
+ * polc_policy_ask decides the flow st->flow for one asker: the admin tier's
+ * first matching rule unless it passes; else the main slot: at the namespace
+ * level any deny wins (lowest rule id), else any allow (lowest rule id), or,
+ * where no untiered policy isolates, the baseline tier's first matching
+ * rule unless it passes; else the subject's default for the direction
+ * (default-deny only when an untiered policy isolates it). It returns the
+ * verdict and sets *rule.
  */
 static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const struct polc_asker *a, __u32 *rule)
 {
@@ -169,6 +195,7 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 	__u32 rflag = egress ? POLC_IPC_EGRESS_RANGES : POLC_IPC_INGRESS_RANGES;
 	int ranges = cfg_has_ranges && (a->subject_flags & rflag) && !st->portless;
 	__u32 hints = POLC_HINT_ALL;
+	__u8 verdict;
 
 	if (cfg_policy_hints)
 		hints = (a->subject_flags >> (egress ? POLC_IPC_EGRESS_HINT_SHIFT : POLC_IPC_INGRESS_HINT_SHIFT)) &
@@ -182,14 +209,9 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 	    a->remote != POLC_IDENTITY_WORLD)
 		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, egress, ranges, hints);
 
-	if (d.deny) {
-		*rule = d.deny;
-		return POLC_VERDICT_DENY;
-	}
-	if (d.allow) {
-		*rule = d.allow;
-		return POLC_VERDICT_ALLOW;
-	}
+	verdict = polc_settle(&d, rule);
+	if (verdict)
+		return verdict;
 	if (a->subject_flags & isolated) {
 		*rule = POLC_RULE_DEFAULT_DENY;
 		return POLC_VERDICT_DENY;
@@ -200,10 +222,11 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 
 /*
  * polc_policy_audit asks every policy, audit ones too (the entries with
- * POLC_POLICY_AUDIT), about a flow the enforcing policies allow: the
- * lowest deny rule, or POLC_RULE_AUDIT_DEFAULT_DENY when no rule allows
- * (an audit entry set exists only for subjects some policy isolates), or
- * 0 when every policy allows it too. Without hints: audit is for rollout,
+ * POLC_POLICY_AUDIT), about a flow the enforcing policies allow, with the
+ * same tiers as polc_policy_ask: the deciding deny rule, or
+ * POLC_RULE_AUDIT_DEFAULT_DENY when no rule decides (an audit entry set
+ * exists only for subjects some untiered policy isolates), or 0 when every
+ * policy allows it too. Without hints: audit is for rollout,
  * not for speed.
  */
 static __always_inline __u32 polc_policy_audit(const struct pkt_state *st, const struct polc_asker *a)
@@ -211,15 +234,18 @@ static __always_inline __u32 polc_policy_audit(const struct pkt_state *st, const
 	struct polc_decision d = {};
 	__u8 flags = (a->dir == POLC_DIR_EGRESS) | POLC_POLICY_AUDIT;
 	int ranges = cfg_has_ranges && !st->portless;
+	__u32 rule = 0;
 
 	polc_probe_remote(&d, st, a->subject, a->remote, flags, ranges, POLC_HINT_ALL);
 	polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, flags, ranges, POLC_HINT_ALL);
 	if (!(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) && a->remote != POLC_IDENTITY_WORLD)
 		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, flags, ranges, POLC_HINT_ALL);
-	if (d.deny)
-		return d.deny;
-	if (d.allow)
+	switch (polc_settle(&d, &rule)) {
+	case POLC_VERDICT_DENY:
+		return rule;
+	case POLC_VERDICT_ALLOW:
 		return 0;
+	}
 	return POLC_RULE_AUDIT_DEFAULT_DENY;
 }
 

@@ -105,9 +105,9 @@ type LPMKey6 struct {
 // remote set to the remote's identity and to IdentityAny (and to
 // IdentityWorld when the remote is not local), and for each with the exact
 // protocol and port, the protocol with PolicyAnyPort, and protocol 0 (any)
-// with PolicyAnyPort. Each hit holds the verdict precomputed for its class;
-// the datapath combines hits: any deny wins, with the lowest rule id; else
-// any allow, with the lowest rule id; else the subject's default.
+// with PolicyAnyPort. Each hit holds the verdicts precomputed for its
+// class (PolicyValue); the datapath combines hits slot by slot, lowest
+// order first.
 //
 // For ICMP and ICMPv6 the "port" is type<<8 | code.
 type PolicyKey struct {
@@ -128,11 +128,41 @@ const (
 	PolicyAudit uint8 = 1 << 2
 )
 
-// PolicyValue is a precomputed verdict.
+// PolicyValue holds the verdicts precomputed for a key's class, in two
+// slots (docs/datapath.md): the admin slot, the admin tier's rule of
+// lowest rank among those matching the class; and the main slot, the
+// namespace level's verdict (untiered rules) or, in a direction no
+// untiered policy isolates, the baseline tier's. Verdict 0 is an empty
+// slot. Over a packet's probes the datapath keeps, per slot, the hit of
+// lowest order; then the admin slot decides unless empty or pass, else the
+// main slot unless empty or pass, else the subject's default.
 type PolicyValue struct {
-	Verdict uint8 // VerdictAllow or VerdictDeny
-	Pad     [3]uint8
-	Rule    uint32 // the deciding rule id (see compiler/ir RuleID)
+	Verdict      uint8 // main slot: 0, VerdictAllow, VerdictDeny or VerdictPass
+	AdminVerdict uint8 // admin slot: 0, VerdictAllow, VerdictDeny or VerdictPass
+	Tier         uint8 // the main slot's tier (TierBaseline or 0); for dumps, the datapath ignores it
+	Pad          uint8
+	Rule         uint32 // main slot: the deciding rule id (see compiler/ir RuleID)
+	// Order ranks main-slot hits, lowest first: for untiered rules
+	// OrderUntiered (deny beats allow, then the lowest rule id), for
+	// baseline rules the rule's rank.
+	Order      uint32
+	AdminRule  uint32 // admin slot: the deciding rule id
+	AdminOrder uint32 // admin slot: the rule's rank
+}
+
+// TierBaseline in PolicyValue.Tier: the main slot holds a baseline rule.
+const TierBaseline uint8 = 2
+
+// OrderAllow is added to an untiered allow rule's id to make its order:
+// every deny (order = its id) sorts before every allow.
+const OrderAllow uint32 = 1 << 30
+
+// OrderUntiered is the main-slot order of an untiered rule.
+func OrderUntiered(verdict uint8, rule uint32) uint32 {
+	if verdict == VerdictAllow {
+		return OrderAllow | rule
+	}
+	return rule
 }
 
 // Verdicts stored in PolicyValue.
@@ -142,6 +172,9 @@ const (
 	// VerdictAudit is an Event's verdict only: the packet passed, and
 	// Event.Audit is the audit policy's rule that would have denied it.
 	VerdictAudit uint8 = 3
+	// VerdictPass is a PolicyValue slot's only: a tiered rule hands the
+	// packet to the next level.
+	VerdictPass uint8 = 4
 )
 
 // PolicyRangeKey keys the policy_ranges LPM trie, which holds port

@@ -56,7 +56,7 @@ func TestInspect(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("inspect: exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"format 4,", "bundle sha256:", "tail calls", "identities (", "{app=web,tier=frontend}", "endpoints (3)", "endpoint 3 web",
+	for _, want := range []string{"format 5,", "bundle sha256:", "tail calls", "identities (", "{app=web,tier=frontend}", "endpoints (3)", "endpoint 3 web",
 		"198.51.100.128/25", "policy (", "tcp    5432", "rules (", "testdata/quickstart.pol:11:3"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("inspect output lacks %q", want)

@@ -12,8 +12,10 @@ import (
 // (the interface binding); format 3 objects keep one conntrack table per
 // endpoint (an array of maps), which the runtime fills; format 4 objects
 // keep the policy content maps as arrays of two maps and the generation
-// in a map (a map-only apply switches both with one update).
-const FormatVersion = 4
+// in a map (a map-only apply switches both with one update); format 5
+// policy values have two slots, admin and main, for tiered policy
+// (bpf.PolicyValue).
+const FormatVersion = 5
 
 // File names inside a bundle.
 const (
@@ -260,9 +262,16 @@ type Rule struct {
 	Policy string `json:"policy,omitempty"`
 	Text   string `json:"text,omitempty"`
 	// Verdict is what the rule (or reserved reason) decides: "allow",
-	// "deny", or "audit" for the rules of audit policies (reported, never
+	// "deny", "pass" (a tiered rule handing the packet to the next
+	// level), or "audit" for the rules of audit policies (reported, never
 	// enforced).
 	Verdict string `json:"verdict,omitempty"`
+	// Tier is "admin" or "baseline" for the rules of tiered policies (""
+	// at the namespace level); Priority is their policy's priority and
+	// Rank the rule's place in its tier's order, from 1 (ir.Rule.Rank).
+	Tier     string `json:"tier,omitempty"`
+	Priority *int   `json:"priority,omitempty"`
+	Rank     uint32 `json:"rank,omitempty"`
 }
 
 // Digest is the hex SHA-256 of b.

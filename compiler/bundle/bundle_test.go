@@ -23,9 +23,11 @@ func sample(t *testing.T) *Bundle {
 	recs[MapIPCache4] = AppendIPCacheHost(nil, netip.MustParseAddr("10.0.0.2"), bpf.IPCacheValue{Identity: 300, Flags: bpf.IPCacheLocal})
 	recs[MapIPCache4] = AppendIPCacheHost(recs[MapIPCache4], netip.MustParseAddr("10.0.0.1"), bpf.IPCacheValue{Identity: 256, Flags: bpf.IPCacheLocal | bpf.IPCacheIngressIsolated})
 	recs[MapIPCache6LPM] = AppendIPCacheLPM(nil, netip.MustParsePrefix("fd00::/64"), bpf.IPCacheValue{Identity: 400})
-	recs[MapPolicy] = AppendPolicy(nil, bpf.PolicyKey{Subject: 256, Remote: 300, Port: 80, Proto: 6}, bpf.PolicyValue{Verdict: bpf.VerdictAllow, Rule: 16})
-	recs[MapPolicy] = AppendPolicy(recs[MapPolicy], bpf.PolicyKey{Subject: 256, Remote: 0, Proto: 0, Flags: bpf.PolicyAnyPort}, bpf.PolicyValue{Verdict: bpf.VerdictDeny, Rule: 17})
-	recs[MapPolicyRanges] = AppendPolicyRange(nil, bpf.PolicyRangeKey{Prefixlen: 92, Subject: [4]byte{0, 0, 1, 0}, Remote: [4]byte{0, 0, 0, 1}, Proto: 6, Port: [2]byte{0x1f, 0x40}}, bpf.PolicyValue{Verdict: bpf.VerdictAllow, Rule: 18})
+	recs[MapPolicy] = AppendPolicy(nil, bpf.PolicyKey{Subject: 256, Remote: 300, Port: 80, Proto: 6}, bpf.PolicyValue{Verdict: bpf.VerdictAllow, Rule: 16, Order: bpf.OrderAllow | 16})
+	recs[MapPolicy] = AppendPolicy(recs[MapPolicy], bpf.PolicyKey{Subject: 256, Remote: 0, Proto: 0, Flags: bpf.PolicyAnyPort}, bpf.PolicyValue{Verdict: bpf.VerdictDeny, Rule: 17, Order: 17})
+	recs[MapPolicy] = AppendPolicy(recs[MapPolicy], bpf.PolicyKey{Subject: 256, Remote: 300, Proto: 17, Port: 53, Flags: bpf.PolicyEgress},
+		bpf.PolicyValue{Verdict: bpf.VerdictPass, Tier: bpf.TierBaseline, Rule: 20, Order: 2, AdminVerdict: bpf.VerdictDeny, AdminRule: 19, AdminOrder: 1})
+	recs[MapPolicyRanges] = AppendPolicyRange(nil, bpf.PolicyRangeKey{Prefixlen: 92, Subject: [4]byte{0, 0, 1, 0}, Remote: [4]byte{0, 0, 0, 1}, Proto: 6, Port: [2]byte{0x1f, 0x40}}, bpf.PolicyValue{Verdict: bpf.VerdictAllow, Rule: 18, Order: bpf.OrderAllow | 18})
 	recs[MapPrefilter4] = AppendPrefilter(nil, netip.MustParsePrefix("203.0.113.0/24"))
 	b := &Bundle{
 		Manifest: Manifest{
@@ -197,6 +199,8 @@ func TestNewMapSortsAndRejectsDuplicates(t *testing.T) {
 func TestDecode(t *testing.T) {
 	d := sample(t).Decode()
 	want := []PolicyRow{
+		{Subject: 256, Dir: "egress", Remote: 300, Proto: 17, Lo: 53, Hi: 53, Verdict: "pass", Rule: 20, Tier: "baseline", Rank: 2,
+			Admin: &AdminSlot{Verdict: "deny", Rule: 19, Rank: 1}},
 		{Subject: 256, Dir: "ingress", Remote: 0, Proto: 0, Lo: 0, Hi: 65535, AnyPort: true, Verdict: "deny", Rule: 17},
 		{Subject: 256, Dir: "ingress", Remote: 300, Proto: 6, Lo: 80, Hi: 80, Verdict: "allow", Rule: 16},
 	}
@@ -235,6 +239,8 @@ func TestMarshalRulesMatchesJSON(t *testing.T) {
 		{ID: 1, Name: "default-allow", Verdict: "allow"},
 		{ID: 16, File: "a b/c.pol", Line: 3, Col: 7, Policy: "p-1", Text: `ingress allow from "x" \ <y> & z` + "\t\n\x01 é \u2028 \xff", Verdict: "deny"},
 		{ID: 17},
+		{ID: 18, Policy: "guard", Verdict: "pass", Tier: "admin", Priority: new(int), Rank: 1},
+		{ID: 19, Policy: "defaults", Verdict: "deny", Tier: "baseline", Priority: func() *int { p := 1000; return &p }(), Rank: 2},
 	}
 	want, err := marshalLines(rules)
 	if err != nil {

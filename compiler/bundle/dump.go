@@ -48,8 +48,24 @@ type PolicyRow struct {
 	Lo      uint16 `json:"lo"`
 	Hi      uint16 `json:"hi"`
 	AnyPort bool   `json:"any_port,omitempty"`
+	// Verdict and Rule are the main slot: "allow", "deny", "pass" or
+	// "none" (an entry of admin rules only).
 	Verdict string `json:"verdict"`
 	Rule    uint32 `json:"rule"`
+	// Tier is "baseline" when the main slot holds a baseline rule, of
+	// rank Rank; "" for the namespace level (untiered rules).
+	Tier string `json:"tier,omitempty"`
+	Rank uint32 `json:"rank,omitempty"`
+	// Admin is the admin slot, nil when empty.
+	Admin *AdminSlot `json:"admin,omitempty"`
+}
+
+// AdminSlot is the admin tier's part of a policy entry: the matching admin
+// rule of lowest rank.
+type AdminSlot struct {
+	Verdict string `json:"verdict"` // allow, deny or pass
+	Rule    uint32 `json:"rule"`
+	Rank    uint32 `json:"rank"`
 }
 
 // PrefilterRow is one prefilter prefix.
@@ -107,18 +123,50 @@ func (b *Bundle) Decode() *Decoded {
 }
 
 func policyRow(subject, remote uint32, proto, flags uint8, v bpf.PolicyValue) PolicyRow {
-	r := PolicyRow{Subject: subject, Remote: remote, Proto: proto, Dir: "ingress", Rule: v.Rule, Verdict: "allow"}
+	r := PolicyRow{Subject: subject, Remote: remote, Proto: proto, Dir: "ingress", Rule: v.Rule, Verdict: verdictName(v.Verdict)}
 	if flags&bpf.PolicyEgress != 0 {
 		r.Dir = "egress"
 	}
-	switch v.Verdict {
-	case bpf.VerdictDeny:
-		r.Verdict = "deny"
-	case bpf.VerdictAllow:
-	default:
-		r.Verdict = fmt.Sprintf("verdict-%d", v.Verdict)
+	switch {
+	case v.Tier == bpf.TierBaseline:
+		r.Tier, r.Rank = "baseline", v.Order
+	case v.Tier != 0:
+		r.Tier, r.Rank = fmt.Sprintf("tier-%d", v.Tier), v.Order
+	case v.Verdict != 0 && v.Order != bpf.OrderUntiered(v.Verdict, v.Rule):
+		// not what the compiler writes: show it rather than hide it
+		r.Tier, r.Rank = "untiered-order", v.Order
+	}
+	if v.AdminVerdict != 0 {
+		r.Admin = &AdminSlot{Verdict: verdictName(v.AdminVerdict), Rule: v.AdminRule, Rank: v.AdminOrder}
 	}
 	return r
+}
+
+func verdictName(v uint8) string {
+	switch v {
+	case 0:
+		return "none"
+	case bpf.VerdictAllow:
+		return "allow"
+	case bpf.VerdictDeny:
+		return "deny"
+	case bpf.VerdictPass:
+		return "pass"
+	}
+	return fmt.Sprintf("verdict-%d", v)
+}
+
+// tierText is a policy row's tier column: the baseline rank of the main
+// slot and the admin slot, "" for an untiered entry.
+func tierText(r PolicyRow) string {
+	var parts []string
+	if r.Tier != "" {
+		parts = append(parts, fmt.Sprintf("%s rank %d", r.Tier, r.Rank))
+	}
+	if a := r.Admin; a != nil {
+		parts = append(parts, fmt.Sprintf("admin %s %d rank %d", a.Verdict, a.Rule, a.Rank))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func sortPolicyRows(rows []PolicyRow) {
@@ -310,17 +358,33 @@ func (b *Bundle) Text() string {
 		}
 		fmt.Fprintf(w, "  %s\t%s\t%d\t%s\t%s\t%s\n", r.Map, r.Prefix, r.Identity, names[r.Identity], strings.Join(r.Flags, ","), ep)
 	}
+	// The tiers column appears only in bundles with tiered entries, so
+	// that untiered dumps read as before.
+	tiered := false
+	for _, rows := range [][]PolicyRow{d.Policy, d.PolicyRanges} {
+		for _, r := range rows {
+			tiered = tiered || tierText(r) != ""
+		}
+	}
+	header := "  subject\t\tdir\tremote\t\tproto\tports\tverdict\trule\n"
+	if tiered {
+		header = "  subject\t\tdir\tremote\t\tproto\tports\tverdict\trule\ttiers\n"
+	}
 	policyRows := func(rows []PolicyRow) {
 		for _, r := range rows {
-			fmt.Fprintf(w, "  %d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", r.Subject, names[r.Subject], r.Dir, r.Remote, names[r.Remote], protoName(r.Proto), portText(r), r.Verdict, r.Rule)
+			fmt.Fprintf(w, "  %d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d", r.Subject, names[r.Subject], r.Dir, r.Remote, names[r.Remote], protoName(r.Proto), portText(r), r.Verdict, r.Rule)
+			if tiered {
+				fmt.Fprintf(w, "\t%s", tierText(r))
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	section("policy (%d)", len(d.Policy))
-	fmt.Fprintf(w, "  subject\t\tdir\tremote\t\tproto\tports\tverdict\trule\n")
+	fmt.Fprint(w, header)
 	policyRows(d.Policy)
 	section("policy_ranges (%d)", len(d.PolicyRanges))
 	if len(d.PolicyRanges) > 0 {
-		fmt.Fprintf(w, "  subject\t\tdir\tremote\t\tproto\tports\tverdict\trule\n")
+		fmt.Fprint(w, header)
 	}
 	policyRows(d.PolicyRanges)
 	section("prefilter (%d)", len(d.Prefilter))
@@ -333,7 +397,11 @@ func (b *Bundle) Text() string {
 			fmt.Fprintf(w, "  %d\t%s\t\t\n", r.ID, r.Name)
 			continue
 		}
-		fmt.Fprintf(w, "  %d\t%s:%d:%d\t%s\t%s\n", r.ID, printable(r.File), r.Line, r.Col, printable(r.Policy), printable(r.Text))
+		tier := ""
+		if r.Tier != "" && r.Priority != nil {
+			tier = fmt.Sprintf("\t%s priority %d rank %d", r.Tier, *r.Priority, r.Rank)
+		}
+		fmt.Fprintf(w, "  %d\t%s:%d:%d\t%s\t%s%s\n", r.ID, printable(r.File), r.Line, r.Col, printable(r.Policy), printable(r.Text), tier)
 	}
 	w.Flush()
 	// tabwriter pads empty last cells; golden files are easier to diff

@@ -41,7 +41,7 @@ var (
 	lpm6Fields  = []Field{{"prefixlen", 0, 4, "u32"}, {"addr", 4, 16, "bytes"}}
 	ipcacheVal  = []Field{{"identity", 0, 4, "u32"}, {"flags", 4, 4, "u32"}, {"endpoint", 8, 4, "u32"}}
 	policyKey   = []Field{{"subject", 0, 4, "u32"}, {"remote", 4, 4, "u32"}, {"port", 8, 2, "u16"}, {"proto", 10, 1, "u8"}, {"flags", 11, 1, "u8"}}
-	policyVal   = []Field{{"verdict", 0, 1, "u8"}, {"pad", 1, 3, "bytes"}, {"rule", 4, 4, "u32"}}
+	policyVal   = []Field{{"verdict", 0, 1, "u8"}, {"admin_verdict", 1, 1, "u8"}, {"tier", 2, 1, "u8"}, {"pad", 3, 1, "u8"}, {"rule", 4, 4, "u32"}, {"order", 8, 4, "u32"}, {"admin_rule", 12, 4, "u32"}, {"admin_order", 16, 4, "u32"}}
 	rangeKey    = []Field{{"prefixlen", 0, 4, "u32"}, {"subject", 4, 4, "bytes"}, {"remote", 8, 4, "bytes"}, {"proto", 12, 1, "u8"}, {"flags", 13, 1, "u8"}, {"port", 14, 2, "bytes"}}
 	ruleVal     = []Field{{"rule", 0, 4, "u32"}}
 	u32Key      = []Field{{"rule", 0, 4, "u32"}}
@@ -147,14 +147,14 @@ func sortRecords(data []byte, n, keySize int) []byte {
 		}
 		return out
 	}
-	if n-keySize > 16 {
-		panic("bundle: record values are at most 16 bytes")
+	if n-keySize > 24 {
+		panic("bundle: record values are at most 24 bytes")
 	}
 	// A rec carries the whole record, so that the sorted output is
 	// written sequentially with no gather from data.
 	type rec struct {
 		w [2]uint64 // key bytes 0..7 and 8..15, big endian
-		v [16]byte  // value bytes
+		v [24]byte  // value bytes
 	}
 	recs := make([]rec, count)
 	var kb [16]byte
@@ -248,9 +248,11 @@ func AppendPolicyRange(b []byte, k bpf.PolicyRangeKey, v bpf.PolicyValue) []byte
 }
 
 func appendPolicyValue(b []byte, v bpf.PolicyValue) []byte {
-	b = append(b, v.Verdict)
-	b = append(b, v.Pad[:]...)
-	return le.AppendUint32(b, v.Rule)
+	b = append(b, v.Verdict, v.AdminVerdict, v.Tier, v.Pad)
+	b = le.AppendUint32(b, v.Rule)
+	b = le.AppendUint32(b, v.Order)
+	b = le.AppendUint32(b, v.AdminRule)
+	return le.AppendUint32(b, v.AdminOrder)
 }
 
 // DecodeIPCacheValue decodes an ipcache value.
@@ -277,7 +279,8 @@ func DecodePolicyKey(b []byte) bpf.PolicyKey {
 
 // DecodePolicyValue decodes a policy or policy_ranges value.
 func DecodePolicyValue(b []byte) bpf.PolicyValue {
-	return bpf.PolicyValue{Verdict: b[0], Pad: [3]uint8{b[1], b[2], b[3]}, Rule: le.Uint32(b[4:])}
+	return bpf.PolicyValue{Verdict: b[0], AdminVerdict: b[1], Tier: b[2], Pad: b[3], Rule: le.Uint32(b[4:]),
+		Order: le.Uint32(b[8:]), AdminRule: le.Uint32(b[12:]), AdminOrder: le.Uint32(b[16:])}
 }
 
 // DecodePolicyRangeKey decodes a policy_ranges key.

@@ -136,6 +136,12 @@ func marshalRules(rules []Rule) []byte {
 		str("policy", r.Policy)
 		str("text", r.Text)
 		str("verdict", r.Verdict)
+		str("tier", r.Tier)
+		if r.Priority != nil {
+			buf = append(buf, ",\"priority\":"...)
+			buf = strconv.AppendInt(buf, int64(*r.Priority), 10)
+		}
+		num("rank", int(r.Rank))
 		buf = append(buf, '}')
 	}
 	return append(buf, "\n]\n"...)

@@ -163,16 +163,24 @@ func rules(prog *ir.Program) []bundle.Rule {
 	}
 	for _, r := range prog.Rules {
 		v := "allow"
-		if r.Action == dsl.Deny {
+		switch r.Action {
+		case dsl.Deny:
 			v = "deny"
+		case dsl.Pass:
+			v = "pass"
 		}
 		if r.Audit {
 			v = "audit" // reported, never enforced
 		}
-		out = append(out, bundle.Rule{
+		br := bundle.Rule{
 			ID: uint32(r.ID), File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col,
 			Policy: r.Policy, Text: r.Text, Verdict: v,
-		})
+		}
+		if r.Tier != dsl.TierNone {
+			prio := r.Priority
+			br.Tier, br.Priority, br.Rank = r.Tier.String(), &prio, r.Rank
+		}
+		out = append(out, br)
 	}
 	return out
 }

@@ -92,6 +92,9 @@ type policySpec struct {
 	subject ir.Selector
 	isolate [2]bool
 	rules   []ruleSpec
+	// tier and priority make a tiered policy (which never isolates).
+	tier     dsl.Tier
+	priority int
 }
 
 // program builds a normal-form program: endpoints and policies sorted by
@@ -103,7 +106,7 @@ func program(eps []*ir.Endpoint, pols []policySpec, prefilter ...string) *ir.Pro
 	pols = slices.Clone(pols)
 	slices.SortFunc(pols, func(a, b policySpec) int { return strings.Compare(a.name, b.name) })
 	for _, ps := range pols {
-		pol := &ir.Policy{Name: ps.name, Subject: ps.subject, Isolates: ps.isolate}
+		pol := &ir.Policy{Name: ps.name, Subject: ps.subject, Isolates: ps.isolate, Tier: ps.tier, Priority: ps.priority}
 		for _, e := range p.Endpoints {
 			if ps.subject.Matches(e.Labels) && !e.Remote {
 				pol.Subjects = append(pol.Subjects, e.Name)
@@ -123,16 +126,42 @@ func program(eps []*ir.Endpoint, pols []policySpec, prefilter ...string) *ir.Pro
 				ID: id, Policy: ps.name, Dir: rs.dir, Action: rs.action, Peers: pr, Ports: ports,
 				Pos:  dsl.Pos{File: "test.pol", Line: int(id), Col: 3},
 				Text: rs.dir.String() + " " + rs.action.String(),
+				Tier: ps.tier, Priority: ps.priority,
 			})
 			pol.Rules = append(pol.Rules, id)
-			pol.Isolates[rs.dir] = true
+			if ps.tier == dsl.TierNone {
+				pol.Isolates[rs.dir] = true
+			}
 		}
 		p.Policies = append(p.Policies, pol)
 	}
+	rankTiers(p)
 	for _, s := range prefilter {
 		p.Prefilter = append(p.Prefilter, netip.MustParsePrefix(s))
 	}
 	return p
+}
+
+// rankTiers numbers the rules of each tier as the checker does
+// (ir.Rule.Rank): by policy priority, policy name, rule id, from 1.
+func rankTiers(p *ir.Program) {
+	pols := slices.Clone(p.Policies)
+	slices.SortStableFunc(pols, func(a, b *ir.Policy) int {
+		if a.Priority != b.Priority {
+			return a.Priority - b.Priority
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	var next [3]uint32
+	for _, pol := range pols {
+		if pol.Tier == dsl.TierNone {
+			continue
+		}
+		for _, id := range pol.Rules {
+			next[pol.Tier]++
+			p.Rules[id-ir.FirstRuleID].Rank = next[pol.Tier]
+		}
+	}
 }
 
 func mustBuild(t testing.TB, p *ir.Program) *bundle.Bundle {

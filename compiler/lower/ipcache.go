@@ -58,20 +58,28 @@ func (s *addrSpace) nodeValue(n *regionNode) bpf.IPCacheValue {
 }
 
 // classFlags describes an identity's addresses as subjects: local, and for
-// each direction isolated, with range entries, and the probe hints.
+// each direction isolated (by an untiered policy), with range entries, and
+// the probe hints.
 func classFlags(c *class) uint32 {
 	if c.owner == nil {
 		return 0
 	}
 	f := bpf.IPCacheLocal
+	// A group of tiered policies alone has entries but isolates nothing.
 	if g := c.owner.group[dsl.Ingress]; g != nil {
-		f |= bpf.IPCacheIngressIsolated | g.hints<<bpf.IPCacheIngressHintShift
+		f |= g.hints << bpf.IPCacheIngressHintShift
+		if g.isolated {
+			f |= bpf.IPCacheIngressIsolated
+		}
 		if len(g.ranges) > 0 {
 			f |= bpf.IPCacheIngressRanges
 		}
 	}
 	if g := c.owner.group[dsl.Egress]; g != nil {
-		f |= bpf.IPCacheEgressIsolated | g.hints<<bpf.IPCacheEgressHintShift
+		f |= g.hints << bpf.IPCacheEgressHintShift
+		if g.isolated {
+			f |= bpf.IPCacheEgressIsolated
+		}
 		if len(g.ranges) > 0 {
 			f |= bpf.IPCacheEgressRanges
 		}

@@ -13,11 +13,17 @@ import (
 )
 
 // A subjectGroup is the label sets selected, in one direction, by the same
-// policies, at least one of which isolates that direction. Its entries are
-// computed once and stamped onto every identity of its label sets.
+// policies, at least one of which isolates that direction or is a tiered
+// policy with rules in it. Its entries are computed once and stamped onto
+// every identity of its label sets.
 type subjectGroup struct {
-	dir      dsl.Direction
-	audit    bool  // the group of every policy, for the audit question (bpf.PolicyAudit)
+	dir   dsl.Direction
+	audit bool // the group of every policy, for the audit question (bpf.PolicyAudit)
+	// isolated: an untiered policy of the group isolates the direction.
+	// Then the main slot holds the untiered rules, and the baseline
+	// rules, which can never apply, are left out; else it holds the
+	// baseline rules (there are no untiered ones in the direction).
+	isolated bool
 	policies []int // indices into Program.Policies, ascending
 	exact    []groupEntry
 	ranges   []groupRange
@@ -89,9 +95,22 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 	}
+	// tieredRules[pi][dir]: policy pi is tiered and has rules in dir.
+	tieredRules := make([][2]bool, len(prog.Policies))
+	for pi, p := range prog.Policies {
+		if p.Tier == dsl.TierNone {
+			continue
+		}
+		for _, rid := range p.Rules {
+			if i := int(rid - ir.FirstRuleID); rid >= ir.FirstRuleID && i < len(prog.Rules) {
+				tieredRules[pi][prog.Rules[i].Dir] = true
+			}
+		}
+	}
 	var groups []*subjectGroup
 	byKey := map[string]*subjectGroup{}
-	group := func(dir dsl.Direction, ps []int, audit bool) *subjectGroup {
+	// The key (direction and policies) determines the isolation too.
+	group := func(dir dsl.Direction, ps []int, audit, isolated bool) *subjectGroup {
 		var kb strings.Builder
 		kb.WriteString(dir.String())
 		if audit {
@@ -103,7 +122,7 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 		}
 		g := byKey[kb.String()]
 		if g == nil {
-			g = &subjectGroup{dir: dir, policies: ps, audit: audit}
+			g = &subjectGroup{dir: dir, policies: ps, audit: audit, isolated: isolated}
 			byKey[kb.String()] = g
 			groups = append(groups, g)
 		}
@@ -118,19 +137,21 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 		for _, dir := range []dsl.Direction{dsl.Ingress, dsl.Egress} {
-			isolated, audited := false, false
+			isolated, audited, tiered := false, false, false
 			for _, pi := range all {
 				p := prog.Policies[pi]
 				isolated = isolated || (p.Isolates[dir] && !p.Audit)
 				audited = audited || (p.Isolates[dir] && p.Audit)
+				tiered = tiered || (tieredRules[pi][dir] && !p.Audit)
 			}
-			if isolated {
-				ls.group[dir] = group(dir, enforcing, false)
+			if isolated || tiered {
+				ls.group[dir] = group(dir, enforcing, false, isolated)
 			}
 			// the audit question: every policy, asked only when the
-			// enforcing ones allow
+			// enforcing ones allow; an audit policy isolates the
+			// direction, so baseline rules cannot apply there
 			if audited {
-				ls.audit[dir] = group(dir, all, true)
+				ls.audit[dir] = group(dir, all, true, true)
 			}
 		}
 	}
@@ -158,7 +179,13 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 			if r.Dir != g.dir {
 				continue
 			}
-			deny := r.Action == dsl.Deny
+			// Baseline rules only where no untiered policy isolates;
+			// untiered rules only where one does (always so: an
+			// untiered policy with rules in a direction isolates it).
+			if (r.Tier == dsl.TierBaseline && g.isolated) || (r.Tier == dsl.TierNone && !g.isolated) {
+				continue
+			}
+			admin, hit := slotOf(r)
 			if !pl.ruleDone[i] {
 				pl.ruleRemotes[i], pl.ruleDone[i] = pl.remotes(r), true
 			}
@@ -169,13 +196,14 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 					c := classes[k]
 					if c == nil {
 						c = pl.newClassRules()
+						c.anyPort.baseline = !g.isolated
 						classes[k] = c
 					}
 					if anyPort {
-						c.anyPort.add(deny, r.ID)
+						c.anyPort.add(admin, hit)
 					}
 					for _, iv := range ivs {
-						c.ports = append(c.ports, portRule{iv[0], iv[1], deny, r.ID})
+						c.ports = append(c.ports, portRule{iv[0], iv[1], admin, hit})
 					}
 				}
 			}
@@ -197,7 +225,7 @@ func (pl *policyLowering) lowerGroup(g *subjectGroup) error {
 		if !c.anyPort.empty() {
 			g.exact = append(g.exact, groupEntry{k.remote, 0, k.proto, bpf.PolicyAnyPort, c.anyPort.value()})
 		}
-		for _, iv := range splitPorts(c.ports) {
+		for _, iv := range splitPorts(c.ports, !g.isolated) {
 			val := iv.acc.value()
 			if int(iv.hi)-int(iv.lo)+1 <= SmallRange {
 				for p := int(iv.lo); p <= int(iv.hi); p++ {

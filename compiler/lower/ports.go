@@ -6,6 +6,7 @@ import (
 
 	"github.com/polc-dev/polc/bpf"
 	"github.com/polc-dev/polc/compiler/ir"
+	"github.com/polc-dev/polc/dsl"
 )
 
 // SmallRange is the largest port interval (in ports) that the lowering
@@ -14,54 +15,87 @@ import (
 // for every new flow of the subject, so small ranges are cheaper expanded.
 const SmallRange = 16
 
-// verdictAcc accumulates the rules of one class: the lowest deny and the
-// lowest allow rule id (0: none).
+// slotHit is one rule as a policy value's slot sees it (bpf.PolicyValue):
+// its verdict, id and order (lower decides).
+type slotHit struct {
+	order   uint32
+	verdict uint8
+	id      ir.RuleID
+}
+
+// slotOf places a rule: the admin slot for admin rules (order = rank), else
+// the main slot: untiered rules by bpf.OrderUntiered (deny beats allow,
+// then the lowest id), baseline rules by rank.
+func slotOf(r *ir.Rule) (admin bool, h slotHit) {
+	h.id = r.ID
+	switch r.Action {
+	case dsl.Deny:
+		h.verdict = bpf.VerdictDeny
+	case dsl.Pass:
+		h.verdict = bpf.VerdictPass
+	default:
+		h.verdict = bpf.VerdictAllow
+	}
+	if r.Tier == dsl.TierNone {
+		h.order = bpf.OrderUntiered(h.verdict, uint32(r.ID))
+	} else {
+		h.order = r.Rank
+	}
+	return r.Tier == dsl.TierAdmin, h
+}
+
+// verdictAcc accumulates the rules of one class: per slot the rule of
+// lowest order (verdict 0: none).
 type verdictAcc struct {
-	deny, allow ir.RuleID
+	admin, main slotHit
+	baseline    bool // the main slot's rules are baseline rules
 }
 
-func (v *verdictAcc) add(deny bool, id ir.RuleID) {
-	p := &v.allow
-	if deny {
-		p = &v.deny
+func (v *verdictAcc) add(admin bool, h slotHit) {
+	p := &v.main
+	if admin {
+		p = &v.admin
 	}
-	if *p == 0 || id < *p {
-		*p = id
+	if p.verdict == 0 || h.order < p.order {
+		*p = h
 	}
 }
 
-func (v verdictAcc) empty() bool { return v.deny == 0 && v.allow == 0 }
+func (v verdictAcc) empty() bool { return v.admin.verdict == 0 && v.main.verdict == 0 }
 
-// value is the class's precomputed verdict: deny with the lowest deny rule,
-// else allow with the lowest allow rule.
+// value is the class's precomputed value: both slots.
 func (v verdictAcc) value() bpf.PolicyValue {
-	if v.deny != 0 {
-		return bpf.PolicyValue{Verdict: bpf.VerdictDeny, Rule: uint32(v.deny)}
+	pv := bpf.PolicyValue{
+		Verdict: v.main.verdict, Rule: uint32(v.main.id), Order: v.main.order,
+		AdminVerdict: v.admin.verdict, AdminRule: uint32(v.admin.id), AdminOrder: v.admin.order,
 	}
-	return bpf.PolicyValue{Verdict: bpf.VerdictAllow, Rule: uint32(v.allow)}
+	if v.baseline && v.main.verdict != 0 {
+		pv.Tier = bpf.TierBaseline
+	}
+	return pv
 }
 
 // portRule is one rule's port interval inside a class.
 type portRule struct {
 	lo, hi uint16
-	deny   bool
-	id     ir.RuleID
+	admin  bool
+	hit    slotHit
 }
 
-// portInterval is a maximal run of ports with one verdict.
+// portInterval is a maximal run of ports with one value.
 type portInterval struct {
 	lo, hi uint16
 	acc    verdictAcc
 }
 
-// idHeap is a min-heap of rule ids.
-type idHeap []ir.RuleID
+// hitHeap is a min-heap of slot hits by order.
+type hitHeap []slotHit
 
-func (h idHeap) Len() int           { return len(h) }
-func (h idHeap) Less(i, j int) bool { return h[i] < h[j] }
-func (h idHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *idHeap) Push(x any)        { *h = append(*h, x.(ir.RuleID)) }
-func (h *idHeap) Pop() any {
+func (h hitHeap) Len() int           { return len(h) }
+func (h hitHeap) Less(i, j int) bool { return h[i].order < h[j].order }
+func (h hitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *hitHeap) Push(x any)        { *h = append(*h, x.(slotHit)) }
+func (h *hitHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
@@ -69,18 +103,20 @@ func (h *idHeap) Pop() any {
 }
 
 // splitPorts splits overlapping port rules into disjoint intervals, each
-// with the combined verdict of the rules covering it; adjacent intervals
-// with the same precomputed value (verdict and deciding rule) are merged, ports no rule covers are left out.
-// It sweeps the interval ends in order, keeping the active deny and allow
-// ids in min-heaps (removed lazily): O(n log n).
-func splitPorts(rules []portRule) []portInterval {
+// with the combined value of the rules covering it (both slots, each the
+// covering rule of lowest order); adjacent intervals with the same value
+// are merged, ports no rule covers are left out. baseline says the main
+// slot's rules are baseline rules. It sweeps the interval ends in order,
+// keeping the active rules of each slot in a min-heap by order (removed
+// lazily): O(n log n).
+func splitPorts(rules []portRule, baseline bool) []portInterval {
 	switch len(rules) {
 	case 0:
 		return nil
 	case 1:
 		// The common case: one rule names the class's ports.
-		var acc verdictAcc
-		acc.add(rules[0].deny, rules[0].id)
+		acc := verdictAcc{baseline: baseline}
+		acc.add(rules[0].admin, rules[0].hit)
 		return []portInterval{{rules[0].lo, rules[0].hi, acc}}
 	}
 	type event struct {
@@ -93,15 +129,15 @@ func splitPorts(rules []portRule) []portInterval {
 		evs = append(evs, event{uint32(r.lo), true, i}, event{uint32(r.hi) + 1, false, i})
 	}
 	slices.SortFunc(evs, func(a, b event) int { return int(a.at) - int(b.at) })
-	var deny, allow idHeap
-	active := map[ir.RuleID]int{} // per (id, action): rules are one action each
+	var admin, main hitHeap
+	active := map[ir.RuleID]int{} // a rule is in one slot only
 	var out []portInterval
-	top := func(h *idHeap) ir.RuleID {
-		for h.Len() > 0 && active[(*h)[0]] == 0 {
+	top := func(h *hitHeap) slotHit {
+		for h.Len() > 0 && active[(*h)[0].id] == 0 {
 			heap.Pop(h)
 		}
 		if h.Len() == 0 {
-			return 0
+			return slotHit{}
 		}
 		return (*h)[0]
 	}
@@ -110,22 +146,22 @@ func splitPorts(rules []portRule) []portInterval {
 		for ; i < len(evs) && evs[i].at == at; i++ {
 			r := rules[evs[i].r]
 			if evs[i].start {
-				if active[r.id] == 0 {
-					if r.deny {
-						heap.Push(&deny, r.id)
+				if active[r.hit.id] == 0 {
+					if r.admin {
+						heap.Push(&admin, r.hit)
 					} else {
-						heap.Push(&allow, r.id)
+						heap.Push(&main, r.hit)
 					}
 				}
-				active[r.id]++
+				active[r.hit.id]++
 			} else {
-				active[r.id]--
+				active[r.hit.id]--
 			}
 		}
 		if i == len(evs) || at > 65535 {
 			break
 		}
-		acc := verdictAcc{deny: top(&deny), allow: top(&allow)}
+		acc := verdictAcc{admin: top(&admin), main: top(&main), baseline: baseline}
 		if acc.empty() {
 			continue
 		}

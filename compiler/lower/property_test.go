@@ -25,7 +25,9 @@ var (
 	poolPorts = []uint16{0, 1, 7, 8, 15, 16, 17, 22, 23, 31, 32, 53, 80, 443, 1000, 1023, 1024, 8080, 8090, 65535}
 )
 
-func randomProgram(r *rand.Rand) *ir.Program {
+// randomProgram makes a small random program; with tiers some of its
+// policies are admin or baseline ones.
+func randomProgram(r *rand.Rand, tiers bool) *ir.Program {
 	labels := func() string {
 		s := ""
 		if r.IntN(4) > 0 {
@@ -109,11 +111,27 @@ func randomProgram(r *rand.Rand) *ir.Program {
 	var pols []policySpec
 	for i := range r.IntN(5) {
 		ps := policySpec{name: fmt.Sprintf("p%d", i), subject: selector()}
-		if r.IntN(4) == 0 {
+		if tiers {
+			// a third admin, a sixth baseline, with few priorities
+			// so that some tie (then the name orders them)
+			switch r.IntN(6) {
+			case 0, 1:
+				ps.tier = dsl.TierAdmin
+			case 2:
+				ps.tier = dsl.TierBaseline
+			}
+			if ps.tier != dsl.TierNone {
+				ps.priority = r.IntN(3) * 10
+			}
+		}
+		if r.IntN(4) == 0 && ps.tier == dsl.TierNone {
 			ps.isolate[r.IntN(2)] = true
 		}
 		for range r.IntN(5) {
 			rs := ruleSpec{dir: dsl.Direction(r.IntN(2)), action: dsl.Action(r.IntN(2))}
+			if ps.tier != dsl.TierNone {
+				rs.action = []dsl.Action{dsl.Allow, dsl.Deny, dsl.Pass}[r.IntN(3)]
+			}
 			for range 1 + r.IntN(2) {
 				rs.peers = append(rs.peers, peer())
 			}
@@ -189,7 +207,7 @@ func TestLoweringAgreesWithMeaning(t *testing.T) {
 	}
 	for seed := range uint64(programs) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		prog := randomProgram(r)
+		prog := randomProgram(r, false)
 		b, err := Build(prog, nil, Options{})
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
@@ -208,16 +226,54 @@ func TestLoweringAgreesWithMeaning(t *testing.T) {
 	}
 }
 
+// TestTieredLoweringAgreesWithMeaning is TestLoweringAgreesWithMeaning
+// with admin and baseline policies among the random ones.
+func TestTieredLoweringAgreesWithMeaning(t *testing.T) {
+	programs, packets := 2000, 200
+	if testing.Short() {
+		programs = 300
+	}
+	tiered := 0
+	for seed := range uint64(programs) {
+		r := rand.New(rand.NewPCG(seed, 15))
+		prog := randomProgram(r, true)
+		for _, p := range prog.Policies {
+			if p.Tier != dsl.TierNone {
+				tiered++
+				break
+			}
+		}
+		b, err := Build(prog, nil, Options{})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		dp := newDatapath(t, b)
+		ref := refEval{prog}
+		for range packets {
+			p := randomPacket(r)
+			eg, in, egOK, inOK := dp.observe(p)
+			weg, win, wegOK, winOK := ref.observe(p)
+			if egOK != wegOK || inOK != winOK || eg != weg || in != win {
+				t.Fatalf("seed %d: packet %v %v:%d -> %v:%d (icmp %d/%d):\n datapath egress %v(%v) ingress %v(%v)\n meaning  egress %v(%v) ingress %v(%v)\n%s",
+					seed, p.Proto, p.Src, p.SPort, p.Dst, p.DPort, p.ICMPType, p.ICMPCode, eg, egOK, in, inOK, weg, wegOK, win, winOK, describe(prog, b.Text()))
+			}
+		}
+	}
+	if tiered < programs/2 {
+		t.Errorf("only %d of %d programs have a tiered policy", tiered, programs)
+	}
+}
+
 func describe(prog *ir.Program, dump string) string {
 	s := "program:\n"
 	for _, e := range prog.Endpoints {
 		s += fmt.Sprintf("  endpoint %s %v %v\n", e.Name, e.Labels, e.Addrs)
 	}
 	for _, p := range prog.Policies {
-		s += fmt.Sprintf("  policy %s %+v subjects %v isolates %v\n", p.Name, p.Subject, p.Subjects, p.Isolates)
+		s += fmt.Sprintf("  policy %s %+v subjects %v isolates %v tier %v priority %d\n", p.Name, p.Subject, p.Subjects, p.Isolates, p.Tier, p.Priority)
 	}
 	for _, r := range prog.Rules {
-		s += fmt.Sprintf("  rule %d %s %v %v peers %+v ports %+v\n", r.ID, r.Policy, r.Dir, r.Action, r.Peers, r.Ports)
+		s += fmt.Sprintf("  rule %d %s %v %v rank %d peers %+v ports %+v\n", r.ID, r.Policy, r.Dir, r.Action, r.Rank, r.Peers, r.Ports)
 	}
 	return s + dump
 }

@@ -1,7 +1,10 @@
 package lower
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/polc-dev/polc/bpf"
@@ -86,25 +89,37 @@ func policyPort(p ir.Packet) uint16 {
 	return 0
 }
 
-// decide is polc_policy_decide.
+// decide is polc_policy_ask: per slot the hit of lowest order over every
+// probe; then the admin slot unless empty or pass, the main slot unless
+// empty or pass, the subject's default.
 func (d *datapath) decide(subject, remote bpf.IPCacheValue, dir dsl.Direction, p ir.Packet) decision {
-	var deny, allow uint32
+	type best struct {
+		verdict uint8
+		rule    uint32
+		order   uint32
+	}
+	var admin, main best
+	take := func(b *best, verdict uint8, rule, order uint32) {
+		switch verdict {
+		case 0:
+			return
+		case bpf.VerdictAllow, bpf.VerdictDeny, bpf.VerdictPass:
+		default:
+			d.t.Fatalf("bad verdict %d", verdict)
+		}
+		if b.verdict == 0 || order < b.order {
+			*b = best{verdict, rule, order}
+		}
+	}
 	hit := func(v bpf.PolicyValue, ok bool) {
 		if !ok {
 			return
 		}
-		switch v.Verdict {
-		case bpf.VerdictDeny:
-			if deny == 0 || v.Rule < deny {
-				deny = v.Rule
-			}
-		case bpf.VerdictAllow:
-			if allow == 0 || v.Rule < allow {
-				allow = v.Rule
-			}
-		default:
-			d.t.Fatalf("bad verdict %d", v.Verdict)
+		if v.Verdict == 0 && v.AdminVerdict == 0 {
+			d.t.Fatalf("policy value with both slots empty")
 		}
+		take(&admin, v.AdminVerdict, v.AdminRule, v.AdminOrder)
+		take(&main, v.Verdict, v.Rule, v.Order)
 	}
 	egress := uint8(0)
 	isolated, rflag := bpf.IPCacheIngressIsolated, bpf.IPCacheIngressRanges
@@ -161,10 +176,10 @@ func (d *datapath) decide(subject, remote bpf.IPCacheValue, dir dsl.Direction, p
 		probe(bpf.IdentityWorld)
 	}
 	switch {
-	case deny != 0:
-		return decision{bpf.VerdictDeny, ir.RuleID(deny)}
-	case allow != 0:
-		return decision{bpf.VerdictAllow, ir.RuleID(allow)}
+	case admin.verdict == bpf.VerdictAllow || admin.verdict == bpf.VerdictDeny:
+		return decision{admin.verdict, ir.RuleID(admin.rule)}
+	case main.verdict == bpf.VerdictAllow || main.verdict == bpf.VerdictDeny:
+		return decision{main.verdict, ir.RuleID(main.rule)}
 	case subject.Flags&isolated != 0:
 		return decision{bpf.VerdictDeny, ir.RuleDefaultDeny}
 	}
@@ -249,44 +264,78 @@ func portMatches(m ir.PortMatch, p ir.Packet) bool {
 	return true
 }
 
+// matches reports whether rule applies to the packet from/to remote.
+func (r refEval) matches(rule *ir.Rule, remote netip.Addr, p ir.Packet) bool {
+	peer, port := false, false
+	for _, pe := range rule.Peers {
+		peer = peer || r.peerMatches(pe, remote)
+	}
+	for _, pm := range rule.Ports {
+		port = port || portMatches(pm, p)
+	}
+	return peer && port
+}
+
+// decide follows the tiers as the brief of issue 15 states them: the admin
+// tier's first matching rule by (priority, policy name, rule id), pass
+// going on; the namespace level (deny beats allow) where an untiered
+// policy isolates; else the baseline tier likewise; else default allow.
+// It orders tiered rules itself, never reading Rule.Rank.
 func (r refEval) decide(subject *ir.Endpoint, dir dsl.Direction, remote netip.Addr, p ir.Packet) decision {
 	isolated := false
 	var deny, allow ir.RuleID
+	var tiered [3][]*ir.Rule
 	for _, pol := range r.prog.Policies {
 		selected := false
 		for _, s := range pol.Subjects {
 			selected = selected || s == subject.Name
 		}
-		if !selected {
+		if !selected || pol.Audit {
 			continue
 		}
-		isolated = isolated || pol.Isolates[dir]
+		isolated = isolated || (pol.Isolates[dir] && pol.Tier == dsl.TierNone)
 		for _, id := range pol.Rules {
 			rule := r.prog.Rules[id-ir.FirstRuleID]
-			if rule.Dir != dir {
+			if rule.Dir != dir || !r.matches(rule, remote, p) {
 				continue
 			}
-			peer, port := false, false
-			for _, pe := range rule.Peers {
-				peer = peer || r.peerMatches(pe, remote)
-			}
-			for _, pm := range rule.Ports {
-				port = port || portMatches(pm, p)
-			}
-			if !peer || !port {
-				continue
-			}
-			if rule.Action == dsl.Deny {
+			switch {
+			case pol.Tier != dsl.TierNone:
+				tiered[pol.Tier] = append(tiered[pol.Tier], rule)
+			case rule.Action == dsl.Deny:
 				if deny == 0 || rule.ID < deny {
 					deny = rule.ID
 				}
-			} else if allow == 0 || rule.ID < allow {
+			case allow == 0 || rule.ID < allow:
 				allow = rule.ID
 			}
 		}
 	}
+	first := func(rules []*ir.Rule) (decision, bool) {
+		policy := map[string]*ir.Policy{}
+		for _, pol := range r.prog.Policies {
+			policy[pol.Name] = pol
+		}
+		slices.SortFunc(rules, func(a, b *ir.Rule) int {
+			pa, pb := policy[a.Policy], policy[b.Policy]
+			return cmp.Or(cmp.Compare(pa.Priority, pb.Priority), strings.Compare(pa.Name, pb.Name), cmp.Compare(a.ID, b.ID))
+		})
+		if len(rules) == 0 || rules[0].Action == dsl.Pass {
+			return decision{}, false
+		}
+		if rules[0].Action == dsl.Deny {
+			return decision{bpf.VerdictDeny, rules[0].ID}, true
+		}
+		return decision{bpf.VerdictAllow, rules[0].ID}, true
+	}
+	if d, ok := first(tiered[dsl.TierAdmin]); ok {
+		return d
+	}
 	switch {
 	case !isolated:
+		if d, ok := first(tiered[dsl.TierBaseline]); ok {
+			return d
+		}
 		return decision{bpf.VerdictAllow, ir.RuleDefaultAllow}
 	case deny != 0:
 		return decision{bpf.VerdictDeny, deny}
