@@ -10,11 +10,11 @@ import (
 )
 
 // TestBadInputs compares the diagnostics of each testdata/bad/k8s file,
-// read against the conformance cluster (testdata/k8s-tiered/cluster.yaml),
+// read against the conformance cluster (testdata/k8s/houses.yaml),
 // with golden/bad/k8s/NAME.txt: every error of a file, at its
 // file:line:col, in one run.
 func TestBadInputs(t *testing.T) {
-	cluster, err := os.ReadFile("../../testdata/k8s-tiered/cluster.yaml")
+	cluster, err := os.ReadFile("../../testdata/k8s/houses.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -680,7 +680,7 @@ func (r *reader) tieredRuleSpec(o *object, src *tieredSource, rule *tieredRule, 
 			spec.peers = append(spec.peers, dsl.Peer{Pos: o.at(ppath...), Kind: dsl.PeerSelector, Selector: s})
 		case p.nodes != nil:
 			hasAddrPeer = true
-			peers, good := r.ciliumNodes(o, p.nodes, append(ppath, "nodes"))
+			peers, good := r.tieredNodes(o, p.nodes, append(ppath, "nodes"))
 			if !good {
 				ok = false
 				continue
@@ -784,6 +784,24 @@ func (r *reader) tieredRuleSpec(o *object, src *tieredSource, rule *tieredRule, 
 		return spec, false, true // its node peers select no node: matches nothing
 	}
 	return spec, true, true
+}
+
+// tieredNodes converts a nodes peer: the addresses of the Node objects
+// whose labels the selector matches (every node for an empty one).
+func (r *reader) tieredNodes(o *object, ls *metav1.LabelSelector, path []any) ([]dsl.Peer, bool) {
+	sel, ok := r.k8sSelector(o, ls, path, "")
+	if !ok {
+		return nil, false
+	}
+	pos := o.at(path...)
+	r.needNodes(pos, "a nodes peer")
+	var nodes []*node
+	for _, n := range r.cl.nodes {
+		if selectorMatches(sel, n.labels) {
+			nodes = append(nodes, n)
+		}
+	}
+	return nodePeers(pos, nodes), true
 }
 
 func portOK(p int32) bool { return p >= 1 && p <= 65535 }
