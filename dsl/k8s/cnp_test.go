@@ -1,6 +1,9 @@
 package k8s
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func clusterNP(version, spec string) string {
 	return "apiVersion: policy.networking.k8s.io/" + version + "\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n" + spec
@@ -160,4 +163,62 @@ policy cnp.p_port2 tier admin priority 1 select {k8s:io.kubernetes.pod.namespace
   ingress deny from {}
   egress allow to {k8s:io.kubernetes.pod.namespace=x, k8s:io.kubernetes.pod.name in (b)} on udp/53
 `)
+}
+
+// Rule: the List kinds (ClusterNetworkPolicyList, AdminNetworkPolicyList,
+// as kubectl prints them) stand for their items; metadata.namespace on
+// these cluster-scoped kinds is ignored with a warning; a nodes peer
+// without Node objects selects no address (a warning) and its rule
+// matches nothing.
+func TestTieredListsAndWarnings(t *testing.T) {
+	wantPolicies(t, `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicyList
+items:
+- apiVersion: policy.networking.k8s.io/v1alpha2
+  kind: ClusterNetworkPolicy
+  metadata: {name: b}
+  spec:
+    tier: Admin
+    priority: 2
+    subject: {namespaces: {}}
+- apiVersion: policy.networking.k8s.io/v1alpha1
+  kind: AdminNetworkPolicy
+  metadata: {name: a}
+  spec:
+    priority: 1
+    subject: {namespaces: {}}
+`, `
+policy cnp.b tier admin priority 2 select {}
+policy anp.a tier admin priority 1 select {}
+`)
+	wantDiags(t, clusterNP("v1alpha2", `  tier: Admin
+  priority: 2
+  subject: {namespaces: {}}
+  egress:
+  - action: Deny
+    to:
+    - nodes: {}
+`)+"---\n"+strings.Replace(anp("  priority: 1\n  subject: {namespaces: {}}\n"), "  name: p\n", "  name: p\n  namespace: x\n", 1),
+		`p.yaml:12:7: warning: a nodes peer selects no address: the input has no Node objects (kubectl get nodes -o yaml)`,
+		`p.yaml:18:14: warning: AdminNetworkPolicy is cluster-scoped: metadata.namespace ignored`)
+}
+
+// Rule: objects of one tier and priority are ordered by policy name
+// (anp. before cnp.; then metadata.name). Named-port copies (NAME_portN)
+// would sort after another object's NAME-x of the same priority, which
+// the original precedes: a warning says so.
+func TestTieredOrderWarning(t *testing.T) {
+	obj := func(name, proto string) string {
+		return strings.Replace(clusterNP("v1alpha2", `  tier: Admin
+  priority: 4
+  subject: {namespaces: {}}
+  ingress:
+  - action: Accept
+    from: [{namespaces: {}}]
+    protocols: [`+proto+`]
+`), "name: p", "name: "+name, 1)
+	}
+	wantDiags(t, obj("web", "destinationNamedPort: http")+"---\n"+obj("web-2", "tcp: {destinationPort: {number: 1}}"),
+		`p.yaml:4:9: warning: cnp.web: its named-port copies (cnp.web_portN) are ordered after cnp.web-2, of the same tier and priority, which the policy itself precedes: give the two different priorities`)
+	wantDiags(t, obj("web", "destinationNamedPort: http")+"---\n"+obj("webz", "tcp: {destinationPort: {number: 1}}"))
 }
