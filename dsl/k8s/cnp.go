@@ -30,9 +30,9 @@ func (r *reader) tieredPolicy(o *object) []*dsl.Policy {
 	case kindClusterNetworkPolicy:
 		return r.clusterNetworkPolicy(o)
 	case kindAdminNetworkPolicy:
-		return r.adminNetworkPolicy(o)
+		return r.adminNetworkPolicy(o, false)
 	}
-	return r.baselineAdminNetworkPolicy(o)
+	return r.adminNetworkPolicy(o, true)
 }
 
 // tieredSource is one object of a tiered kind, in a form common to the
@@ -191,17 +191,33 @@ func cnpProtocols(ps []cnpv1alpha2.ClusterNetworkPolicyProtocol) []tieredPort {
 }
 
 // adminNetworkPolicy reads a policy.networking.k8s.io/v1alpha1
-// AdminNetworkPolicy: the admin tier, actions Allow, Deny and Pass.
-func (r *reader) adminNetworkPolicy(o *object) []*dsl.Policy {
-	const what = "AdminNetworkPolicy"
+// AdminNetworkPolicy (the admin tier, actions Allow, Deny and Pass) or,
+// baseline set, a BaselineAdminNetworkPolicy (the baseline tier, actions
+// Allow and Deny; the API allows one, named "default", with no priority:
+// 0 here). A BaselineAdminNetworkPolicy's fields are checked against its
+// own type; its spec, the AdminNetworkPolicy's without priority and
+// domainNames, then decodes as an AdminNetworkPolicy's.
+func (r *reader) adminNetworkPolicy(o *object, baseline bool) []*dsl.Policy {
+	what, specType := "AdminNetworkPolicy", reflect.TypeFor[anpv1alpha1.AdminNetworkPolicySpec]()
+	if baseline {
+		what, specType = "BaselineAdminNetworkPolicy", reflect.TypeFor[anpv1alpha1.BaselineAdminNetworkPolicySpec]()
+	}
 	var p anpv1alpha1.AdminNetworkPolicy
-	decoded, ok := r.decodeTiered(o, what, reflect.TypeFor[anpv1alpha1.AdminNetworkPolicySpec](), &p)
+	decoded, ok := r.decodeTiered(o, what, specType, &p)
 	if !decoded {
 		return nil
 	}
 	src := &tieredSource{what: what, prefix: "anp.", name: p.Name, tier: dsl.TierAdmin, tierPos: o.at("kind")}
 	ok = r.tieredMeta(o, src, p.Annotations) && ok
-	ok = r.tieredPriority(o, src, p.Spec.Priority) && ok
+	if baseline {
+		src.prefix, src.tier, src.priorityPos = "banp.", dsl.TierBaseline, o.at("kind")
+		if p.Name != "" && p.Name != "default" {
+			r.ds.Errorf(o.at("metadata", "name"), "%s: name %q: the API allows one BaselineAdminNetworkPolicy, named \"default\"", what, p.Name)
+			ok = false
+		}
+	} else {
+		ok = r.tieredPriority(o, src, p.Spec.Priority) && ok
+	}
 	src.subject = anpSubject(p.Spec.Subject)
 	for i, in := range p.Spec.Ingress {
 		rule := tieredRule{dir: dsl.Ingress, action: string(in.Action), name: in.Name, path: []any{"spec", "ingress", i}, field: "ports", peerOf: "from"}
@@ -215,46 +231,6 @@ func (r *reader) adminNetworkPolicy(o *object) []*dsl.Policy {
 		rule := tieredRule{dir: dsl.Egress, action: string(eg.Action), name: eg.Name, path: []any{"spec", "egress", i}, field: "ports", peerOf: "to"}
 		for _, t := range eg.To {
 			rule.peers = append(rule.peers, anpPeer(t.Namespaces, t.Pods, t.Nodes, t.Networks, t.DomainNames))
-		}
-		rule.ports, rule.hasL4 = anpPorts(eg.Ports), present(o, append(rule.path, "ports")...)
-		src.rules = append(src.rules, rule)
-	}
-	if !ok {
-		r.tieredRulesCheckOnly(o, src)
-		return nil
-	}
-	return r.tieredPolicies(o, src)
-}
-
-// baselineAdminNetworkPolicy reads a policy.networking.k8s.io/v1alpha1
-// BaselineAdminNetworkPolicy: the baseline tier, actions Allow and Deny.
-// The API allows one, named "default"; it has no priority (0 here).
-func (r *reader) baselineAdminNetworkPolicy(o *object) []*dsl.Policy {
-	const what = "BaselineAdminNetworkPolicy"
-	var p anpv1alpha1.BaselineAdminNetworkPolicy
-	decoded, ok := r.decodeTiered(o, what, reflect.TypeFor[anpv1alpha1.BaselineAdminNetworkPolicySpec](), &p)
-	if !decoded {
-		return nil
-	}
-	src := &tieredSource{what: what, prefix: "banp.", name: p.Name, tier: dsl.TierBaseline, tierPos: o.at("kind"), priorityPos: o.at("kind")}
-	ok = r.tieredMeta(o, src, p.Annotations) && ok
-	if p.Name != "" && p.Name != "default" {
-		r.ds.Errorf(o.at("metadata", "name"), "%s: name %q: the API allows one BaselineAdminNetworkPolicy, named \"default\"", what, p.Name)
-		ok = false
-	}
-	src.subject = anpSubject(p.Spec.Subject)
-	for i, in := range p.Spec.Ingress {
-		rule := tieredRule{dir: dsl.Ingress, action: string(in.Action), name: in.Name, path: []any{"spec", "ingress", i}, field: "ports", peerOf: "from"}
-		for _, f := range in.From {
-			rule.peers = append(rule.peers, anpPeer(f.Namespaces, f.Pods, nil, nil, nil))
-		}
-		rule.ports, rule.hasL4 = anpPorts(in.Ports), present(o, append(rule.path, "ports")...)
-		src.rules = append(src.rules, rule)
-	}
-	for i, eg := range p.Spec.Egress {
-		rule := tieredRule{dir: dsl.Egress, action: string(eg.Action), name: eg.Name, path: []any{"spec", "egress", i}, field: "ports", peerOf: "to"}
-		for _, t := range eg.To {
-			rule.peers = append(rule.peers, anpPeer(t.Namespaces, t.Pods, t.Nodes, t.Networks, nil))
 		}
 		rule.ports, rule.hasL4 = anpPorts(eg.Ports), present(o, append(rule.path, "ports")...)
 		src.rules = append(src.rules, rule)
