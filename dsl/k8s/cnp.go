@@ -308,7 +308,7 @@ func (r *reader) decodeTiered(o *object, what string, specType reflect.Type, out
 	_, meta := field(o.node, "metadata")
 	checkFields(o, meta, reflect.TypeFor[metav1.ObjectMeta](), what+" metadata", &r.ds)
 	_, spec := field(o.node, "spec")
-	r.removedFields(o, spec, what, before)
+	r.removedFields(o, spec, what)
 	checkFields(o, spec, specType, what, &r.ds)
 	if spec == nil {
 		r.ds.Errorf(o.at("kind"), "%s has no spec", what)
@@ -330,28 +330,28 @@ func (r *reader) decodeTiered(o *object, what string, specType reflect.Type, out
 // v0.1.3), which checkFields would call unknown. It reports them
 // under a clearer message and takes checkFields' "unknown field" for the
 // same key out afterwards (see dropUnknownAt).
-func (r *reader) removedFields(o *object, spec *yaml.Node, what string, before int) {
-	var walkNode func(n *yaml.Node)
-	walkNode = func(n *yaml.Node) {
-		n = deref(n)
-		if n == nil {
-			return
+func (r *reader) removedFields(o *object, spec *yaml.Node, what string) {
+	for _, dir := range [][2]string{{"ingress", "from"}, {"egress", "to"}} {
+		_, rules := field(spec, dir[0])
+		if rules == nil || rules.Kind != yaml.SequenceNode {
+			continue
 		}
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i]
-				switch k.Value {
-				case "sameLabels", "notSameLabels":
-					r.ds.Errorf(o.pos(k), "%s: field %q is not supported: it was removed from the API in network-policy-api v0.1.3; polc reads the v0.3.0 types", what, k.Value)
-					r.hideUnknown = append(r.hideUnknown, o.pos(k))
+		for _, rule := range rules.Content {
+			_, peers := field(rule, dir[1])
+			if peers == nil || peers.Kind != yaml.SequenceNode {
+				continue
+			}
+			for _, peer := range peers.Content {
+				_, ns := field(peer, "namespaces")
+				for _, old := range []string{"sameLabels", "notSameLabels"} {
+					if k, _ := field(ns, old); k != nil {
+						r.ds.Errorf(o.pos(k), "%s: field %q is not supported: it was removed from the API in network-policy-api v0.1.3; polc reads the v0.3.0 types", what, old)
+						r.hideUnknown = append(r.hideUnknown, o.pos(k))
+					}
 				}
 			}
 		}
-		for _, c := range n.Content {
-			walkNode(c)
-		}
 	}
-	walkNode(spec)
 }
 
 // tieredMeta checks the metadata of a cluster-scoped tiered object. It

@@ -222,3 +222,19 @@ func TestTieredOrderWarning(t *testing.T) {
 		`p.yaml:4:9: warning: cnp.web: its named-port copies (cnp.web_portN) are ordered after cnp.web-2, of the same tier and priority, which the policy itself precedes: give the two different priorities`)
 	wantDiags(t, obj("web", "destinationNamedPort: http")+"---\n"+obj("webz", "tcp: {destinationPort: {number: 1}}"))
 }
+
+// Rule: sameLabels is an error only where earlier releases had it (a
+// peer's namespaces); as a label key it is a label key.
+func TestSameLabelsAsLabelKey(t *testing.T) {
+	wantPolicies(t, anp(`  priority: 3
+  subject:
+    namespaces: {matchLabels: {sameLabels: "yes"}}
+  ingress:
+  - action: Deny
+    from:
+    - namespaces: {matchLabels: {sameLabels: "yes"}}
+`), `
+policy anp.p tier admin priority 3 select {k8s:io.cilium.k8s.namespace.labels.sameLabels=yes}
+  ingress deny from {k8s:io.cilium.k8s.namespace.labels.sameLabels=yes}
+`)
+}
