@@ -148,15 +148,21 @@ func (c *checker) tier(p *dsl.Policy) {
 		}
 		return
 	}
-	tierPos := p.TierPos
-	if !tierPos.IsValid() {
-		tierPos = p.Name.Pos
+	// A front end that builds the AST itself (Kubernetes input) may set
+	// Tier and Priority without positions: a priority is missing only
+	// where a tier is written and a priority is not.
+	prioPos := p.PriorityPos
+	if !prioPos.IsValid() {
+		prioPos = p.TierPos
+	}
+	if !prioPos.IsValid() {
+		prioPos = p.Name.Pos
 	}
 	switch {
-	case !p.PriorityPos.IsValid():
-		c.ds.Errorf(tierPos, `tier %s needs a priority from 0 (first) to %d, as in "tier %s priority 10"`, p.Tier, dsl.MaxPriority, p.Tier)
+	case p.TierPos.IsValid() && !p.PriorityPos.IsValid():
+		c.ds.Errorf(p.TierPos, `tier %s needs a priority from 0 (first) to %d, as in "tier %s priority 10"`, p.Tier, dsl.MaxPriority, p.Tier)
 	case p.Priority < 0 || p.Priority > dsl.MaxPriority:
-		c.ds.Errorf(p.PriorityPos, "priority %d is outside 0..%d", p.Priority, dsl.MaxPriority)
+		c.ds.Errorf(prioPos, "priority %d is outside 0..%d", p.Priority, dsl.MaxPriority)
 	}
 	if p.Audit.IsValid() {
 		c.ds.Errorf(p.Audit, "audit is for untiered policies; policy %q is in tier %s (audit of tiered policies is not supported)", name, p.Tier)

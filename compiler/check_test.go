@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -171,5 +172,28 @@ func TestCheckReportsEverything(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, diagStrings(ds)); diff != "" {
 		t.Errorf("diagnostics (-want +got):\n%s", diff)
+	}
+}
+
+// TestCheckTierWithoutPositions: an AST built by another front end (the
+// Kubernetes reader) may carry a tier and a priority without positions;
+// it is checked by value, and a priority out of range is still reported.
+func TestCheckTierWithoutPositions(t *testing.T) {
+	mk := func(prio int) *dsl.File {
+		return &dsl.File{Path: "k8s", Decls: []dsl.Decl{
+			&dsl.Endpoint{Name: dsl.Ident{Name: "a"}, Addrs: []dsl.Text{{Text: "10.0.0.1"}}},
+			&dsl.Policy{Name: dsl.Ident{Name: "cnp"}, Tier: dsl.TierAdmin, Priority: prio,
+				Rules: []*dsl.Rule{{Dir: dsl.Ingress, Action: dsl.Pass}}},
+		}}
+	}
+	prog, ds := Compile([]*dsl.File{mk(7)}, nil)
+	if ds.HasErrors() || prog == nil {
+		t.Fatalf("priority 7 without positions: %v", ds)
+	}
+	if r := prog.Rules[0]; r.Tier != dsl.TierAdmin || r.Priority != 7 || r.Rank != 1 || prog.Policies[0].Isolates != [2]bool{} {
+		t.Errorf("got rule %+v, policy %+v", r, prog.Policies[0])
+	}
+	if _, ds := Compile([]*dsl.File{mk(1001)}, nil); !ds.HasErrors() || !strings.Contains(ds.Error(), "priority 1001 is outside 0..1000") {
+		t.Errorf("priority 1001: got %v", ds)
 	}
 }

@@ -399,7 +399,11 @@ func decisionText(d diff.Decision) string {
 		if d.Allow {
 			verb = "allowed"
 		}
-		return fmt.Sprintf("%s by %s:%d: %s", verb, d.Rule.Pos.File, d.Rule.Pos.Line, d.Rule.Text)
+		tier := ""
+		if d.Rule.Tier != dsl.TierNone {
+			tier = fmt.Sprintf(" (%s tier, priority %d)", d.Rule.Tier, d.Rule.Priority)
+		}
+		return fmt.Sprintf("%s by %s:%d%s: %s", verb, d.Rule.Pos.File, d.Rule.Pos.Line, tier, d.Rule.Text)
 	}
 	return ir.ReservedName(d.Reserved)
 }
@@ -439,6 +443,9 @@ type (
 		File    string `json:"file,omitempty"`
 		Line    int    `json:"line,omitempty"`
 		Policy  string `json:"policy,omitempty"`
+		// Tier and Priority: the rule's policy's, for a tiered rule.
+		Tier     string `json:"tier,omitempty"`
+		Priority *int   `json:"priority,omitempty"`
 	}
 )
 
@@ -489,6 +496,10 @@ func diffDecisionJSON(d diff.Decision) diffJSONDecision {
 		j.Rule = "no-endpoint"
 	case d.Rule != nil:
 		j.Rule, j.File, j.Line, j.Policy = d.Rule.Text, d.Rule.Pos.File, d.Rule.Pos.Line, d.Rule.Policy
+		if d.Rule.Tier != dsl.TierNone {
+			prio := d.Rule.Priority
+			j.Tier, j.Priority = d.Rule.Tier.String(), &prio
+		}
 	default:
 		j.Rule = ir.ReservedName(d.Reserved)
 	}

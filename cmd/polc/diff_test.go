@@ -37,6 +37,8 @@ func TestDiffGolden(t *testing.T) {
 		{"fail-on-opened.txt", []string{"diff", "--fail-on", "opened", q, "--", d("add-deny.pol")}, exitOK},
 		{"fail-on-closed.txt", []string{"diff", "--fail-on", "closed", q, "--", d("add-deny.pol")}, exitFailure},
 		{"json.txt", []string{"diff", "-o", "json", q, "--", d("except.pol")}, exitFailure},
+		{"tier-priority.txt", []string{"diff", "testdata/tiers/tiers.pol", "--", d("tier-priority.pol")}, exitFailure},
+		{"tier-priority-json.txt", []string{"diff", "-o", "json", "testdata/tiers/tiers.pol", "--", d("tier-priority.pol")}, exitFailure},
 		{"no-dash.txt", []string{"diff", q, d("except.pol")}, exitUsage},
 		{"one-side.txt", []string{"diff", q, "--"}, exitUsage},
 		{"errors.txt", []string{"diff", q, "--", "testdata/bad/check/bad_cidr.pol"}, exitUsage},

@@ -413,21 +413,6 @@ func tiersTookPart(prog *ir.Program, p eval.PointDecision) bool {
 	return r != nil && r.Tier != dsl.TierNone
 }
 
-// decidingLevel names the level of the evaluation order that decided with
-// rule id: admin, namespace, baseline, or default (default-allow).
-func decidingLevel(prog *ir.Program, id ir.RuleID) string {
-	if r := harness.LookupRule(prog, id); r != nil {
-		if r.Tier != dsl.TierNone {
-			return r.Tier.String()
-		}
-		return "namespace"
-	}
-	if id == ir.RuleDefaultAllow {
-		return "default"
-	}
-	return "namespace" // default-deny: an untiered policy isolates
-}
-
 // tierChain is the way a point's decision went through the tiers:
 // "admin pass by rule 18 (guardrails, priority 10) → namespace level:
 // allow by rule 23 (api-in)".

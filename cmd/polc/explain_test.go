@@ -34,12 +34,11 @@ func TestExplainGolden(t *testing.T) {
 		{"service-denied.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "udp default.bar -> svc/kube-system/kube-dns:dns"}, true},
 		{"service-no-backend.txt", []string{"explain", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/empty:80"}, false},
 		{"service-json.txt", []string{"explain", "--reference", "-o", "json", "--k8s", svcCluster, svcPolicy, "tcp default.foo -> svc/default/kubernetes:443"}, false},
-		// Tiers, on the reference alone until the datapath has them.
-		{"tiers-admin-allow.txt", []string{"explain", "--reference", tiers, "tcp mon -> api:9100"}, false},
-		{"tiers-admin-deny.txt", []string{"explain", "--reference", tiers, "tcp web -> 192.0.2.1:443"}, false},
-		{"tiers-pass-namespace.txt", []string{"explain", "--reference", tiers, "udp web -> dns:53"}, false},
-		{"tiers-pass-baseline.txt", []string{"explain", "--reference", tiers, "tcp mon -> db:5432"}, false},
-		{"tiers-baseline-pass.txt", []string{"explain", "--reference", tiers, "tcp mon -> lab:8443"}, false},
+		{"tiers-admin-allow.txt", []string{"explain", tiers, "tcp mon -> api:9100"}, true},
+		{"tiers-admin-deny.txt", []string{"explain", tiers, "tcp web -> 192.0.2.1:443"}, true},
+		{"tiers-pass-namespace.txt", []string{"explain", tiers, "udp web -> dns:53"}, true},
+		{"tiers-pass-baseline.txt", []string{"explain", tiers, "tcp mon -> db:5432"}, true},
+		{"tiers-baseline-pass.txt", []string{"explain", tiers, "tcp mon -> lab:8443"}, true},
 		{"tiers-json.txt", []string{"explain", "--reference", "-o", "json", tiers, "tcp mon -> db:5432"}, false},
 		{"service-unknown.txt", []string{"explain", "--reference", "--k8s", svcCluster, svcPolicy, "udp default.foo -> svc/kube-system/kubedns:53"}, false},
 	}
@@ -112,5 +111,20 @@ func TestExplainTiersJSON(t *testing.T) {
 	}
 	if dns.Subject != "dns" || dns.Level != "" || len(dns.Passes) != 0 {
 		t.Errorf("dns ingress (no tier decides or passes): got %+v", dns)
+	}
+}
+
+// TestAuditFlagRefusesTiers: --audit cannot put a tiered policy in audit
+// mode (not supported), so it refuses the program rather than leave the
+// tiers enforcing.
+func TestAuditFlagRefusesTiers(t *testing.T) {
+	chdirRoot(t)
+	code, _, stderr := runPolc(t, "check", "--audit", "testdata/tiers/tiers.pol")
+	if code != exitFailure || !strings.Contains(stderr, `testdata/tiers/tiers.pol:20:1: --audit: policy "guardrails" is in tier admin`) ||
+		!strings.Contains(stderr, `policy "defaults" is in tier baseline`) {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, _, stderr := runPolc(t, "check", "--audit", "testdata/quickstart.pol"); code != exitOK {
+		t.Errorf("untiered: exit %d, stderr:\n%s", code, stderr)
 	}
 }

@@ -63,7 +63,7 @@ func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().StringVar(&in.node, "node", "",
 		"with --k8s: the bundle of node `NAME`: pods whose spec.nodeName is NAME are local endpoints, every other pod a remote one (a peer only)")
 	c.Flags().BoolVar(&in.audit, "audit", false,
-		"put every policy in audit mode: what they would deny passes and is reported (polc monitor: audit events), nothing is enforced")
+		"put every policy in audit mode: what they would deny passes and is reported (polc monitor: audit events), nothing is enforced; refused with tiered policies")
 	c.Flags().BoolVar(&in.dropTunnels, "drop-tunnels", false,
 		"drop tunnel protocols (IP in IP, IPv6 in IP, GRE, EtherIP, L2TPv3, MPLS in IP) at every endpoint, whatever the policy says")
 	c.Flags().StringSliceVar(&in.importRoots, "import-root", nil,
@@ -119,6 +119,19 @@ func (in *inputFlags) load(paths []string) (*ir.Program, compiler.Sources, dsl.D
 	if prog != nil {
 		prog.DropTunnels = in.dropTunnels
 		if in.audit {
+			// audit of tiered policies is not supported (the checker
+			// refuses `audit` on them too): --audit would leave them
+			// enforcing while promising that nothing is.
+			var tiered dsl.Diagnostics
+			for _, p := range prog.Policies {
+				if p.Tier != dsl.TierNone {
+					tiered.Errorf(p.Pos, "--audit: policy %q is in tier %s, and audit of tiered policies is not supported: build without --audit, and write `audit` on the untiered policies to audit", p.Name, p.Tier)
+				}
+			}
+			if len(tiered) > 0 {
+				tiered.Sort()
+				return nil, srcs, append(diags, tiered...)
+			}
 			for _, p := range prog.Policies {
 				p.Audit = true
 			}

@@ -442,7 +442,7 @@ func referenceJSON(prog *ir.Program, r eval.Result) decisionJSON {
 			pj.Passes = append(pj.Passes, ruleToJSON(prog, id))
 		}
 		if tiersTookPart(prog, p) {
-			pj.Level = decidingLevel(prog, p.Rule)
+			pj.Level = p.Level.String()
 		}
 		d.Points = append(d.Points, pj)
 	}

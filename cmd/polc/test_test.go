@@ -59,6 +59,7 @@ func TestTestGolden(t *testing.T) {
 		{"quickstart-json.txt", []string{"test", "-o", "json", "--run", "reply", "testdata/quickstart.pol"}, true, exitOK},
 		{"failing-reference.txt", []string{"test", "--reference", "testdata/harness/failing.pol"}, false, exitFailure},
 		{"tests-reference.txt", []string{"test", "--reference", "testdata/lang/tests.pol"}, false, exitOK},
+		{"tiers.txt", []string{"test", "testdata/tiers/tiers.pol"}, true, exitOK},
 		{"no-match.txt", []string{"test", "--reference", "--run", "nothing", "testdata/quickstart.pol"}, false, exitOK},
 		{"k8s-cases.txt", []string{"test", "--cases", "testdata/k8s/egress-dns/reach.txt", "--run", `^udp/53 x\.a `}, true, exitOK},
 		{"k8s-services.txt", []string{"test", "--cases", "testdata/k8s/services/reach.txt", "--run", `^udp/53 default\.(foo|bar) -> svc/`}, true, exitOK},

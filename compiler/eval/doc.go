@@ -10,6 +10,8 @@
 // else the endpoint A's address belongs to) and then B's ingress (when B's
 // address is a local endpoint's). A sender that does not own A is spoofing
 // it, and its egress denies the packet. The packet passes when no point
-// denies it. State (conntrack) lives in a *Conntrack the caller keeps across
+// denies it. At each point the admin tier, the namespace level (untiered
+// policies) and the baseline tier decide in that order (docs/language.md,
+// "Tiers"). State (conntrack) lives in a *Conntrack the caller keeps across
 // the packets of a sequence. docs/testing.md describes every rule.
 package eval

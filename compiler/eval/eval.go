@@ -46,6 +46,35 @@ type PointDecision struct {
 	// on before Rule decided, in order: the admin tier's, then the
 	// baseline tier's. Empty when the first level decided.
 	Passes []ir.RuleID
+	// Level is the level of the evaluation order that decided (the
+	// deciding rule's tier and priority are the rule's, in the IR);
+	// LevelNone when no policy did (established, related, malformed, ...).
+	Level Level
+}
+
+// Level is a level of the evaluation order at one point.
+type Level int
+
+const (
+	LevelNone      Level = iota // not decided by policy
+	LevelAdmin                  // a rule of the admin tier
+	LevelNamespace              // the untiered policies: a rule, or default-deny
+	LevelBaseline               // a rule of the baseline tier
+	LevelDefault                // nothing decided: default-allow
+)
+
+func (l Level) String() string {
+	switch l {
+	case LevelAdmin:
+		return "admin"
+	case LevelNamespace:
+		return "namespace"
+	case LevelBaseline:
+		return "baseline"
+	case LevelDefault:
+		return "default"
+	}
+	return "none"
 }
 
 func (r Result) String() string {
@@ -187,7 +216,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 	set := func(i int, v dsl.Verdict, r ir.RuleID) { res.Points[i].Verdict, res.Points[i].Rule = v, r }
 	setDecided := func(i int, d decision) {
 		p := &res.Points[i]
-		p.Verdict, p.Rule, p.Audit, p.Passes = d.verdict, d.rule, d.audit, d.passes
+		p.Verdict, p.Rule, p.Audit, p.Passes, p.Level = d.verdict, d.rule, d.audit, d.passes, d.level
 	}
 
 	ndAll := pkt.neighbourDiscovery()

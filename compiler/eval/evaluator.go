@@ -309,6 +309,7 @@ type decision struct {
 	// passes are the pass rules the packet crossed on the way to rule,
 	// in order: an admin rule's, then a baseline rule's.
 	passes []ir.RuleID
+	level  Level
 }
 
 // decideTiers decides with the tiers of s and one namespace level
@@ -317,23 +318,24 @@ func (e *Evaluator) decideTiers(s *subject, dir dsl.Direction, isolated bool, ru
 	var d decision
 	if r := e.firstMatch(s.admin[dir], remote, pkt); r != nil {
 		if r.Action != dsl.Pass {
-			d.verdict, d.rule = actionVerdict(r.Action), r.ID
+			d.verdict, d.rule, d.level = actionVerdict(r.Action), r.ID, LevelAdmin
 			return d
 		}
 		d.passes = append(d.passes, r.ID)
 	}
 	if isolated {
 		d.verdict, d.rule = e.decideBy(true, rules, remote, pkt)
+		d.level = LevelNamespace
 		return d
 	}
 	if r := e.firstMatch(s.baseline[dir], remote, pkt); r != nil {
 		if r.Action != dsl.Pass {
-			d.verdict, d.rule = actionVerdict(r.Action), r.ID
+			d.verdict, d.rule, d.level = actionVerdict(r.Action), r.ID, LevelBaseline
 			return d
 		}
 		d.passes = append(d.passes, r.ID)
 	}
-	d.verdict, d.rule = dsl.VerdictAllow, ir.RuleDefaultAllow
+	d.verdict, d.rule, d.level = dsl.VerdictAllow, ir.RuleDefaultAllow, LevelDefault
 	return d
 }
 

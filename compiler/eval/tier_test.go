@@ -46,91 +46,92 @@ func TestTiers(t *testing.T) {
 		setup  func(b *builder)
 		want   want
 		passes []int
+		level  Level
 	}{
 		{"admin allow beats a namespace default-deny", func(b *builder) {
 			admin(b, "guard", 10, inAllow(nil, tcp(8080, 8080)))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(22, 22)))
-		}, allowBy(0), nil},
+		}, allowBy(0), nil, LevelAdmin},
 		{"admin allow beats a namespace deny", func(b *builder) {
 			b.policy("api-in", apiSel(), inDeny(nil))
 			admin(b, "guard", 10, inAllow(nil, tcp(8080, 8080)))
-		}, allowBy(1), nil},
+		}, allowBy(1), nil, LevelAdmin},
 		{"admin deny beats a namespace allow", func(b *builder) {
 			b.policy("api-in", apiSel(), inAllow(nil))
 			admin(b, "guard", 10, inDeny(peers(world)))
-		}, denyBy(1), nil},
+		}, denyBy(1), nil, LevelAdmin},
 		{"admin deny on a subject no namespace policy selects", func(b *builder) {
 			admin(b, "guard", 10, inDeny(nil, tcp(8080, 8080)))
-		}, denyBy(0), nil},
+		}, denyBy(0), nil, LevelAdmin},
 		{"admin: the first matching rule of a policy decides", func(b *builder) {
 			admin(b, "guard", 10, inAllow(nil, tcp(8080, 8080)), inDeny(nil))
-		}, allowBy(0), nil},
+		}, allowBy(0), nil, LevelAdmin},
 		{"admin: a lower priority decides first", func(b *builder) {
 			admin(b, "a-late", 20, inAllow(nil))
 			admin(b, "z-early", 5, inDeny(nil))
-		}, denyBy(1), nil},
+		}, denyBy(1), nil, LevelAdmin},
 		{"admin: same priority, name order", func(b *builder) {
 			admin(b, "b", 10, inDeny(nil))
 			admin(b, "a", 10, inAllow(nil))
-		}, allowBy(1), nil},
+		}, allowBy(1), nil, LevelAdmin},
 		{"admin: a rule that does not match leaves the namespace level", func(b *builder) {
 			admin(b, "guard", 10, inDeny(nil, tcp(22, 22)))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(8080, 8080)))
-		}, allowBy(1), nil},
+		}, allowBy(1), nil, LevelNamespace},
 		{"admin pass to a namespace allow", func(b *builder) {
 			admin(b, "guard", 10, inPass(nil), inDeny(nil))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(8080, 8080)))
-		}, allowBy(2), []int{0}},
+		}, allowBy(2), []int{0}, LevelNamespace},
 		{"admin pass to a namespace default-deny", func(b *builder) {
 			admin(b, "guard", 10, inPass(peers(world)))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(22, 22)))
-		}, denyDefault, []int{0}},
+		}, denyDefault, []int{0}, LevelNamespace},
 		{"admin pass skips later admin policies", func(b *builder) {
 			admin(b, "first", 1, inPass(nil))
 			admin(b, "second", 2, inDeny(nil))
-		}, allowDefault, []int{0}},
+		}, allowDefault, []int{0}, LevelDefault},
 		{"admin pass to a baseline deny", func(b *builder) {
 			admin(b, "guard", 10, inPass(nil))
 			baseline(b, "base", 0, inDeny(nil, tcp(8080, 8080)))
-		}, denyBy(1), []int{0}},
+		}, denyBy(1), []int{0}, LevelBaseline},
 		{"baseline deny where nothing isolates", func(b *builder) {
 			baseline(b, "base", 0, inDeny(nil, tcp(8080, 8080)))
-		}, denyBy(0), nil},
+		}, denyBy(0), nil, LevelBaseline},
 		{"baseline allow", func(b *builder) {
 			baseline(b, "base", 0, inAllow(nil, tcp(8080, 8080)), inDeny(nil))
-		}, allowBy(0), nil},
+		}, allowBy(0), nil, LevelBaseline},
 		{"baseline: a lower priority decides first", func(b *builder) {
 			baseline(b, "a", 7, inDeny(nil))
 			baseline(b, "b", 3, inAllow(nil))
-		}, allowBy(1), nil},
+		}, allowBy(1), nil, LevelBaseline},
 		{"baseline overridden by a namespace allow", func(b *builder) {
 			baseline(b, "base", 0, inDeny(nil))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(8080, 8080)))
-		}, allowBy(1), nil},
+		}, allowBy(1), nil, LevelNamespace},
 		{"baseline allow does not open a namespace default-deny", func(b *builder) {
 			baseline(b, "base", 0, inAllow(nil))
 			b.policy("api-in", apiSel(), inAllow(nil, tcp(22, 22)))
-		}, denyDefault, nil},
+		}, denyDefault, nil, LevelNamespace},
 		{"baseline applies when the namespace level isolates the other direction", func(b *builder) {
 			baseline(b, "base", 0, inDeny(nil))
 			b.policy("api-out", apiSel(), outAllow(nil))
-		}, denyBy(0), nil},
+		}, denyBy(0), nil, LevelBaseline},
 		{"baseline pass to default allow", func(b *builder) {
 			baseline(b, "base", 0, inPass(nil, tcp(8080, 8080)))
 			baseline(b, "later", 5, inDeny(nil))
-		}, allowDefault, []int{0}},
+		}, allowDefault, []int{0}, LevelDefault},
 		{"admin pass, then baseline pass", func(b *builder) {
 			admin(b, "guard", 10, inPass(nil))
 			baseline(b, "base", 0, inPass(nil), inDeny(nil))
-		}, allowDefault, []int{0, 1}},
+		}, allowDefault, []int{0, 1}, LevelDefault},
 		{"tiered policies of another subject", func(b *builder) {
 			b.tiered("db-guard", dsl.TierAdmin, 0, sel(eq("app", "db")), inDeny(nil))
 			b.tiered("db-base", dsl.TierBaseline, 0, sel(eq("app", "db")), inDeny(nil))
-		}, allowDefault, nil},
+		}, allowDefault, nil, LevelDefault},
 		{"tiered rules of the other direction", func(b *builder) {
 			admin(b, "guard", 10, rule(dsl.Egress, dsl.Deny, nil))
 			baseline(b, "base", 0, rule(dsl.Egress, dsl.Deny, nil))
-		}, allowDefault, nil},
+		}, allowDefault, nil, LevelDefault},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -145,6 +146,9 @@ func TestTiers(t *testing.T) {
 			}
 			if got := res.Points[0].Passes; !slices.Equal(got, want) {
 				t.Errorf("passes %v, want %v", got, want)
+			}
+			if got := res.Points[0].Level; got != c.level {
+				t.Errorf("level %v, want %v", got, c.level)
 			}
 		})
 	}

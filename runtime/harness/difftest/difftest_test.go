@@ -1,14 +1,20 @@
 package difftest
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/polc-dev/polc/dsl"
 )
 
 // TestDifferential is the bounded run `make test` does: at least 20 000
 // packets over at least 200 policies. POLC_DIFFTEST_POLICIES,
-// POLC_DIFFTEST_PACKETS (per policy) and POLC_DIFFTEST_SEED change it.
+// POLC_DIFFTEST_PACKETS (per policy) and POLC_DIFFTEST_SEED change it;
+// POLC_DIFFTEST_TIERS=0 leaves tiered policies out.
 func TestDifferential(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -28,6 +34,9 @@ func TestDifferential(t *testing.T) {
 			}
 			*v = n
 		}
+	}
+	if os.Getenv("POLC_DIFFTEST_TIERS") == "0" {
+		opts.NoTiers = true
 	}
 	env("POLC_DIFFTEST_POLICIES", &opts.Policies)
 	env("POLC_DIFFTEST_PACKETS", &opts.Packets)
@@ -57,4 +66,39 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(b []byte) (int, error) {
 	l.t.Log(string(b))
 	return len(b), nil
+}
+
+// TestGeneratedPoliciesCompile: the generator writes only what the
+// compiler accepts, tiers included, and it does write tiered policies
+// with pass rules and ties of priority (no kernel needed).
+func TestGeneratedPoliciesCompile(t *testing.T) {
+	tiered, passes := 0, 0
+	for i := range 400 {
+		r := rand.New(rand.NewPCG(3, uint64(i)))
+		w := generate(r, nil, true)
+		prog, err := Compile(fmt.Sprintf("gen%d.pol", i), w.src)
+		if err != nil {
+			t.Fatalf("policy %d: %v\n%s", i, err, w.src)
+		}
+		for _, p := range prog.Policies {
+			if p.Tier != dsl.TierNone {
+				tiered++
+			}
+		}
+		for _, r := range prog.Rules {
+			if r.Action == dsl.Pass {
+				passes++
+			}
+		}
+	}
+	if tiered < 100 || passes < 50 {
+		t.Errorf("%d tiered policies and %d pass rules in 400 programs: the generator hardly makes tiers", tiered, passes)
+	}
+	// NoTiers: none at all
+	for i := range 100 {
+		w := generate(rand.New(rand.NewPCG(3, uint64(i))), nil, false)
+		if strings.Contains(w.src, " tier admin ") || strings.Contains(w.src, " tier baseline ") {
+			t.Fatalf("policy %d has a tier without tiers:\n%s", i, w.src)
+		}
+	}
 }

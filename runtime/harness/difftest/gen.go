@@ -100,6 +100,8 @@ type gen struct {
 	r *rand.Rand
 	w world
 	b strings.Builder
+	// tiers: some policies are admin or baseline, with pass rules.
+	tiers bool
 }
 
 func (g *gen) pick(n int) int        { return g.r.IntN(n) }
@@ -108,9 +110,10 @@ func (g *gen) chance(p float64) bool { return g.r.Float64() < p }
 func pickOf[T any](g *gen, xs []T) T { return xs[g.pick(len(xs))] }
 
 // generate writes a random, valid policy. With same set, it declares the
-// same endpoints as same (the next policy of a `polc apply`).
-func generate(r *rand.Rand, same *world) world {
-	g := &gen{r: r}
+// same endpoints as same (the next policy of a `polc apply`). With tiers,
+// about one policy in three is an admin or a baseline policy.
+func generate(r *rand.Rand, same *world, tiers bool) world {
+	g := &gen{r: r, tiers: tiers}
 	if same != nil {
 		g.b.WriteString(same.endpointSrc)
 		g.w.local = same.local
@@ -272,7 +275,21 @@ func (g *gen) selector(allowEmpty bool) string {
 	return "{" + strings.Join(reqs, ", ") + "}"
 }
 
+// tierPriorities are few, so that priorities tie (name order decides)
+// now and then, with the ends of the range.
+var tierPriorities = []int{0, 1, 1, 2, 5, 1000}
+
 func (g *gen) policy(i int, sets []string) {
+	if g.tiers && g.chance(0.35) {
+		// a tiered policy: no audit, no isolate (both errors)
+		fmt.Fprintf(&g.b, "policy p%d tier %s priority %d {\n  select %s\n",
+			i, pickOf(g, []string{"admin", "baseline"}), pickOf(g, tierPriorities), g.selector(true))
+		for range g.pick(6) {
+			g.rule(sets, true)
+		}
+		g.b.WriteString("}\n")
+		return
+	}
 	audit := ""
 	if g.chance(0.2) {
 		audit = " audit"
@@ -282,12 +299,12 @@ func (g *gen) policy(i int, sets []string) {
 		fmt.Fprintf(&g.b, "  isolate %s\n", pickOf(g, []string{"ingress", "egress", "ingress, egress"}))
 	}
 	for range g.pick(6) {
-		g.rule(sets)
+		g.rule(sets, false)
 	}
 	g.b.WriteString("}\n")
 }
 
-func (g *gen) rule(sets []string) {
+func (g *gen) rule(sets []string, tiered bool) {
 	dir, prep := "ingress", "from"
 	if g.chance(0.45) {
 		dir, prep = "egress", "to"
@@ -295,6 +312,8 @@ func (g *gen) rule(sets []string) {
 	action := "allow"
 	if g.chance(0.3) {
 		action = "deny"
+	} else if tiered && g.chance(0.35) {
+		action = "pass"
 	}
 	fmt.Fprintf(&g.b, "  %s %s", dir, action)
 	if g.chance(0.85) {

@@ -41,6 +41,9 @@ type Options struct {
 	Log io.Writer
 	// MaxMismatches stops the run after this many (0: 20).
 	MaxMismatches int
+	// NoTiers leaves tiered policies (admin, baseline, pass) out of the
+	// generated ones; by default about one policy in three has a tier.
+	NoTiers bool
 }
 
 // Mismatch is one packet on which the kernel and the evaluator differ.
@@ -90,13 +93,13 @@ func Run(opts Options) (Stats, error) {
 			break
 		}
 		r := rand.New(rand.NewPCG(opts.Seed, uint64(i)))
-		w := generate(r, nil)
+		w := generate(r, nil, !opts.NoTiers)
 		// One policy in five is replaced by a second one (same endpoints)
 		// in the middle of each sequence, as `polc apply` does: the
 		// second is loaded with the next generation and shares conntrack.
 		var next *world
 		if r.IntN(5) == 0 {
-			w2 := generate(r, &w)
+			w2 := generate(r, &w, !opts.NoTiers)
 			next = &w2
 		}
 		src := w.src

@@ -22,6 +22,7 @@ func main() {
 		first     = flag.Int("first", 0, "number of the first policy (rerun one policy of a seed)")
 		max       = flag.Int("max-mismatches", 20, "stop after this many mismatches")
 		verbose   = flag.Bool("v", false, "also print documented differences as they happen")
+		tiers     = flag.Bool("tiers", true, "generate tiered policies (admin, baseline, pass) too")
 	)
 	flag.Parse()
 	if *seed == 0 {
@@ -30,7 +31,7 @@ func main() {
 	policies := max1(*packets / max1(*perPolicy))
 	fmt.Printf("polc-difftest: seed %d, %d policies x %d packets\n", *seed, policies, *perPolicy)
 	opts := difftest.Options{Seed: *seed, Policies: policies, Packets: *perPolicy, First: *first,
-		Log: os.Stdout, MaxMismatches: *max}
+		Log: os.Stdout, MaxMismatches: *max, NoTiers: !*tiers}
 	if *verbose {
 		os.Setenv("POLC_DIFFTEST_SHOW_KNOWN", "1")
 	}
