@@ -106,8 +106,9 @@ clean:
 # bench-datapath measures the BPF datapath as bundles ship it (ns/packet via
 # BPF_PROG_TEST_RUN, as ratios to an empty program measured in the same run):
 # established, fresh, re-created and denied-with-a-reader flows at 10 and
-# 1M policy entries, then the per-operation breakdown; needs root. See
-# docs/performance.md.
+# 1M policy entries, the same with 1 000 admin policies (and paired rounds
+# of fresh flows with and without them), then the per-operation breakdown;
+# needs root. See docs/performance.md.
 .PHONY: bench-datapath
 bench-datapath: deps
-	$(GO) test -run '^$$' -bench '^BenchmarkDatapath(Parts)?$$' -benchtime 2000000x -count 3 -timeout 30m ./bpf/
+	$(GO) test -run '^$$' -bench '^BenchmarkDatapath(Parts|Tiers)?$$' -benchtime 2000000x -count 3 -timeout 30m ./bpf/

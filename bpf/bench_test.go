@@ -371,3 +371,76 @@ func (d *datapath) decideQuiet(p *ebpf.Program, frame []byte) (uint32, error) {
 	ret, err := p.Run(&ebpf.RunOptions{Data: frame})
 	return ret, err
 }
+
+// BenchmarkDatapathTiers measures the fresh case of BenchmarkDatapath
+// with and without 1 000 admin policies on the subject (addAdminTier),
+// in alternating rounds of the same run, so that load from neighbours
+// hits both alike: untiered-ns and tiered-ns are the best round of each
+// (wrapper cost taken off, as in runFresh), x-empty the ratios to the
+// empty program, and tiered/untiered the ratio of the two.
+func BenchmarkDatapathTiers(b *testing.B) {
+	requireBPF(b)
+	m := newBenchMeter(b)
+	fresh := tcp(epB.v4, epD.v4, 1, 80, tcpSYN).bytes()
+	for _, n := range []int{10, 1_000_000} {
+		d := loadBenchDatapath(b, n, shippingConsts(nil), nil)
+		d.setBinding(idD)
+		dT := loadBenchDatapath(b, n, shippingConsts(nil), nil)
+		addAdminTier(b, dT, 1000)
+		dT.setBinding(idD)
+		b.Run(fmt.Sprintf("policy=%d/fresh", n), func(b *testing.B) {
+			m.runPaired(b, [2]*datapath{d, dT}, fresh)
+		})
+	}
+}
+
+func (m *benchMeter) runPaired(b *testing.B, ds [2]*datapath, frame []byte) {
+	// a round is a whole number of cycles of the 65 536 source ports, so
+	// that each round starts on tuples long evicted
+	const round, rounds = 4 << 16, 7
+	wrapped := [2]*ebpf.Program{}
+	for i, d := range ds {
+		wrapped[i] = freshWrapper(b, d.coll.Programs[ProgEndpointIngress])
+		size := int(d.inner.MaxEntries)
+		if ret, _, err := wrapped[i].Benchmark(frame, 2*size, nil); err != nil || ret != actOK {
+			b.Fatalf("fill conntrack: verdict %d, %v", ret, err)
+		}
+	}
+	wrappedEmpty := freshWrapper(b, m.empty)
+	f := append([]byte(nil), frame...)
+	binary.LittleEndian.PutUint16(f[34:], binary.LittleEndian.Uint16(f[34:])+uint16(2*int(ds[0].inner.MaxEntries)))
+	best := [2]time.Duration{math.MaxInt64, math.MaxInt64}
+	floor, wrap := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	b.ResetTimer()
+	for range max(1, b.N/(2*round*rounds)) {
+		for range rounds {
+			_, e, err := m.empty.Benchmark(f, round, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, w, err := wrappedEmpty.Benchmark(f, round, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			floor, wrap = min(floor, e), min(wrap, w)
+			for i := range wrapped {
+				ret, t, err := wrapped[i].Benchmark(f, round, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ret != actOK {
+					b.Fatalf("verdict %d, want %d", ret, actOK)
+				}
+				best[i] = min(best[i], t)
+			}
+		}
+	}
+	b.StopTimer()
+	wrapCost := max(wrap-floor, 0)
+	per := [2]time.Duration{best[0] - wrapCost, best[1] - wrapCost}
+	b.ReportMetric(float64(per[0].Nanoseconds()), "untiered-ns")
+	b.ReportMetric(float64(per[1].Nanoseconds()), "tiered-ns")
+	b.ReportMetric(float64(per[0])/float64(floor), "untiered-x-empty")
+	b.ReportMetric(float64(per[1])/float64(floor), "tiered-x-empty")
+	b.ReportMetric(float64(per[1])/float64(per[0]), "tiered/untiered")
+}

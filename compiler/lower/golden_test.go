@@ -21,7 +21,7 @@ var goldenObject = []byte("polc golden test object\n")
 // relative to the repository root.
 func testdataPolicies(t *testing.T) []string {
 	var out []string
-	for _, pat := range []string{"testdata/*.pol", "testdata/lang/*.pol"} {
+	for _, pat := range []string{"testdata/*.pol", "testdata/lang/*.pol", "testdata/tiers/*.pol"} {
 		m, err := filepath.Glob(pat)
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/polc-dev/polc/compiler/ir"
@@ -201,47 +202,28 @@ func randomPacket(r *rand.Rand) ir.Packet {
 // packet by packet, that looking up the emitted maps the way the datapath
 // does gives exactly the verdict and rule of a direct evaluation.
 func TestLoweringAgreesWithMeaning(t *testing.T) {
-	programs, packets := 2000, 200
-	if testing.Short() {
-		programs = 300
-	}
-	for seed := range uint64(programs) {
-		r := rand.New(rand.NewPCG(seed, 7))
-		prog := randomProgram(r, false)
-		b, err := Build(prog, nil, Options{})
-		if err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
-		dp := newDatapath(t, b)
-		ref := refEval{prog}
-		for range packets {
-			p := randomPacket(r)
-			eg, in, egOK, inOK := dp.observe(p)
-			weg, win, wegOK, winOK := ref.observe(p)
-			if egOK != wegOK || inOK != winOK || eg != weg || in != win {
-				t.Fatalf("seed %d: packet %v %v:%d -> %v:%d (icmp %d/%d):\n datapath egress %v(%v) ingress %v(%v)\n meaning  egress %v(%v) ingress %v(%v)\n%s",
-					seed, p.Proto, p.Src, p.SPort, p.Dst, p.DPort, p.ICMPType, p.ICMPCode, eg, egOK, in, inOK, weg, wegOK, win, winOK, describe(prog, b.Text()))
-			}
-		}
-	}
+	checkRandomPrograms(t, false, 7)
 }
 
 // TestTieredLoweringAgreesWithMeaning is TestLoweringAgreesWithMeaning
 // with admin and baseline policies among the random ones.
 func TestTieredLoweringAgreesWithMeaning(t *testing.T) {
+	checkRandomPrograms(t, true, 15)
+}
+
+// checkRandomPrograms compares the simulated datapath with refEval on
+// random programs (randomProgram(tiers)) of the random stream stream.
+func checkRandomPrograms(t *testing.T, tiers bool, stream uint64) {
 	programs, packets := 2000, 200
 	if testing.Short() {
 		programs = 300
 	}
 	tiered := 0
 	for seed := range uint64(programs) {
-		r := rand.New(rand.NewPCG(seed, 15))
-		prog := randomProgram(r, true)
-		for _, p := range prog.Policies {
-			if p.Tier != dsl.TierNone {
-				tiered++
-				break
-			}
+		r := rand.New(rand.NewPCG(seed, stream))
+		prog := randomProgram(r, tiers)
+		if slices.ContainsFunc(prog.Policies, func(p *ir.Policy) bool { return p.Tier != dsl.TierNone }) {
+			tiered++
 		}
 		b, err := Build(prog, nil, Options{})
 		if err != nil {
@@ -259,7 +241,7 @@ func TestTieredLoweringAgreesWithMeaning(t *testing.T) {
 			}
 		}
 	}
-	if tiered < programs/2 {
+	if tiers && tiered < programs/2 {
 		t.Errorf("only %d of %d programs have a tiered policy", tiered, programs)
 	}
 }

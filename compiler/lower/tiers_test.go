@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/polc-dev/polc/bpf"
+	"github.com/polc-dev/polc/compiler"
 	"github.com/polc-dev/polc/compiler/bundle"
+	"github.com/polc-dev/polc/compiler/eval"
 	"github.com/polc-dev/polc/compiler/ir"
 	"github.com/polc-dev/polc/dsl"
 	"github.com/polc-dev/polc/runtime/harness"
@@ -189,17 +191,22 @@ func TestTiersUntieredUnchanged(t *testing.T) {
 	diffLines(t, "ipcache", ipcacheLines(tiered), ipcacheLines(base))
 }
 
-// TestTiersKernel runs the tiered cases through the kernel programs
-// (BPF_PROG_TEST_RUN via the harness) and checks each hook's verdict and
-// rule, with the same expectations as TestTiersLowering.
-func TestTiersKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BPF tests need root, and CI=true forbids skipping them")
-		}
-		t.Skip("BPF tests need root (set CI=true to make this a failure)")
+// requireBPF skips a test that needs root, unless CI=true, where it fails.
+func requireBPF(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
 	}
-	prog := tieredProgram()
+	if os.Getenv("CI") == "true" {
+		t.Fatal("BPF tests need root, and CI=true forbids skipping them")
+	}
+	t.Skip("BPF tests need root (set CI=true to make this a failure)")
+}
+
+// openKernel builds prog with the real BPF object and loads it for
+// BPF_PROG_TEST_RUN (closed when the test ends).
+func openKernel(t *testing.T, prog *ir.Program) *harness.Kernel {
+	t.Helper()
 	b, err := Build(prog, bpf.Object(), Options{Compiler: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +215,17 @@ func TestTiersKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Close()
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// TestTiersKernel runs the tiered cases through the kernel programs
+// (BPF_PROG_TEST_RUN via the harness) and checks each hook's verdict and
+// rule, with the same expectations as TestTiersLowering.
+func TestTiersKernel(t *testing.T) {
+	requireBPF(t)
+	prog := tieredProgram()
+	k := openKernel(t, prog)
 	ref := refEval{prog}
 	for _, c := range tierCases() {
 		if err := k.Reset(); err != nil {
@@ -247,12 +264,7 @@ func TestTiersKernel(t *testing.T) {
 // tiers. api is ingress-isolated by an untiered policy and audited by an
 // audit policy that allows nothing on 81 and denies 82.
 func TestTiersAuditKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BPF tests need root, and CI=true forbids skipping them")
-		}
-		t.Skip("BPF tests need root (set CI=true to make this a failure)")
-	}
+	requireBPF(t)
 	web := peers(peerSel("app=web"))
 	prog := program(
 		[]*ir.Endpoint{ep("web", "app=web", "10.0.1.10"), ep("api", "app=api", "10.0.2.10")},
@@ -278,15 +290,7 @@ func TestTiersAuditKernel(t *testing.T) {
 			}
 		}
 	}
-	b, err := Build(prog, bpf.Object(), Options{Compiler: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := harness.Open(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := openKernel(t, prog)
 	for _, c := range []struct {
 		port        uint16
 		rule, audit ir.RuleID
@@ -379,4 +383,66 @@ func endpointIPCache(b *bundle.Bundle) []string {
 		}
 	}
 	return out
+}
+
+// TestTiersTestdataKernel loads testdata/tiers (the language's tiered
+// example) into the kernel and checks its own tests, then every probe
+// packet of TestGoldenBundles, kernel against the reference evaluator
+// (compiler/eval), verdict and rule at each hook.
+func TestTiersTestdataKernel(t *testing.T) {
+	requireBPF(t)
+	t.Chdir("../..")
+	for _, path := range []string{"testdata/tiers/tiers.pol", "testdata/tiers/tiers.yaml"} {
+		t.Run(path, func(t *testing.T) {
+			prog, _, diags := compiler.Load([]string{path})
+			if diags.HasErrors() || prog == nil {
+				t.Fatalf("load: %v", diags)
+			}
+			k := openKernel(t, prog)
+			ev := eval.New(prog)
+			results, err := harness.RunTests(prog, ev, harness.RunOptions{Kernel: k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(results) == 0 {
+				t.Fatal("no tests in the policy")
+			}
+			for _, tr := range results {
+				for _, sr := range tr.Steps {
+					for _, p := range sr.Problems {
+						t.Errorf("%s: step %d: %s", tr.Test.Name, sr.Index+1, p)
+					}
+				}
+			}
+			n, checked := 0, 0
+			for _, p := range probePackets(prog) {
+				// Hairpin packets of protocols without ports differ
+				// in the rule alone, without tiers too (quickstart
+				// has it): the kernel's egress opens a conntrack
+				// entry the ingress then reports as established,
+				// the evaluator says default-allow.
+				if p.Src == p.Dst && !p.Proto.HasPorts() && !p.Proto.IsICMP() {
+					continue
+				}
+				if err := k.Reset(); err != nil {
+					t.Fatal(err)
+				}
+				o, err := harness.Decide(ev, eval.NewConntrack(), k, harness.CaseFromIR(ev, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				checked++
+				if d := o.Diff(); d != "" {
+					t.Errorf("%s: %s", harness.FormatPacket(p), d)
+					if n++; n > 20 {
+						t.Fatal("too many differences")
+					}
+				}
+			}
+			if checked < 100 {
+				t.Errorf("only %d probe packets", checked)
+			}
+			t.Logf("%d tests, %d probe packets in the kernel", len(results), checked)
+		})
+	}
 }
