@@ -584,11 +584,25 @@ func (r *reader) tieredSubjectSelector(o *object, s tieredSubject, path []any, w
 		r.ds.Errorf(o.at(path...), "%s: %s needs exactly one of namespaces and pods", what, path[len(path)-1])
 		return dsl.Selector{}, false
 	}
-	return r.tieredPodsSelector(o, s.namespaces, s.pods, path)
+	return r.tieredPodsSelector(o, s.namespaces, s.pods, path, what)
 }
 
-func (r *reader) tieredPodsSelector(o *object, namespaces *metav1.LabelSelector, pods *tieredPods, path []any) (dsl.Selector, bool) {
+func (r *reader) tieredPodsSelector(o *object, namespaces *metav1.LabelSelector, pods *tieredPods, path []any, what string) (dsl.Selector, bool) {
 	sel := dsl.Selector{Pos: o.at(path...)}
+	// The API requires podSelector (and, in v1alpha1, namespaceSelector)
+	// in pods: an object without one cannot exist.
+	if namespaces == nil {
+		ok := true
+		for _, f := range []string{"namespaceSelector", "podSelector"} {
+			if !present(o, append(slices.Clone(path), "pods", f)...) && (f == "podSelector" || what != "ClusterNetworkPolicy") {
+				r.ds.Errorf(o.at(append(slices.Clone(path), "pods")...), "%s: pods needs %s (write {} for every one)", what, f)
+				ok = false
+			}
+		}
+		if !ok {
+			return sel, false
+		}
+	}
 	if namespaces != nil {
 		s, ok := r.k8sSelector(o, namespaces, append(slices.Clone(path), "namespaces"), LabelNamespaceLabels)
 		if !ok {
@@ -648,7 +662,7 @@ func (r *reader) tieredRuleSpec(o *object, src *tieredSource, rule *tieredRule, 
 		}
 		switch {
 		case p.namespaces != nil || p.pods != nil:
-			s, good := r.tieredPodsSelector(o, p.namespaces, p.pods, ppath)
+			s, good := r.tieredPodsSelector(o, p.namespaces, p.pods, ppath, what)
 			if !good {
 				ok = false
 				continue

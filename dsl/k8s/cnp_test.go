@@ -238,3 +238,28 @@ policy anp.p tier admin priority 3 select {k8s:io.cilium.k8s.namespace.labels.sa
   ingress deny from {k8s:io.cilium.k8s.namespace.labels.sameLabels=yes}
 `)
 }
+
+// Rule: values of the wrong shape anywhere in a tiered object are errors
+// at their position, never a panic.
+func TestTieredOddShapes(t *testing.T) {
+	for _, spec := range []string{
+		"  tier: 1\n  priority: \"5\"\n  subject: []\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  ingress: {}\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: x\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  egress:\n  - action: Deny\n    to: [{networks: 10.0.0.0/8}]\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  egress:\n  - action: Deny\n    to: [{namespaces: {}}]\n    protocols: [{tcp: 5}, {udp: {destinationPort: 80}}]\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  egress:\n  - action: Deny\n    to: [null, {pods: null}]\n    protocols: [null]\n",
+		"  tier: Admin\n  priority: 5\n  subject: {pods: {}}\n",
+		"  tier: Admin\n  priority: 5\n  subject: {namespaces: {}}\n  egress:\n  - null\n  - action: [Deny]\n",
+	} {
+		_, ds := readPolicies(t, clusterNP("v1alpha2", spec))
+		if !ds.HasErrors() {
+			t.Errorf("no error for:\n%s", spec)
+		}
+		for _, d := range ds {
+			if d.Pos.Line == 0 {
+				t.Errorf("%q: diagnostic without a line: %s", spec, d)
+			}
+		}
+	}
+}
