@@ -81,14 +81,15 @@ type tieredPeer struct {
 }
 
 // tieredPort is one entry of protocols (CNP) or ports (ANP, BANP): a
-// port, a range or a named port. sub is the path below the entry to the
-// mapping holding the number or range (tcp.destinationPort for CNP).
+// port, a range or a named port. portPath leads from the entry to what
+// holds the number or range (tcp.destinationPort, portNumber...) or the
+// name, for positions.
 type tieredPort struct {
 	proto      string // tcp, udp, sctp; any for a named port
 	number     int32
 	start, end int32
 	named      string
-	portPath   []any // relative to the entry: where the number, range or name is
+	portPath   []any
 }
 
 // clusterNetworkPolicy reads a policy.networking.k8s.io/v1alpha2 or
