@@ -55,7 +55,7 @@ func (in *inputFlags) checkInputs(c *cobra.Command, paths []string) error {
 
 func addInputFlags(c *cobra.Command, in *inputFlags) {
 	c.Flags().BoolVar(&in.k8s, "k8s", false,
-		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, Pod, workloads such as Deployment, Namespace, Node, Service with EndpointSlices; multi-document YAML or v1 List); FILE may be a directory or - (standard input)")
+		"read Kubernetes objects (NetworkPolicy, CiliumNetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, Pod, workloads such as Deployment, Namespace, Node, Service with EndpointSlices; multi-document YAML or v1 List); FILE may be a directory or - (standard input)")
 	c.Flags().StringVarP(&in.namespace, "namespace", "n", "",
 		"with --k8s: the namespace of objects that name none (default \"default\")")
 	c.Flags().BoolVarP(&in.recursive, "recursive", "R", false,

@@ -1,8 +1,11 @@
 // Package k8s reads Kubernetes cluster snapshots — Pods, Namespaces, Nodes,
-// networking.k8s.io/v1 NetworkPolicies and the L3/L4 subset of Cilium's
-// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy — into polc's AST,
+// networking.k8s.io/v1 NetworkPolicies, the L3/L4 subset of Cilium's
+// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and the tiered
+// ClusterNetworkPolicy (AdminNetworkPolicy, BaselineAdminNetworkPolicy) of
+// sigs.k8s.io/network-policy-api — into polc's AST,
 // so the compiler treats them like any other policy source. It is the only
-// package that depends on the Kubernetes API types.
+// package that depends on the Kubernetes API types (and on
+// network-policy-api's).
 //
 // Each pod with an address becomes an endpoint named "NAMESPACE.POD",
 // labelled with its own labels plus reserved labels for its namespace,

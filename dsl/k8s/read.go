@@ -251,12 +251,16 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 				for _, p := range r.ciliumPolicy(o) {
 					files[i].Decls = append(files[i].Decls, p)
 				}
+			case kindClusterNetworkPolicy, kindAdminNetworkPolicy, kindBaselineAdminNetworkPolicy:
+				for _, p := range r.tieredPolicy(o) {
+					files[i].Decls = append(files[i].Decls, p)
+				}
 			case kindUnsupportedPolicy:
 				if v, ok := readVersions[o.kind]; ok {
 					r.ds.Errorf(o.at("apiVersion"), "%s %s is not supported: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
 					break
 				}
-				r.ds.Errorf(o.at("kind"), "%s %s is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy", o.apiVersion, o.kind)
+				r.ds.Errorf(o.at("kind"), "%s %s is not supported: polc reads networking.k8s.io/v1 NetworkPolicy, cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and policy.networking.k8s.io ClusterNetworkPolicy (v1alpha2, v1beta1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (v1alpha1)", o.apiVersion, o.kind)
 			default:
 				if v, ok := readVersions[o.kind]; ok {
 					r.ds.Warnf(o.at("apiVersion"), "%s %s ignored: polc reads %s as %s", o.apiVersion, o.kind, o.kind, v)
@@ -266,6 +270,8 @@ func ReadFiles(srcs []Source, opts ...Options) ([]*dsl.File, dsl.Diagnostics) {
 			}
 		}
 	}
+	r.checkTierOrder()
+	r.dropUnknownAt()
 	r.cl.writeLabels()
 	if opt.Services != nil {
 		*opt.Services = r.svc
@@ -289,6 +295,9 @@ const (
 	kindService
 	kindEndpointSlice
 	kindEndpoints
+	kindClusterNetworkPolicy
+	kindAdminNetworkPolicy
+	kindBaselineAdminNetworkPolicy
 )
 
 // readVersions is the API version polc reads each kind it reads in.
@@ -299,6 +308,9 @@ var readVersions = map[string]string{
 	"NetworkPolicy":                  "networking.k8s.io/v1",
 	"CiliumNetworkPolicy":            "cilium.io/v2",
 	"CiliumClusterwideNetworkPolicy": "cilium.io/v2",
+	"ClusterNetworkPolicy":           "policy.networking.k8s.io/v1alpha2 or v1beta1",
+	"AdminNetworkPolicy":             "policy.networking.k8s.io/v1alpha1",
+	"BaselineAdminNetworkPolicy":     "policy.networking.k8s.io/v1alpha1",
 }
 
 func kindOf(o *object) objectKind {
@@ -323,6 +335,12 @@ func kindOf(o *object) objectKind {
 		return kindCilium
 	case o.apiVersion == "cilium.io/v2" && o.kind == "CiliumClusterwideNetworkPolicy":
 		return kindCiliumClusterwide
+	case (o.apiVersion == "policy.networking.k8s.io/v1alpha2" || o.apiVersion == "policy.networking.k8s.io/v1beta1") && o.kind == "ClusterNetworkPolicy":
+		return kindClusterNetworkPolicy
+	case o.apiVersion == "policy.networking.k8s.io/v1alpha1" && o.kind == "AdminNetworkPolicy":
+		return kindAdminNetworkPolicy
+	case o.apiVersion == "policy.networking.k8s.io/v1alpha1" && o.kind == "BaselineAdminNetworkPolicy":
+		return kindBaselineAdminNetworkPolicy
 	case strings.HasSuffix(o.kind, "NetworkPolicy") || o.kind == "Namespace" || o.kind == "Pod" || o.kind == "Node":
 		// A policy kind (or a core kind) of an API version polc does not
 		// read would change verdicts if ignored.
@@ -337,6 +355,12 @@ type reader struct {
 	cl    *cluster
 	svc   *Services
 	names map[string]dsl.Pos // policy names given so far
+	// tiered is every tiered object's policy, tieredSplit those that
+	// ingress named ports split (cnp.go, checkTierOrder).
+	tiered, tieredSplit []*dsl.Policy
+	// hideUnknown are positions whose "unknown field" error a clearer
+	// one replaces (cnp.go, removedFields).
+	hideUnknown []dsl.Pos
 }
 
 func (r *reader) podOf(o *object) *pod { return r.cl.byObj[o] }

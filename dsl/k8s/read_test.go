@@ -448,15 +448,15 @@ func TestInput(t *testing.T) {
 kind: ConfigMap
 metadata: {name: s}
 ---
-apiVersion: policy.networking.k8s.io/v1alpha1
-kind: AdminNetworkPolicy
-metadata: {name: anp}
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: gnp}
 ---
 `
 	_, ds := Read("in.yaml", []byte(src))
 	want := []string{
 		"in.yaml:2:7: warning: v1 ConfigMap ignored: polc reads Pods, workloads (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), Namespaces, Nodes, Services (with EndpointSlices, Endpoints) and network policies",
-		"in.yaml:6:7: policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy is not supported: polc reads networking.k8s.io/v1 NetworkPolicy and cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy",
+		"in.yaml:6:7: projectcalico.org/v3 GlobalNetworkPolicy is not supported: polc reads networking.k8s.io/v1 NetworkPolicy, cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, and policy.networking.k8s.io ClusterNetworkPolicy (v1alpha2, v1beta1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (v1alpha1)",
 	}
 	var got []string
 	for _, d := range ds {

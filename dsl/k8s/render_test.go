@@ -30,6 +30,9 @@ func render(files ...*dsl.File) string {
 				if d.Audit.IsValid() {
 					audit = " audit"
 				}
+				if d.Tier != dsl.TierNone {
+					audit += fmt.Sprintf(" tier %s priority %d", d.Tier, d.Priority)
+				}
 				fmt.Fprintf(&b, "policy %s%s select %s", d.Name.Name, audit, renderSelector(d.Select))
 				if len(d.Isolate) > 0 {
 					var dirs []string
