@@ -82,6 +82,13 @@ enum polc_rule {
  * subject here, but not the world's either, so world rules do not reach it.
  */
 #define POLC_IPC_REMOTE_ENDPOINT (1u << 15)
+/*
+ * A tiered policy with a deny rule in that direction selects the subject:
+ * some packet may be denied there although nothing isolates it, so a later
+ * fragment of an unknown datagram is dropped, as where it is isolated.
+ */
+#define POLC_IPC_INGRESS_TIERED_DENY (1u << 16)
+#define POLC_IPC_EGRESS_TIERED_DENY  (1u << 17)
 
 /* policy_key.flags */
 #define POLC_POLICY_EGRESS  (1u << 0)

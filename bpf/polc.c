@@ -202,7 +202,10 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 
 		if (fv)
 			return polc_verdict(st, fv->verdict, fv->rule);
-		if (polc_isolated(st, dir))
+		/* unknown: dropped wherever some packet may be denied */
+		if (polc_isolated(st, dir) ||
+		    (st->subject_flags &
+		     (dir == POLC_DIR_EGRESS ? POLC_IPC_EGRESS_TIERED_DENY : POLC_IPC_INGRESS_TIERED_DENY)))
 			return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_FRAGMENT);
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
 	}

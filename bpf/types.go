@@ -68,6 +68,12 @@ const (
 	// remote endpoint). Not the world's (no world probe), never a subject
 	// (no other flag, Endpoint 0, so it fails every hook's address check).
 	IPCacheRemoteEndpoint uint32 = 1 << 15
+	// IPCacheIngressTieredDeny and IPCacheEgressTieredDeny: a tiered
+	// policy with a deny rule in that direction selects the identity, so
+	// a later fragment of an unknown datagram is dropped there
+	// (RuleFragment) even when nothing isolates the direction.
+	IPCacheIngressTieredDeny uint32 = 1 << 16
+	IPCacheEgressTieredDeny  uint32 = 1 << 17
 )
 
 // Probe hints in IPCacheValue.Flags, read by the datapath only when

@@ -188,6 +188,8 @@ func ipcacheFlags(f uint32) []string {
 		{bpf.IPCacheIngressRanges, "ingress-ranges"},
 		{bpf.IPCacheEgressRanges, "egress-ranges"},
 		{bpf.IPCacheRemoteEndpoint, "remote-endpoint"},
+		{bpf.IPCacheIngressTieredDeny, "ingress-tiered-deny"},
+		{bpf.IPCacheEgressTieredDeny, "egress-tiered-deny"},
 	} {
 		if f&x.bit != 0 {
 			out = append(out, x.name)

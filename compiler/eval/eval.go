@@ -154,7 +154,9 @@ type point struct {
 //     (the datapath's frags records carry the generation too); unknown,
 //     or seen only under another generation, it is dropped
 //     (ir.RuleFragment) at points whose subject is isolated in that
-//     direction and passes elsewhere.
+//     direction, or selected there by a tiered policy with a deny rule in
+//     that direction (some packet may be denied there), and passes
+//     elsewhere.
 //  9. An ICMP error about a tracked flow passes (ir.RuleRelated).
 //  10. A packet of a tracked flow, either way, passes (ir.RuleEstablished);
 //     if the flow was created under another generation, each point instead
@@ -247,7 +249,7 @@ func (e *Evaluator) Eval(ct *Conntrack, pkt Packet) Result {
 			switch fp, ok := first.decision(pt); {
 			case ok:
 				set(i, fp.verdict, fp.rule)
-			case e.subjects[pt.subject].isolated[pt.dir]:
+			case e.subjects[pt.subject].isolated[pt.dir], e.subjects[pt.subject].tieredDeny(pt.dir):
 				set(i, dsl.VerdictDeny, ir.RuleFragment)
 			default:
 				set(i, dsl.VerdictAllow, ir.RuleDefaultAllow)

@@ -313,6 +313,20 @@ type decision struct {
 }
 
 // decideTiers decides with the tiers of s and one namespace level
+// tieredDeny reports whether a tiered policy that selects the subject has
+// a deny rule in dir: a packet at that hook may be denied even where
+// nothing isolates it.
+func (s *subject) tieredDeny(dir dsl.Direction) bool {
+	for _, tier := range [][2][]tieredRule{s.admin, s.baseline} {
+		for _, tr := range tier[dir] {
+			if tr.rule.Action == dsl.Deny {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // (isolation and untiered rules).
 func (e *Evaluator) decideTiers(s *subject, dir dsl.Direction, isolated bool, rules []*ir.Rule, remote netip.Addr, pkt *Packet) decision {
 	var d decision

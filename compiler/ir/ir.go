@@ -171,7 +171,7 @@ const (
 	RuleRelated      RuleID = 4 // an ICMP error about a tracked, allowed flow
 	RuleMalformed    RuleID = 5 // truncated or malformed IP/L4 header: dropped
 	RuleNonIP        RuleID = 6 // no IP policy applies (non-IP, or IPv6 neighbour discovery): passed
-	RuleFragment     RuleID = 7 // non-first fragment of an unknown flow to a selected subject: dropped
+	RuleFragment     RuleID = 7 // non-first fragment of an unknown flow where the subject is isolated, or a tiered deny rule selects it: dropped
 	RulePrefilter    RuleID = 8 // source inside a prefilter prefix: dropped at XDP
 	// RuleSpoofedSource: a packet an endpoint sends whose source address
 	// is not one of that endpoint's (the interface's binding): dropped.

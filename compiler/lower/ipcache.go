@@ -71,6 +71,9 @@ func classFlags(c *class) uint32 {
 		if g.isolated {
 			f |= bpf.IPCacheIngressIsolated
 		}
+		if g.tieredDeny {
+			f |= bpf.IPCacheIngressTieredDeny
+		}
 		if len(g.ranges) > 0 {
 			f |= bpf.IPCacheIngressRanges
 		}
@@ -79,6 +82,9 @@ func classFlags(c *class) uint32 {
 		f |= g.hints << bpf.IPCacheEgressHintShift
 		if g.isolated {
 			f |= bpf.IPCacheEgressIsolated
+		}
+		if g.tieredDeny {
+			f |= bpf.IPCacheEgressTieredDeny
 		}
 		if len(g.ranges) > 0 {
 			f |= bpf.IPCacheEgressRanges

@@ -24,10 +24,15 @@ type subjectGroup struct {
 	// rules, which can never apply, are left out; else it holds the
 	// baseline rules (there are no untiered ones in the direction).
 	isolated bool
-	policies []int // indices into Program.Policies, ascending
-	exact    []groupEntry
-	ranges   []groupRange
-	hints    uint32 // bpf.Hint* for the classes the entries use
+	// tieredDeny: a tiered policy of the group has a deny rule in the
+	// direction, so some packet at this hook may be denied even where
+	// nothing isolates it: a later fragment of an unknown datagram is
+	// dropped there too (bpf.IPCacheIngressTieredDeny).
+	tieredDeny bool
+	policies   []int // indices into Program.Policies, ascending
+	exact      []groupEntry
+	ranges     []groupRange
+	hints      uint32 // bpf.Hint* for the classes the entries use
 }
 
 // groupEntry is a policy hash entry without its subject.
@@ -122,22 +127,26 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 	}
-	// tieredRules[pi][dir]: policy pi is tiered and has rules in dir.
+	// tieredRules[pi][dir]: policy pi is tiered and has rules in dir;
+	// tieredDeny[pi][dir]: deny rules among them.
 	tieredRules := make([][2]bool, len(prog.Policies))
+	tieredDeny := make([][2]bool, len(prog.Policies))
 	for pi, p := range prog.Policies {
 		if p.Tier == dsl.TierNone {
 			continue
 		}
 		for _, rid := range p.Rules {
 			if i := int(rid - ir.FirstRuleID); rid >= ir.FirstRuleID && i < len(prog.Rules) {
-				tieredRules[pi][prog.Rules[i].Dir] = true
+				r := prog.Rules[i]
+				tieredRules[pi][r.Dir] = true
+				tieredDeny[pi][r.Dir] = tieredDeny[pi][r.Dir] || r.Action == dsl.Deny
 			}
 		}
 	}
 	var groups []*subjectGroup
 	byKey := map[string]*subjectGroup{}
 	// The key (direction and policies) determines the isolation too.
-	group := func(dir dsl.Direction, ps []int, audit, isolated bool) *subjectGroup {
+	group := func(dir dsl.Direction, ps []int, audit, isolated, deny bool) *subjectGroup {
 		var kb strings.Builder
 		kb.WriteString(dir.String())
 		if audit {
@@ -149,7 +158,7 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 		}
 		g := byKey[kb.String()]
 		if g == nil {
-			g = &subjectGroup{dir: dir, policies: ps, audit: audit, isolated: isolated}
+			g = &subjectGroup{dir: dir, policies: ps, audit: audit, isolated: isolated, tieredDeny: deny}
 			byKey[kb.String()] = g
 			groups = append(groups, g)
 		}
@@ -164,7 +173,7 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 			}
 		}
 		for _, dir := range []dsl.Direction{dsl.Ingress, dsl.Egress} {
-			isolated, audited, tiered := false, false, false
+			isolated, audited, tiered, deny := false, false, false, false
 			for _, pi := range all {
 				p := prog.Policies[pi]
 				// only untiered policies isolate (the IR says tiered
@@ -174,15 +183,16 @@ func groupSubjects(prog *ir.Program, s *addrSpace) ([]*subjectGroup, error) {
 				isolated = isolated || (p.Isolates[dir] && !p.Audit && untiered)
 				audited = audited || (p.Isolates[dir] && p.Audit && untiered)
 				tiered = tiered || (tieredRules[pi][dir] && !p.Audit)
+				deny = deny || (tieredDeny[pi][dir] && !p.Audit)
 			}
 			if isolated || tiered {
-				ls.group[dir] = group(dir, enforcing, false, isolated)
+				ls.group[dir] = group(dir, enforcing, false, isolated, deny)
 			}
 			// the audit question: every policy, asked only when the
 			// enforcing ones allow; an audit policy isolates the
 			// direction, so baseline rules cannot apply there
 			if audited {
-				ls.audit[dir] = group(dir, all, true, true)
+				ls.audit[dir] = group(dir, all, true, true, false)
 			}
 		}
 	}

@@ -142,3 +142,66 @@ func TestFragmentAcrossGenerations(t *testing.T) {
 		}
 	}
 }
+
+// TestFragmentTieredDeny: a later fragment of an unknown datagram, at a
+// hook whose subject only tiered policies select. Where one of them has
+// a deny rule in that direction (b's ingress: an admin deny), some
+// packet may be denied there, so the fragment, which carries no ports to
+// judge, is dropped with `fragment` — it passed before, although the
+// admin tier denies its datagram. Where the tiered rules can only allow
+// or pass (a's egress) nothing can be denied and it passes with
+// `default-allow`. Kernel and reference alike, and a first fragment the
+// admin tier allows is still followed.
+func TestFragmentTieredDeny(t *testing.T) {
+	src := genEndpoints + `
+policy guard tier admin priority 1 {
+  select app=b
+  ingress allow from app=a on udp/53
+  ingress deny from app=a on udp
+}
+policy open tier admin priority 2 {
+  select app=a
+  egress pass to app=b on udp/54
+  egress allow to app=b
+}
+`
+	evs, ks := openGenerations(t, src, src)
+	ev, k := evs[0], ks[0]
+	a, b := netip.MustParseAddr("10.0.1.10"), netip.MustParseAddr("10.0.1.11")
+	spec := func(src, dst netip.Addr, dport uint16, id uint32, off uint16, more bool) packet.Spec {
+		s := packet.Spec{Proto: ir.ProtoUDP, Src: src, Dst: dst, SPort: 5000, DPort: dport, ID: id,
+			Frag: &packet.Frag{Offset: off, More: more}}
+		if off > 0 {
+			s.Payload = []byte("the rest")
+		}
+		return s
+	}
+	ct := eval.NewConntrack()
+	for i, s := range []struct {
+		spec packet.Spec
+		rule ir.RuleID // the reference's overall rule
+	}{
+		// a → b: a's egress allows (rule of open), b's ingress has an
+		// admin deny: the orphan is dropped at b
+		{spec(a, b, 0, 1, 64, false), ir.RuleFragment},
+		// b → a: b's egress and a's ingress have no policy: passes
+		{spec(b, a, 0, 2, 64, false), ir.RuleDefaultAllow},
+		// a first fragment the admin tier allows (udp/53: open's rule 19 at a, guard's 16 at b), then its rest
+		{spec(a, b, 53, 3, 0, true), ir.FirstRuleID + 3},
+		{spec(a, b, 0, 3, 64, false), ir.FirstRuleID + 3},
+		// a first fragment it denies (udp/99), then its rest
+		{spec(a, b, 99, 4, 0, true), ir.FirstRuleID + 1},
+		{spec(a, b, 0, 4, 64, false), ir.FirstRuleID + 1},
+	} {
+		o, err := Decide(ev, ct, k, CaseFromSpec(s.spec, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := o.Diff(); d != "" {
+			t.Errorf("step %d: %s", i+1, d)
+		}
+		if o.Reference.Rule != s.rule {
+			t.Errorf("step %d: reference %s, want rule %d", i+1, o.Reference, s.rule)
+		}
+	}
+}
