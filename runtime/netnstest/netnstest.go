@@ -234,7 +234,28 @@ func addAddr(ns *NS, ifname, cidr string) error {
 	if err := h.AddrAdd(l, addr); err != nil {
 		return fmt.Errorf("add %s to %s in %s: %w", cidr, ifname, ns.Name, err)
 	}
+	if addr.IP.To4() == nil && l.Attrs().Flags&net.FlagUp != 0 {
+		return waitLocalRoute(h, addr.IP, ns.Name)
+	}
 	return nil
+}
+
+// waitLocalRoute waits until the kernel routes ip as local. An IPv6
+// address, even without DAD, enters the local table from a work queue
+// some time after RTM_NEWADDR returns: a FIB lookup (the datapath's
+// bpf_fib_lookup, a test's packet) right after AddrAdd may not find it yet.
+func waitLocalRoute(h *netlink.Handle, ip net.IP, ns string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		routes, err := h.RouteGet(ip)
+		if err == nil && len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s in %s: not routed as local 2 s after it was added (%v, %v)", ip, ns, routes, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Endpoint is one workload namespace of a Topology, joined to the host
