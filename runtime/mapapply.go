@@ -48,9 +48,10 @@ type MapDelta struct {
 
 // programsDigest fingerprints everything of b that a map-only apply
 // keeps from the loaded generation: the object, programs and hooks, tail
-// calls, constants, every map's shape and size, the records of every map
-// other than the content maps, and the rules' ids, policies, texts and
-// verdicts (counters are by rule id; where a rule is written may move).
+// calls, constants, every map's shape, and the size and records of every
+// map other than the content maps and the counters. Not the rules: a
+// map-only apply rebases the kept counters map for the new rules
+// (rebaseCounters), and mapOnlyReason checks that the rule ids fit it.
 func programsDigest(b *bundle.Bundle) string {
 	m := &b.Manifest
 	var buf bytes.Buffer
@@ -64,16 +65,12 @@ func programsDigest(b *bundle.Bundle) string {
 	}
 	for _, s := range m.Maps {
 		fmt.Fprintf(&buf, "map %s %s %d %d %d", s.Name, s.Type, s.KeySize, s.ValueSize, s.Flags)
-		// a content map's records need only fit (mapOnlyReason)
-		if !slices.Contains(bpf.ContentMaps, s.Name) {
+		// a content map's records, and the rule ids, need only fit
+		// (mapOnlyReason)
+		if !slices.Contains(bpf.ContentMaps, s.Name) && s.Name != bpf.MapCounters {
 			fmt.Fprintf(&buf, " %d %s", s.MaxEntries, s.SHA256)
 		}
 		buf.WriteByte('\n')
-	}
-	// Rules by what they mean, not where they are written: the catalog
-	// (file and line) is the new generation's anyway.
-	for _, r := range b.Rules {
-		fmt.Fprintf(&buf, "rule %d %q %q %q %s\n", r.ID, r.Name, r.Policy, r.Text, r.Verdict)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:])
@@ -129,6 +126,14 @@ func (h *Host) mapOnlyReason(p pins, st *State, b *bundle.Bundle, tables map[str
 	defer ct.Close()
 	if uint32(len(b.Endpoints))+1 > ct.MaxEntries() {
 		return "more endpoints than the conntrack array has slots"
+	}
+	ctr, err := ebpf.LoadPinnedMap(p.genMap(st.Generation, bpf.MapCounters), nil)
+	if err != nil {
+		return "no counters map"
+	}
+	defer ctr.Close()
+	if n := ruleSlots(b); n > ctr.MaxEntries() {
+		return fmt.Sprintf("rule ids up to %d, the loaded counters map holds %d", n-1, ctr.MaxEntries())
 	}
 	if _, err := os.Stat(p.genMap(st.Generation, bpf.MapGeneration)); err != nil {
 		return "the loaded generation has no " + bpf.MapGeneration
@@ -208,6 +213,11 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 		}
 		deltas = append(deltas, d)
 	}
+	// The counters map is kept: a base for the new rules, from the
+	// counts read now, just before the switch.
+	if err := rebaseCounters(p, old, stage, b); err != nil {
+		return fail(fmt.Errorf("rule counters: %w", err))
+	}
 	h.crash(CrashApplyAfterStage)
 
 	// 2. Switch: one update, every packet from now on sees gen's slot.
@@ -273,8 +283,9 @@ func (h *Host) retireMapOnly(name string, p pins, st *State, b *bundle.Bundle, o
 	}
 }
 
-// repin pins every map and program pinned under from/maps and from/progs,
-// and from's counters_base, again under to: the same objects.
+// repin pins every map and program pinned under from/maps and from/progs
+// again under to: the same objects. (Not counters_base: rebaseCounters
+// writes to's.)
 func repin(from, to string) error {
 	for _, kind := range []string{"maps", "progs"} {
 		if err := os.MkdirAll(filepath.Join(to, kind), 0o700); err != nil {
@@ -290,10 +301,6 @@ func repin(from, to string) error {
 				return err
 			}
 		}
-	}
-	src := filepath.Join(from, countersBasePin)
-	if _, err := os.Stat(src); err == nil {
-		return repinOne(false, src, filepath.Join(to, countersBasePin))
 	}
 	return nil
 }
