@@ -19,7 +19,9 @@ import (
 // afresh, so apply carries the counts of every rule that still exists —
 // same policy and same rule text, or the same reserved reason — into
 // gen-G/counters_base (a hash map, rule id → Counter), which readers add
-// to the live counts. Rules that are new, or changed, start at 0.
+// to the live counts. Rules that are new, or changed, start at 0. A full
+// apply has a new counters map (carryCounters); a map-only apply keeps
+// the map and rebases it (rebaseCounters).
 
 const countersBasePin = "counters_base"
 

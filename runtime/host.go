@@ -595,6 +595,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
 	st.Hooks, st.Updated = hooks, time.Now().UTC()
 	st.ProgramsDigest, st.ApplyPath, st.StandbyStale = programsDigest(b), PathFull, false
+	st.FullBecause = why
 	if err := writeState(p, st); err != nil {
 		st.Generation = old
 		return rollback(fmt.Errorf("commit: %w", err))

@@ -22,10 +22,11 @@ import (
 
 // Map-only apply (docs/runtime.md). When a new bundle has the loaded
 // generation's programs — the same object, programs, tail calls,
-// constants, map sizes, prefilter and rules, which programsDigest
-// fingerprints — apply loads nothing: it writes the difference between
-// the two bundles' content maps (bpf.ContentMaps) into the standby slot
-// of each, then switches every packet to that slot, and to the new
+// constants, map sizes and prefilter, which programsDigest fingerprints
+// (rules may differ) — apply loads nothing: it writes the difference
+// between the two bundles' content maps (bpf.ContentMaps) into the
+// standby slot of each and a counters base for the new rules, then
+// switches every packet to that slot, and to the new
 // generation number, with one update of the generation map. Packets read
 // the generation once at entry, so each sees the whole old policy or the
 // whole new one. Once no packet can still use the old slot it gets the
@@ -235,7 +236,7 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 	prev := *st
 	st.Generation, st.BundleDigest = gen, digest
 	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
-	st.Updated, st.ApplyPath = time.Now().UTC(), PathMapOnly
+	st.Updated, st.ApplyPath, st.FullBecause = time.Now().UTC(), PathMapOnly, ""
 	if err := writeState(p, st); err != nil {
 		*st = prev
 		errs := []error{fmt.Errorf("commit: %w", err)}
