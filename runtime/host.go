@@ -69,6 +69,12 @@ type Host struct {
 	// retiring is closed when the end of the last map-only apply is
 	// done (Wait).
 	retiring chan struct{}
+	// layout: the shared layout of the last object parsed for it
+	// (sharedLayoutOf), which costs a parse of the ELF.
+	layout struct {
+		object []byte
+		value  string
+	}
 }
 
 // NewHost returns a Host with the default root and lock, and CrashAt from
@@ -359,7 +365,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := sharedLayout(b, spec)
+	layout, err := h.sharedLayoutOf(b, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +458,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := sharedLayout(b, spec)
+	layout, err := h.sharedLayoutOf(b, spec)
 	if err != nil {
 		return nil, err
 	}
