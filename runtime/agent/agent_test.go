@@ -244,10 +244,15 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 		_, err := netpols.Create(ctx, apiIngress("web"), metav1.CreateOptions{})
 		return err
 	})
-	w.change("pod added", func(ctx context.Context) error {
+	// shop.api sorts before shop.db, which it renumbers: a full apply,
+	// and the status says why (endpoints are numbered in name order)
+	s := w.change("pod added", func(ctx context.Context) error {
 		_, err := pods.Create(ctx, testPod(1, "api"), metav1.CreateOptions{})
 		return err
 	})
+	if s.LastApply != runtime.PathFull || s.LastApplyWhy != "bound endpoint shop.db is renumbered" {
+		t.Errorf("pod added: applied %q (%s), want full: shop.db renumbered", s.LastApply, s.LastApplyWhy)
+	}
 	if got, want := w.attachedIfaces(), "pe0=shop.web pe1=shop.api pe2=shop.db"; got != want {
 		t.Fatalf("after pod added: attached %q, want %q", got, want)
 	}
@@ -255,7 +260,7 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 
 	// A local pod the host has no route of its own to: in the bundle,
 	// not attached, and said so.
-	s := w.change("pod without a route", func(ctx context.Context) error {
+	s = w.change("pod without a route", func(ctx context.Context) error {
 		lost := testPod(0, "lost")
 		lost.Name, lost.Status.PodIP, lost.Status.PodIPs = "lost", "10.209.0.2", nil
 		_, err := pods.Create(ctx, lost, metav1.CreateOptions{})
@@ -271,16 +276,24 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 		return pods.Delete(ctx, "lost", metav1.DeleteOptions{})
 	})
 
-	w.change("policy changed", func(ctx context.Context) error {
+	// A policy edited and a pod relabelled change maps only: applied in
+	// place, without new programs (docs/runtime.md, Map-only apply).
+	mapOnly := func(what string, s Status) {
+		t.Helper()
+		if s.LastApply != runtime.PathMapOnly || s.LastApplyWhy != "" {
+			t.Errorf("%s: applied %q (%s), want map-only", what, s.LastApply, s.LastApplyWhy)
+		}
+	}
+	mapOnly("policy changed", w.change("policy changed", func(ctx context.Context) error {
 		_, err := netpols.Update(ctx, apiIngress("db"), metav1.UpdateOptions{})
 		return err
-	})
+	}))
 	w.check("api accepts db", reach{0, 1, false}, reach{2, 1, true})
 
-	w.change("pod relabelled", func(ctx context.Context) error {
+	mapOnly("pod relabelled", w.change("pod relabelled", func(ctx context.Context) error {
 		_, err := pods.Update(ctx, testPod(2, "other"), metav1.UpdateOptions{})
 		return err
-	})
+	}))
 	w.check("db relabelled", reach{0, 1, false}, reach{2, 1, false})
 
 	// A policy that does not compile: the last bundle stays in force,
@@ -324,13 +337,13 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	}
 	w.check("bad policy deleted", reach{0, 1, false}, reach{2, 1, false})
 
-	w.change("policy deleted", func(ctx context.Context) error {
+	mapOnly("policy deleted", w.change("policy deleted", func(ctx context.Context) error {
 		return netpols.Delete(ctx, "api-ingress", metav1.DeleteOptions{})
-	})
+	}))
 	w.check("no policy again", reach{0, 1, true}, reach{2, 1, true})
 
 	cnps := w.dyn.Resource(CiliumNetworkPolicies).Namespace(testNS)
-	w.change("Cilium policy created", func(ctx context.Context) error {
+	s = w.change("Cilium policy created", func(ctx context.Context) error {
 		_, err := cnps.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
 			"metadata": map[string]any{"name": "api", "namespace": testNS},
@@ -344,10 +357,11 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 		}}, metav1.CreateOptions{})
 		return err
 	})
+	mapOnly("Cilium policy created", s)
 	w.check("Cilium policy", reach{0, 1, true}, reach{2, 1, false})
-	w.change("Cilium policy deleted", func(ctx context.Context) error {
+	mapOnly("Cilium policy deleted", w.change("Cilium policy deleted", func(ctx context.Context) error {
 		return cnps.Delete(ctx, "api", metav1.DeleteOptions{})
-	})
+	}))
 	w.check("Cilium policy gone", reach{0, 1, true}, reach{2, 1, true})
 
 	w.change("pod removed", func(ctx context.Context) error {
