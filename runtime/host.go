@@ -491,9 +491,15 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	}
 	why := "--full"
 	if !h.FullApply {
-		why = h.mapOnlyReason(p, st, b, tables)
+		// bound endpoints keep their indices (keepIndices); the full
+		// path renumbers them itself, so it gets b as it is
+		mb, mt, err := keepIndices(p, st, b, tables)
+		if err != nil {
+			mb, mt = b, tables
+		}
+		why = h.mapOnlyReason(p, st, mb, mt)
 		if why == "" {
-			res, retire, err := h.applyMapOnly(name, p, st, b, digest)
+			res, retire, err := h.applyMapOnly(name, p, st, mb, digest)
 			if err != nil {
 				return nil, err
 			}

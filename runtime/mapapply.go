@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -125,7 +126,11 @@ func (h *Host) mapOnlyReason(p pins, st *State, b *bundle.Bundle, tables map[str
 		return "no conntrack array"
 	}
 	defer ct.Close()
-	if uint32(len(b.Endpoints))+1 > ct.MaxEntries() {
+	top := uint32(0)
+	for _, e := range b.Endpoints {
+		top = max(top, e.Index)
+	}
+	if top+1 > ct.MaxEntries() {
 		return "more endpoints than the conntrack array has slots"
 	}
 	ctr, err := ebpf.LoadPinnedMap(p.genMap(st.Generation, bpf.MapCounters), nil)
@@ -538,4 +543,97 @@ func (h *Host) Wait() {
 	if h.retiring != nil {
 		<-h.retiring
 	}
+}
+
+// keepIndices returns b with its endpoints renumbered so that every bound
+// endpoint (tables: name → its index in b) keeps the index it has in the
+// loaded generation, with the tables by the new indices; b and tables
+// themselves when none would move. Endpoints are numbered in name order,
+// so a new pod sorting before a bound one would renumber it, and bindings
+// and conntrack tables are by index and not switched: a map-only apply
+// keeps them where they are and numbers the rest around them instead.
+// Besides the endpoint list, an endpoint's index is only in the ipcache
+// values (a content map, rewritten here). The other endpoints keep their
+// index in b when it is free, else take the lowest free one. The bundle
+// digest stays b's: only what is written to the kernel differs.
+func keepIndices(p pins, st *State, b *bundle.Bundle, tables map[string]uint32) (*bundle.Bundle, map[string]uint32, error) {
+	keep := map[string]uint32{}
+	moved := false
+	for ep, i := range tables {
+		idx, err := endpointIndex(p, st.Generation, ep)
+		if err != nil {
+			return nil, nil, err
+		}
+		if idx == 0 {
+			return nil, nil, fmt.Errorf("bound endpoint %s has no index in generation %d", ep, st.Generation)
+		}
+		keep[ep] = idx
+		moved = moved || idx != i
+	}
+	if !moved {
+		return b, tables, nil
+	}
+	taken := map[uint32]bool{}
+	for _, i := range keep {
+		taken[i] = true
+	}
+	var rest []string
+	for _, e := range b.Endpoints {
+		switch _, bound := keep[e.Name]; {
+		case bound:
+		case !taken[e.Index]:
+			keep[e.Name], taken[e.Index] = e.Index, true
+		default:
+			rest = append(rest, e.Name)
+		}
+	}
+	next := uint32(1)
+	for _, name := range rest {
+		for taken[next] {
+			next++
+		}
+		keep[name], taken[next] = next, true
+	}
+	perm := map[uint32]uint32{} // index in b → index written
+	cp := *b
+	cp.Endpoints = make([]bundle.Endpoint, len(b.Endpoints))
+	for i, e := range b.Endpoints {
+		perm[e.Index] = keep[e.Name]
+		e.Index = keep[e.Name]
+		cp.Endpoints[i] = e
+	}
+	slices.SortFunc(cp.Endpoints, func(x, y bundle.Endpoint) int { return int(x.Index) - int(y.Index) })
+	cp.Maps = slices.Clone(b.Maps)
+	cp.Manifest.Maps = slices.Clone(b.Manifest.Maps)
+	off := int(unsafe.Offsetof(bpf.IPCacheValue{}.Endpoint))
+	for i := range cp.Maps {
+		m := &cp.Maps[i]
+		switch m.Name {
+		case bpf.MapIPCache4, bpf.MapIPCache6, bpf.MapIPCache4LPM, bpf.MapIPCache6LPM:
+		default:
+			continue
+		}
+		n := m.KeySize + m.ValueSize
+		data := bytes.Clone(m.Data)
+		for r := 0; r+n <= len(data); r += n {
+			at := data[r+m.KeySize+off:]
+			if v := binary.LittleEndian.Uint32(at); v != 0 {
+				if nv, ok := perm[v]; ok {
+					binary.LittleEndian.PutUint32(at, nv)
+				}
+			}
+		}
+		sum := sha256.Sum256(data)
+		m.Data, m.SHA256 = data, hex.EncodeToString(sum[:])
+		for j := range cp.Manifest.Maps {
+			if cp.Manifest.Maps[j].Name == m.Name {
+				cp.Manifest.Maps[j].SHA256 = m.SHA256
+			}
+		}
+	}
+	nt := make(map[string]uint32, len(tables))
+	for ep := range tables {
+		nt[ep] = keep[ep]
+	}
+	return &cp, nt, nil
 }

@@ -13,8 +13,9 @@ import (
 // first), a policy added and removed, a rule edited — each applied
 // map-only (LoadResult.Path), with the verdicts after each. The fourth
 // endpoint, pod, is a netns of its own, named to sort after the bound
-// ones (so that they keep their indices); a pod that sorts before a bound
-// endpoint renumbers it, and that apply is full and says so.
+// ones first; then as a pod sorting before them, which the bundle numbers
+// first (renumbering the bound ones): map-only too, the bound endpoints
+// keep their indices (keepIndices) and established flows.
 func TestMapOnlyApplyCommonChanges(t *testing.T) {
 	netnstest.RequireRoot(t)
 	h := testHost(t)
@@ -96,10 +97,50 @@ func TestMapOnlyApplyCommonChanges(t *testing.T) {
 	apply("pod removed", policy("", "", ""), PathMapOnly)
 	w.check(t, "pod removed", append(base, flow{w.api, w.db, "tcp", 9090, false}, flow{w.api, w.db, "tcp", 8080, true}))
 
-	// a pod whose name sorts before api: api is renumbered, so full
-	res := apply("pod sorting first", policy("aaa", "app=api", ""), PathFull)
-	if res.Why != "bound endpoint api is renumbered" {
-		t.Errorf("pod sorting first: full because %q", res.Why)
+	// a pod whose name sorts before the bound ones: the bundle numbers
+	// it 1 and every bound endpoint one higher; the runtime keeps theirs
+	// and gives the pod a free index. An established connection web → api
+	// carries on (its conntrack table stays where it is).
+	conn, err := netnstest.DialTCP(w.web.NS, w.api.V4, 8080, trafficTimeout)
+	if err != nil {
+		t.Fatal(err)
 	}
-	w.check(t, "pod sorting first", base)
+	defer conn.Close()
+	b := compileBundle(t, policy("aaa", "app=api", ""))
+	if e := b.EndpointNamed("api"); e == nil || e.Index != 2 {
+		t.Fatalf("the bundle numbers api %+v, want 2 (after aaa)", e)
+	}
+	res, err := h.Apply(w.name, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Wait()
+	if res.Path != PathMapOnly {
+		t.Fatalf("pod sorting first: applied %s (%s), want map-only", res.Path, res.Why)
+	}
+	if err := netnstest.RoundTrip(conn, []byte("ping\n"), trafficTimeout); err != nil {
+		t.Errorf("established web → api after the pod sorting first: %v", err)
+	}
+	attachIn(t, h, topo.Host, w.name, pod.HostIf, AttachOptions{TC: true, Endpoint: "aaa"})
+	sts, err := h.Status(w.name)
+	if err != nil || len(sts) != 1 {
+		t.Fatal(sts, err)
+	}
+	idx := map[string]uint32{}
+	for _, ep := range []string{"aaa", "api", "db", "web"} {
+		if idx[ep], err = endpointIndex(h.pins(w.name), sts[0].Generation, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if idx["web"] != 3 || idx["api"] != 1 || idx["db"] != 2 || idx["aaa"] != 4 {
+		t.Errorf("endpoint indices %v, want web 3, api 1, db 2 as loaded and aaa 4", idx)
+	}
+	w.check(t, "pod sorting first", append(base, flow{w.web, pod, "tcp", 8080, true}, flow{pod, w.web, "tcp", 8080, false}, flow{pod, w.db, "tcp", 8080, true}, flow{pod, w.db, "tcp", 9090, false}))
+
+	// and removed again: detached first, then applied without it
+	if err := topo.Host.Do(func() error { _, err := h.Detach(w.name, pod.HostIf, AttachOptions{TC: true}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	apply("pod sorting first removed", policy("", "", ""), PathMapOnly)
+	w.check(t, "pod sorting first removed", base)
 }
