@@ -69,6 +69,12 @@ type Host struct {
 	// retiring is closed when the end of the last map-only apply is
 	// done (Wait).
 	retiring chan struct{}
+	// layout: the shared layout of the last object parsed for it
+	// (sharedLayoutOf), which costs a parse of the ELF.
+	layout struct {
+		object []byte
+		value  string
+	}
 }
 
 // NewHost returns a Host with the default root and lock, and CrashAt from
@@ -359,7 +365,7 @@ func (h *Host) Load(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := sharedLayout(b, spec)
+	layout, err := h.sharedLayoutOf(b, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +458,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	layout, err := sharedLayout(b, spec)
+	layout, err := h.sharedLayoutOf(b, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -485,9 +491,15 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	}
 	why := "--full"
 	if !h.FullApply {
-		why = h.mapOnlyReason(p, st, b, tables)
+		// bound endpoints keep their indices (keepIndices); the full
+		// path renumbers them itself, so it gets b as it is
+		mb, mt, err := keepIndices(p, st, b, tables)
+		if err != nil {
+			mb, mt = b, tables
+		}
+		why = h.mapOnlyReason(p, st, mb, mt)
 		if why == "" {
-			res, retire, err := h.applyMapOnly(name, p, st, b, digest)
+			res, retire, err := h.applyMapOnly(name, p, st, mb, digest)
 			if err != nil {
 				return nil, err
 			}
@@ -595,6 +607,7 @@ func (h *Host) Apply(name string, b *bundle.Bundle) (*LoadResult, error) {
 	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
 	st.Hooks, st.Updated = hooks, time.Now().UTC()
 	st.ProgramsDigest, st.ApplyPath, st.StandbyStale = programsDigest(b), PathFull, false
+	st.FullBecause = why
 	if err := writeState(p, st); err != nil {
 		st.Generation = old
 		return rollback(fmt.Errorf("commit: %w", err))

@@ -26,6 +26,20 @@ var ErrSharedLayout = errors.New("shared maps changed layout")
 // names, offsets and sizes, as the object's BTF has them. Two bundles with
 // the same fingerprint read each other's conntrack entries the same way;
 // size checks alone would not notice fields that changed meaning.
+// sharedLayoutOf is sharedLayout, remembered for the last object parsed
+// (spec nil: from b.Object): an apply of a bundle with the same object
+// parses no ELF.
+func (h *Host) sharedLayoutOf(b *bundle.Bundle, spec *ebpf.CollectionSpec) (string, error) {
+	if spec == nil && h.layout.object != nil && bytes.Equal(h.layout.object, b.Object) {
+		return h.layout.value, nil
+	}
+	l, err := sharedLayout(b, spec)
+	if err == nil && spec == nil {
+		h.layout.object, h.layout.value = bytes.Clone(b.Object), l
+	}
+	return l, err
+}
+
 func sharedLayout(b *bundle.Bundle, spec *ebpf.CollectionSpec) (string, error) {
 	if spec == nil {
 		var err error

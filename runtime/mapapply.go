@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,10 +23,11 @@ import (
 
 // Map-only apply (docs/runtime.md). When a new bundle has the loaded
 // generation's programs — the same object, programs, tail calls,
-// constants, map sizes, prefilter and rules, which programsDigest
-// fingerprints — apply loads nothing: it writes the difference between
-// the two bundles' content maps (bpf.ContentMaps) into the standby slot
-// of each, then switches every packet to that slot, and to the new
+// constants, map sizes and prefilter, which programsDigest fingerprints
+// (rules may differ) — apply loads nothing: it writes the difference
+// between the two bundles' content maps (bpf.ContentMaps) into the
+// standby slot of each and a counters base for the new rules, then
+// switches every packet to that slot, and to the new
 // generation number, with one update of the generation map. Packets read
 // the generation once at entry, so each sees the whole old policy or the
 // whole new one. Once no packet can still use the old slot it gets the
@@ -48,9 +50,10 @@ type MapDelta struct {
 
 // programsDigest fingerprints everything of b that a map-only apply
 // keeps from the loaded generation: the object, programs and hooks, tail
-// calls, constants, every map's shape and size, the records of every map
-// other than the content maps, and the rules' ids, policies, texts and
-// verdicts (counters are by rule id; where a rule is written may move).
+// calls, constants, every map's shape, and the size and records of every
+// map other than the content maps and the counters. Not the rules: a
+// map-only apply rebases the kept counters map for the new rules
+// (rebaseCounters), and mapOnlyReason checks that the rule ids fit it.
 func programsDigest(b *bundle.Bundle) string {
 	m := &b.Manifest
 	var buf bytes.Buffer
@@ -64,16 +67,12 @@ func programsDigest(b *bundle.Bundle) string {
 	}
 	for _, s := range m.Maps {
 		fmt.Fprintf(&buf, "map %s %s %d %d %d", s.Name, s.Type, s.KeySize, s.ValueSize, s.Flags)
-		// a content map's records need only fit (mapOnlyReason)
-		if !slices.Contains(bpf.ContentMaps, s.Name) {
+		// a content map's records, and the rule ids, need only fit
+		// (mapOnlyReason)
+		if !slices.Contains(bpf.ContentMaps, s.Name) && s.Name != bpf.MapCounters {
 			fmt.Fprintf(&buf, " %d %s", s.MaxEntries, s.SHA256)
 		}
 		buf.WriteByte('\n')
-	}
-	// Rules by what they mean, not where they are written: the catalog
-	// (file and line) is the new generation's anyway.
-	for _, r := range b.Rules {
-		fmt.Fprintf(&buf, "rule %d %q %q %q %s\n", r.ID, r.Name, r.Policy, r.Text, r.Verdict)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:])
@@ -127,8 +126,20 @@ func (h *Host) mapOnlyReason(p pins, st *State, b *bundle.Bundle, tables map[str
 		return "no conntrack array"
 	}
 	defer ct.Close()
-	if uint32(len(b.Endpoints))+1 > ct.MaxEntries() {
+	top := uint32(0)
+	for _, e := range b.Endpoints {
+		top = max(top, e.Index)
+	}
+	if top+1 > ct.MaxEntries() {
 		return "more endpoints than the conntrack array has slots"
+	}
+	ctr, err := ebpf.LoadPinnedMap(p.genMap(st.Generation, bpf.MapCounters), nil)
+	if err != nil {
+		return "no counters map"
+	}
+	defer ctr.Close()
+	if n := ruleSlots(b); n > ctr.MaxEntries() {
+		return fmt.Sprintf("rule ids up to %d, the loaded counters map holds %d", n-1, ctr.MaxEntries())
 	}
 	if _, err := os.Stat(p.genMap(st.Generation, bpf.MapGeneration)); err != nil {
 		return "the loaded generation has no " + bpf.MapGeneration
@@ -208,6 +219,11 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 		}
 		deltas = append(deltas, d)
 	}
+	// The counters map is kept: a base for the new rules, from the
+	// counts read now, just before the switch.
+	if err := rebaseCounters(p, old, stage, b); err != nil {
+		return fail(fmt.Errorf("rule counters: %w", err))
+	}
 	h.crash(CrashApplyAfterStage)
 
 	// 2. Switch: one update, every packet from now on sees gen's slot.
@@ -225,7 +241,7 @@ func (h *Host) applyMapOnly(name string, p pins, st *State, b *bundle.Bundle, di
 	prev := *st
 	st.Generation, st.BundleDigest = gen, digest
 	st.SourceDigest, st.Compiler = b.Manifest.SourceDigest, b.Manifest.Compiler
-	st.Updated, st.ApplyPath = time.Now().UTC(), PathMapOnly
+	st.Updated, st.ApplyPath, st.FullBecause = time.Now().UTC(), PathMapOnly, ""
 	if err := writeState(p, st); err != nil {
 		*st = prev
 		errs := []error{fmt.Errorf("commit: %w", err)}
@@ -273,8 +289,9 @@ func (h *Host) retireMapOnly(name string, p pins, st *State, b *bundle.Bundle, o
 	}
 }
 
-// repin pins every map and program pinned under from/maps and from/progs,
-// and from's counters_base, again under to: the same objects.
+// repin pins every map and program pinned under from/maps and from/progs
+// again under to: the same objects. (Not counters_base: rebaseCounters
+// writes to's.)
 func repin(from, to string) error {
 	for _, kind := range []string{"maps", "progs"} {
 		if err := os.MkdirAll(filepath.Join(to, kind), 0o700); err != nil {
@@ -290,10 +307,6 @@ func repin(from, to string) error {
 				return err
 			}
 		}
-	}
-	src := filepath.Join(from, countersBasePin)
-	if _, err := os.Stat(src); err == nil {
-		return repinOne(false, src, filepath.Join(to, countersBasePin))
 	}
 	return nil
 }
@@ -530,4 +543,97 @@ func (h *Host) Wait() {
 	if h.retiring != nil {
 		<-h.retiring
 	}
+}
+
+// keepIndices returns b with its endpoints renumbered so that every bound
+// endpoint (tables: name → its index in b) keeps the index it has in the
+// loaded generation, with the tables by the new indices; b and tables
+// themselves when none would move. Endpoints are numbered in name order,
+// so a new pod sorting before a bound one would renumber it, and bindings
+// and conntrack tables are by index and not switched: a map-only apply
+// keeps them where they are and numbers the rest around them instead.
+// Besides the endpoint list, an endpoint's index is only in the ipcache
+// values (a content map, rewritten here). The other endpoints keep their
+// index in b when it is free, else take the lowest free one. The bundle
+// digest stays b's: only what is written to the kernel differs.
+func keepIndices(p pins, st *State, b *bundle.Bundle, tables map[string]uint32) (*bundle.Bundle, map[string]uint32, error) {
+	keep := map[string]uint32{}
+	moved := false
+	for ep, i := range tables {
+		idx, err := endpointIndex(p, st.Generation, ep)
+		if err != nil {
+			return nil, nil, err
+		}
+		if idx == 0 {
+			return nil, nil, fmt.Errorf("bound endpoint %s has no index in generation %d", ep, st.Generation)
+		}
+		keep[ep] = idx
+		moved = moved || idx != i
+	}
+	if !moved {
+		return b, tables, nil
+	}
+	taken := map[uint32]bool{}
+	for _, i := range keep {
+		taken[i] = true
+	}
+	var rest []string
+	for _, e := range b.Endpoints {
+		switch _, bound := keep[e.Name]; {
+		case bound:
+		case !taken[e.Index]:
+			keep[e.Name], taken[e.Index] = e.Index, true
+		default:
+			rest = append(rest, e.Name)
+		}
+	}
+	next := uint32(1)
+	for _, name := range rest {
+		for taken[next] {
+			next++
+		}
+		keep[name], taken[next] = next, true
+	}
+	perm := map[uint32]uint32{} // index in b → index written
+	cp := *b
+	cp.Endpoints = make([]bundle.Endpoint, len(b.Endpoints))
+	for i, e := range b.Endpoints {
+		perm[e.Index] = keep[e.Name]
+		e.Index = keep[e.Name]
+		cp.Endpoints[i] = e
+	}
+	slices.SortFunc(cp.Endpoints, func(x, y bundle.Endpoint) int { return int(x.Index) - int(y.Index) })
+	cp.Maps = slices.Clone(b.Maps)
+	cp.Manifest.Maps = slices.Clone(b.Manifest.Maps)
+	off := int(unsafe.Offsetof(bpf.IPCacheValue{}.Endpoint))
+	for i := range cp.Maps {
+		m := &cp.Maps[i]
+		switch m.Name {
+		case bpf.MapIPCache4, bpf.MapIPCache6, bpf.MapIPCache4LPM, bpf.MapIPCache6LPM:
+		default:
+			continue
+		}
+		n := m.KeySize + m.ValueSize
+		data := bytes.Clone(m.Data)
+		for r := 0; r+n <= len(data); r += n {
+			at := data[r+m.KeySize+off:]
+			if v := binary.LittleEndian.Uint32(at); v != 0 {
+				if nv, ok := perm[v]; ok {
+					binary.LittleEndian.PutUint32(at, nv)
+				}
+			}
+		}
+		sum := sha256.Sum256(data)
+		m.Data, m.SHA256 = data, hex.EncodeToString(sum[:])
+		for j := range cp.Manifest.Maps {
+			if cp.Manifest.Maps[j].Name == m.Name {
+				cp.Manifest.Maps[j].SHA256 = m.SHA256
+			}
+		}
+	}
+	nt := make(map[string]uint32, len(tables))
+	for ep := range tables {
+		nt[ep] = keep[ep]
+	}
+	return &cp, nt, nil
 }

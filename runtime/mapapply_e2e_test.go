@@ -40,7 +40,8 @@ func podPolicy(apiLabels string, pods []int) string {
 // established TCP connection to api busy: no attempt may fail. After each
 // change, allowed and denied flows are checked. Then a change that takes
 // api out of web's policy (app=apx) must stop the established
-// connection at once, and a change of a rule must take the full path.
+// connection at once; a change of a rule is map-only too, and the first CIDR
+// peer (the prefix lookup) takes the full path.
 func TestE2EMapOnlyApply(t *testing.T) {
 	netnstest.RequireRoot(t)
 	changes := 200
@@ -177,11 +178,16 @@ func TestE2EMapOnlyApply(t *testing.T) {
 	}
 	quick("revoked", []flow{{w.web, w.api, "tcp", 8080, false}})
 
-	// A rule change: other rules, so the full path, and its verdicts.
+	// A rule change: the same programs, so map-only too.
 	src := strings.Replace(podPolicy(label(0), pods), "ingress allow from app=db on tcp/8080\n", "ingress allow from app=db on tcp/8080, tcp/9090\n", 1)
-	res := apply("change a rule", src, PathFull)
-	if res.Why == "" {
-		t.Errorf("full apply without a reason")
+	apply("change a rule", src, PathMapOnly)
+	quick("after the rule change", []flow{{w.web, w.api, "tcp", 8080, true}, {w.db, w.web, "tcp", 9090, true}, {w.api, w.web, "tcp", 9090, false}})
+	// The first CIDR peer: the prefix lookup is compiled in
+	// (cfg_has_prefixes4), so the full path, and its verdicts.
+	src = strings.Replace(src, "ingress allow from app=db on tcp/8080, tcp/9090\n", "ingress allow from app=db on tcp/8080, tcp/9090\n  ingress allow from 192.0.2.0/24 on tcp/8080\n", 1)
+	res := apply("a CIDR peer", src, PathFull)
+	if res.Why != "programs, constants or layout differ" {
+		t.Errorf("full apply because %q", res.Why)
 	}
 	quick("after the full apply", []flow{{w.web, w.api, "tcp", 8080, true}, {w.db, w.web, "tcp", 9090, true}})
 	sts, err := w.host.Status(w.name)

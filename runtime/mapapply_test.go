@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/polc-dev/polc/compiler/bundle"
@@ -43,18 +44,26 @@ func TestDiffRecords(t *testing.T) {
 }
 
 // TestProgramsDigest: what a map-only apply may change (content records
-// and sizes, where rules are written) leaves the digest alone; anything
-// else changes it.
+// and sizes, rules) leaves the digest alone; anything else changes it.
 func TestProgramsDigest(t *testing.T) {
 	a := compileBundle(t, podPolicy("app=api", nil))
 	b := compileBundle(t, podPolicy("app=api", []int{1, 2, 3}))
 	if programsDigest(a) != programsDigest(b) {
 		t.Errorf("pods changed the programs digest")
 	}
+	// rules edited, added and removed: the counters map is rebased
+	for name, src := range map[string]string{
+		"edit":   strings.Replace(podPolicy("app=api", nil), "on tcp/7777", "on tcp/7778", 1),
+		"add":    strings.Replace(podPolicy("app=api", nil), "on tcp/7777\n", "on tcp/7777\n  ingress allow from tier=b on tcp/7779\n", 1),
+		"remove": strings.Replace(podPolicy("app=api", nil), "  ingress allow from tier=b on tcp/7777\n", "", 1),
+	} {
+		if c := compileBundle(t, src); programsDigest(c) != programsDigest(a) {
+			t.Errorf("%s a rule: the programs digest changed", name)
+		}
+	}
 	for name, edit := range map[string]func(*bundle.Bundle){
 		"constant": func(x *bundle.Bundle) { x.Manifest.Constants[0].Value ^= 1 },
 		"object":   func(x *bundle.Bundle) { x.Manifest.Object.SHA256 = "x" },
-		"rule":     func(x *bundle.Bundle) { x.Rules[len(x.Rules)-1].Text += " " },
 		"prefilter": func(x *bundle.Bundle) {
 			for i := range x.Manifest.Maps {
 				if x.Manifest.Maps[i].Name == "prefilter4" {

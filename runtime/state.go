@@ -84,6 +84,9 @@ type State struct {
 	ProgramsDigest string `json:"programs_digest,omitempty"`
 	// ApplyPath is how the generation came in: load, full or map-only.
 	ApplyPath string `json:"apply_path,omitempty"`
+	// FullBecause is, when ApplyPath is full, why the apply could not be
+	// map-only (LoadResult.Why).
+	FullBecause string `json:"full_because,omitempty"`
 	// StandbyStale: the content maps' standby slots may differ from the
 	// active ones (a map-only apply is under way, or was cut short); the
 	// next map-only apply reads them back from the kernel.

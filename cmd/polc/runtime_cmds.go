@@ -639,6 +639,9 @@ func printStatus(w io.Writer, sts []runtime.Status) {
 		if s.ApplyPath != "" {
 			applied = " (" + s.ApplyPath + ")"
 		}
+		if s.FullBecause != "" {
+			applied = " (" + s.ApplyPath + ": " + s.FullBecause + ")"
+		}
 		fmt.Fprintf(w, "%s: generation %d%s, bundle %.12s, updated %s\n", s.Name, s.Generation, applied, s.BundleDigest, s.Updated.Format("2006-01-02 15:04:05Z"))
 		if s.Counters != nil {
 			fmt.Fprintf(w, "  counters: %d packets, %d bytes\n", s.Counters.Packets, s.Counters.Bytes)

@@ -132,13 +132,17 @@ func compareRanges(a, b rangeEntryKey) int {
 }
 
 // counterSlots sizes the counters array: one slot per rule id up to the
-// highest (the datapath does not count ids beyond the array).
+// highest (the datapath does not count ids beyond the array), plus a
+// quarter, rounded up to a power of two, at least 64. The headroom lets a
+// map-only apply add rules to the loaded generation's array, which is
+// kept (docs/runtime.md, *Rule counters*).
 func counterSlots(prog *ir.Program) uint32 {
 	n := uint32(ir.FirstRuleID)
 	if len(prog.Rules) > 0 {
 		n = uint32(prog.Rules[len(prog.Rules)-1].ID) + 1
 	}
-	return n
+	n = max(n+n/4, 64)
+	return 1 << bits.Len32(n-1)
 }
 
 // count is the number of records in a map's encoded contents.

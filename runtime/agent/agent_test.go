@@ -244,10 +244,18 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 		_, err := netpols.Create(ctx, apiIngress("web"), metav1.CreateOptions{})
 		return err
 	})
-	w.change("pod added", func(ctx context.Context) error {
+	// shop.api sorts before shop.db, which the bundle renumbers: the
+	// runtime keeps the attached endpoints' indices, so map-only still
+	mapOnly := func(what string, s Status) {
+		t.Helper()
+		if s.LastApply != runtime.PathMapOnly || s.LastApplyWhy != "" {
+			t.Errorf("%s: applied %q (%s), want map-only", what, s.LastApply, s.LastApplyWhy)
+		}
+	}
+	mapOnly("pod added", w.change("pod added", func(ctx context.Context) error {
 		_, err := pods.Create(ctx, testPod(1, "api"), metav1.CreateOptions{})
 		return err
-	})
+	}))
 	if got, want := w.attachedIfaces(), "pe0=shop.web pe1=shop.api pe2=shop.db"; got != want {
 		t.Fatalf("after pod added: attached %q, want %q", got, want)
 	}
@@ -267,20 +275,23 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	if got, want := w.attachedIfaces(), "pe0=shop.web pe1=shop.api pe2=shop.db"; got != want {
 		t.Errorf("after a pod without a route: attached %q, want %q", got, want)
 	}
-	w.change("pod without a route removed", func(ctx context.Context) error {
+	mapOnly("pod without a route", s)
+	mapOnly("pod without a route removed", w.change("pod without a route removed", func(ctx context.Context) error {
 		return pods.Delete(ctx, "lost", metav1.DeleteOptions{})
-	})
+	}))
 
-	w.change("policy changed", func(ctx context.Context) error {
+	// A policy edited and a pod relabelled change maps only: applied in
+	// place, without new programs (docs/runtime.md, Map-only apply).
+	mapOnly("policy changed", w.change("policy changed", func(ctx context.Context) error {
 		_, err := netpols.Update(ctx, apiIngress("db"), metav1.UpdateOptions{})
 		return err
-	})
+	}))
 	w.check("api accepts db", reach{0, 1, false}, reach{2, 1, true})
 
-	w.change("pod relabelled", func(ctx context.Context) error {
+	mapOnly("pod relabelled", w.change("pod relabelled", func(ctx context.Context) error {
 		_, err := pods.Update(ctx, testPod(2, "other"), metav1.UpdateOptions{})
 		return err
-	})
+	}))
 	w.check("db relabelled", reach{0, 1, false}, reach{2, 1, false})
 
 	// A policy that does not compile: the last bundle stays in force,
@@ -324,13 +335,13 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 	}
 	w.check("bad policy deleted", reach{0, 1, false}, reach{2, 1, false})
 
-	w.change("policy deleted", func(ctx context.Context) error {
+	mapOnly("policy deleted", w.change("policy deleted", func(ctx context.Context) error {
 		return netpols.Delete(ctx, "api-ingress", metav1.DeleteOptions{})
-	})
+	}))
 	w.check("no policy again", reach{0, 1, true}, reach{2, 1, true})
 
 	cnps := w.dyn.Resource(CiliumNetworkPolicies).Namespace(testNS)
-	w.change("Cilium policy created", func(ctx context.Context) error {
+	s = w.change("Cilium policy created", func(ctx context.Context) error {
 		_, err := cnps.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
 			"metadata": map[string]any{"name": "api", "namespace": testNS},
@@ -344,15 +355,16 @@ func TestAgentFollowsTheAPI(t *testing.T) {
 		}}, metav1.CreateOptions{})
 		return err
 	})
+	mapOnly("Cilium policy created", s)
 	w.check("Cilium policy", reach{0, 1, true}, reach{2, 1, false})
-	w.change("Cilium policy deleted", func(ctx context.Context) error {
+	mapOnly("Cilium policy deleted", w.change("Cilium policy deleted", func(ctx context.Context) error {
 		return cnps.Delete(ctx, "api", metav1.DeleteOptions{})
-	})
+	}))
 	w.check("Cilium policy gone", reach{0, 1, true}, reach{2, 1, true})
 
-	w.change("pod removed", func(ctx context.Context) error {
+	mapOnly("pod removed", w.change("pod removed", func(ctx context.Context) error {
 		return pods.Delete(ctx, "api", metav1.DeleteOptions{})
-	})
+	}))
 	if got, want := w.attachedIfaces(), "pe0=shop.web pe2=shop.db"; got != want {
 		t.Fatalf("after pod removed: attached %q, want %q", got, want)
 	}
