@@ -82,6 +82,28 @@ func endpointIndex(p pins, g uint32, name string) (uint32, error) {
 	return idx, err
 }
 
+// endpointIndices is endpointIndex for each of names, with one open of
+// the endpoint map.
+func endpointIndices(p pins, g uint32, names map[string]uint32) (map[string]uint32, error) {
+	out := make(map[string]uint32, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(p.gen(g), endpointsPin), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open the endpoint map of generation %d: %w", g, err)
+	}
+	defer m.Close()
+	for name := range names {
+		var idx uint32
+		if err := m.Lookup(endpointKey(name), &idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, err
+		}
+		out[name] = idx
+	}
+	return out, nil
+}
+
 // bindingMaps are a generation's iface_endpoints maps.
 type bindingMaps struct {
 	array, big *ebpf.Map

@@ -115,9 +115,9 @@ func (h *Host) mapOnlyReason(p pins, st *State, b *bundle.Bundle, tables map[str
 	if st.ProgramsDigest == "" || st.ProgramsDigest != programsDigest(b) {
 		return "programs, constants or layout differ"
 	}
+	loaded, err := endpointIndices(p, st.Generation, tables)
 	for _, ep := range sortedKeys(tables) {
-		idx, err := endpointIndex(p, st.Generation, ep)
-		if err != nil || idx != tables[ep] {
+		if err != nil || loaded[ep] != tables[ep] {
 			return fmt.Sprintf("bound endpoint %s is renumbered", ep)
 		}
 	}
@@ -559,11 +559,12 @@ func (h *Host) Wait() {
 func keepIndices(p pins, st *State, b *bundle.Bundle, tables map[string]uint32) (*bundle.Bundle, map[string]uint32, error) {
 	keep := map[string]uint32{}
 	moved := false
+	loaded, err := endpointIndices(p, st.Generation, tables)
+	if err != nil {
+		return nil, nil, err
+	}
 	for ep, i := range tables {
-		idx, err := endpointIndex(p, st.Generation, ep)
-		if err != nil {
-			return nil, nil, err
-		}
+		idx := loaded[ep]
 		if idx == 0 {
 			return nil, nil, fmt.Errorf("bound endpoint %s has no index in generation %d", ep, st.Generation)
 		}
