@@ -288,10 +288,15 @@ static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_s
  * (st->frag already set). Too short for its protocol's fixed header →
  * malformed.
  */
-static __always_inline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
+__noinline int polc_parse_l4(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
-	struct polc_tuple *t = &st->tuple;
-	__u8 proto = t->proto;
+	struct polc_tuple *t;
+	__u8 proto;
+
+	if (!st)
+		return POLC_PARSE_MALFORMED;
+	t = &st->tuple;
+	proto = t->proto;
 
 	st->track = 1;
 	if (proto == POLC_PROTO_TCP) {
