@@ -15,9 +15,9 @@ import (
 const verifierBudget = 200_000
 
 // verifierTotalBudget bounds the instructions of every program together:
-// a bundle's reload pays them all (about 29 000 since the L4 parser and
-// the policy probe are global functions, verified once each; they were
-// 140 000).
+// a bundle's reload pays them all. About 38 000 since the L4 parser is
+// verified once and the policy probe is a global function (they were
+// 140 000: docs/performance.md).
 const verifierTotalBudget = 40_000
 
 // TestVerifierStats loads every program with verifier statistics on and
