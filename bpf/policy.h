@@ -139,24 +139,20 @@ struct polc_probe {
 };
 
 /*
- * polc_probe_remote looks up every class for one remote'; hints say which
+ * polc_probe looks up every class for one remote'; hints say which
  * port classes can exist. A packet without ports (st->portless: a protocol
  * other than TCP, UDP, SCTP and the ICMP of its family) is asked about the
  * any-port classes only, so that ICMP in IPv6 never matches a rule on ICMP
- * types. A global function: the verifier checks it once, not at each of
- * its call sites.
+ * types.
  */
-__noinline int polc_probe_remote(struct polc_decision *d, const struct pkt_state *st, const struct polc_probe *pr)
+static __always_inline void polc_probe(struct polc_decision *d, const struct pkt_state *st, const struct polc_probe *pr)
 {
 	struct policy_key k = {};
 	void *pol;
 
-	/* a global function's pointers may be null to the verifier: never here */
-	if (!d || !st || !pr)
-		return 0;
 	pol = polc_content(&policy, st->generation);
 	if (!pol)
-		return 0;
+		return;
 	k.subject = pr->subject;
 	k.remote = pr->remote;
 	k.port = st->policy_port;
@@ -192,6 +188,21 @@ __noinline int polc_probe_remote(struct polc_decision *d, const struct pkt_state
 		if (prm)
 			polc_hit(d, bpf_map_lookup_elem(prm, &rk));
 	}
+}
+
+/*
+ * polc_probe_remote is polc_probe as a global function: the verifier
+ * checks it once, not at each of its call sites. The first probe of a
+ * decision (the remote's own identity, which every new flow asks) is
+ * inlined, so that the common case pays no BPF-to-BPF call; the any and
+ * world probes, and the audit's, call this.
+ */
+__noinline int polc_probe_remote(struct polc_decision *d, const struct pkt_state *st, const struct polc_probe *pr)
+{
+	/* a global function's pointers may be null to the verifier: never here */
+	if (!d || !st || !pr)
+		return 0;
+	polc_probe(d, st, pr);
 	return 0;
 }
 
@@ -224,7 +235,7 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 	pr.hints = hints;
 	pr.flags = egress;
 	pr.ranges = ranges;
-	polc_probe_remote(&d, st, &pr);
+	polc_probe(&d, st, &pr);
 	if (hints & POLC_HINT_ANY_REMOTE) {
 		pr.remote = POLC_IDENTITY_ANY;
 		polc_probe_remote(&d, st, &pr);
