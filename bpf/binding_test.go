@@ -289,3 +289,43 @@ func TestPassBinding(t *testing.T) {
 		t.Errorf("%d conntrack entries", n)
 	}
 }
+
+// TestEstablishedSkipsSubjectLookup: a packet of an established flow is
+// decided by its conntrack entry in the bound endpoint's table before the
+// subject's ipcache lookup (bpf/polc.c). That is only right because an
+// entry of the current generation passed the address check in that
+// generation: when the next generation gives the address to another
+// endpoint, the flow's packets on the old endpoint's interface meet the
+// address check again and drop. Allow events still name the subject.
+func TestEstablishedSkipsSubjectLookup(t *testing.T) {
+	in := ProgEndpointIngress
+	forFamilies(t, func(t *testing.T, v6 bool) {
+		d1 := loadDatapath(t, testConsts(), nil)
+		setupWorld(d1)
+		syn := tcp(epB.get(v6), epA.get(v6), 40001, 80, tcpSYN)
+		ack := tcp(epB.get(v6), epA.get(v6), 40001, 80, tcpACK)
+		d1.expect("gen1 opens the flow", in, syn, actOK, 16)
+		d1.run(in, ack.bytes())
+		ev := d1.event()
+		if ev.Rule != RuleEstablishedID || ev.Subject != idA || ev.Remote != 0 {
+			t.Errorf("established allow event: rule %d subject %d remote %d, want %d, %d, 0",
+				ev.Rule, ev.Subject, ev.Remote, RuleEstablishedID, idA)
+		}
+
+		// generation 2: the same policy and flows, but A's address is C's
+		share := map[string]*ebpf.Map{}
+		for _, m := range []string{MapPolicy, MapPolicyRanges, MapConntrack, MapFrags, MapCounters} {
+			share[m] = d1.coll.Maps[m]
+		}
+		c := testConsts()
+		c[ConstGeneration] = 2
+		d2 := loadDatapath(t, c, share)
+		d2.host(epA.get(v6), idC, IPCacheLocal|IPCacheEgressIsolated)
+		d2.host(epB.get(v6), idB, IPCacheLocal)
+		d2.bind(idA)
+		d2.expect("gen2: the flow's packet to an address A no longer has", in, ack, actShot, RuleWrongDestinationID)
+		if _, ok := d2.ctEntries()[ctKeyOf(syn, DirIngress)]; !ok {
+			t.Errorf("the address check removed A's entry (it only drops the packet)")
+		}
+	})
+}
