@@ -374,8 +374,6 @@ struct pkt_state {
 	__u8 ct_skip;        /* 1: the local remote's hook denies the flow: no conntrack entry */
 	__u8 ct_expired;     /* 1: the flow's conntrack entry exists, expired: rewrite it in place */
 	__u8 pad[4];
-	__u32 l4_off;        /* parse: the L4 header's offset and the bytes from there (polc_parse) */
-	__u32 l4_len;
 };
 
 #endif /* POLC_COMMON_H */

@@ -32,7 +32,6 @@ enum polc_parse {
 	POLC_PARSE_ARP,
 	POLC_PARSE_NON_IP, /* any other ethertype (VLAN tags included), or a runt frame */
 	POLC_PARSE_MALFORMED,
-	POLC_PARSE_L4, /* internal: the IP header is read, the L4 header is at st->l4_off */
 };
 
 /*
@@ -227,27 +226,22 @@ static __always_inline int polc_inner_exthdrs(struct __sk_buff *skb, __u32 off, 
  * quote little. A quoted IPv6 non-first fragment has no L4 header: its
  * ports are 0, and quoted ICMPv6 belongs to no flow.
  */
-__noinline int polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
+static __always_inline void polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u32 off, __u32 len)
 {
-	struct polc_tuple *in;
+	struct polc_tuple *in = &st->inner;
 	__u32 l4off = 0;
 	int later = 0;
 	__u8 proto;
-
-	/* a global function's pointers may be null to the verifier: never here */
-	if (!st)
-		return 0;
-	in = &st->inner;
 
 	if (st->tuple.family == POLC_FAMILY_IPV4) {
 		struct polc_ipv4 ip;
 		__u32 hl;
 
 		if (len < sizeof(ip) || bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
-			return 0;
+			return;
 		hl = (ip.vihl & 0xf) * 4;
 		if ((ip.vihl >> 4) != 4 || hl < sizeof(ip))
-			return 0;
+			return;
 		__builtin_memcpy(in->saddr, ip.saddr, 4);
 		__builtin_memcpy(in->daddr, ip.daddr, 4);
 		proto = ip.protocol;
@@ -256,13 +250,13 @@ __noinline int polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u
 		struct polc_ipv6 ip6;
 
 		if (len < sizeof(ip6) || bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
-			return 0;
+			return;
 		if ((bpf_ntohl(ip6.vtcfl) >> 28) != 6)
-			return 0;
+			return;
 		proto = ip6.nexthdr;
 		later = polc_inner_exthdrs(skb, off, len, &proto, &l4off);
 		if (later < 0)
-			return 0;
+			return;
 		__builtin_memcpy(in->saddr, ip6.saddr, 16);
 		__builtin_memcpy(in->daddr, ip6.daddr, 16);
 	}
@@ -276,18 +270,17 @@ __noinline int polc_parse_inner(struct __sk_buff *skb, struct pkt_state *st, __u
 		__be16 ports[2];
 
 		if (l4off + 4 > len || bpf_skb_load_bytes(skb, off + l4off, ports, 4) < 0)
-			return 0;
+			return;
 		in->sport = bpf_ntohs(ports[0]);
 		in->dport = bpf_ntohs(ports[1]);
 	} else if (polc_native_icmp(proto, in->family)) {
 		struct polc_icmp ic;
 
 		if (l4off + sizeof(ic) > len || bpf_skb_load_bytes(skb, off + l4off, &ic, sizeof(ic)) < 0)
-			return 0;
+			return;
 		st->inner_echo = polc_icmp_ports(in->family, &ic, &in->sport, &in->dport);
 	}
 	st->has_inner = 1;
-	return 0;
 }
 
 /*
@@ -381,9 +374,7 @@ static __always_inline int polc_parse_ipv4(struct __sk_buff *skb, struct pkt_sta
 	}
 	if (fo & 0x2000)
 		st->frag = POLC_FRAG_FIRST;
-	st->l4_off = POLC_ETH_HLEN + hl;
-	st->l4_len = tot - hl;
-	return POLC_PARSE_L4;
+	return polc_parse_l4(skb, st, POLC_ETH_HLEN + hl, tot - hl);
 }
 
 static __always_inline int polc_parse_ipv6(struct __sk_buff *skb, struct pkt_state *st)
@@ -436,9 +427,7 @@ static __always_inline int polc_parse_ipv6(struct __sk_buff *skb, struct pkt_sta
 			st->tuple.proto = nh;
 			if (off > end)
 				return POLC_PARSE_MALFORMED;
-			st->l4_off = off;
-			st->l4_len = end - off;
-			return POLC_PARSE_L4;
+			return polc_parse_l4(skb, st, off, end - off);
 		}
 		if (off + 8 > end || bpf_skb_load_bytes(skb, off, h, sizeof(h)) < 0)
 			return POLC_PARSE_MALFORMED;
@@ -448,33 +437,20 @@ static __always_inline int polc_parse_ipv6(struct __sk_buff *skb, struct pkt_sta
 	return POLC_PARSE_MALFORMED;
 }
 
-/*
- * polc_parse fills st from the packet; st must be zeroed. The IP parsers
- * leave the L4 header's offset and length in st (POLC_PARSE_L4), and the
- * one call of polc_parse_l4 reads them back from there: a load from the
- * map value, which the verifier knows nothing of, so every path out of
- * the IPv6 extension-header walk (each with its own offset range) meets
- * the same state there and the L4 parser is verified once, not once per
- * path, without the cost of a BPF-to-BPF call on every packet.
- */
+/* polc_parse fills st from the packet; st must be zeroed. */
 static __always_inline int polc_parse(struct __sk_buff *skb, struct pkt_state *st)
 {
 	__be16 proto;
-	int r;
 
 	if (polc_load(skb, 12, &proto, sizeof(proto)) < 0)
 		return POLC_PARSE_NON_IP;
 	if (proto == bpf_htons(POLC_ETH_P_IP))
-		r = polc_parse_ipv4(skb, st);
-	else if (proto == bpf_htons(POLC_ETH_P_IPV6))
-		r = polc_parse_ipv6(skb, st);
-	else if (proto == bpf_htons(POLC_ETH_P_ARP))
+		return polc_parse_ipv4(skb, st);
+	if (proto == bpf_htons(POLC_ETH_P_IPV6))
+		return polc_parse_ipv6(skb, st);
+	if (proto == bpf_htons(POLC_ETH_P_ARP))
 		return POLC_PARSE_ARP;
-	else
-		return POLC_PARSE_NON_IP;
-	if (r != POLC_PARSE_L4)
-		return r;
-	return polc_parse_l4(skb, st, *(volatile __u32 *)&st->l4_off, *(volatile __u32 *)&st->l4_len);
+	return POLC_PARSE_NON_IP;
 }
 
 #endif /* POLC_PARSE_H */

@@ -128,7 +128,7 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	__u32 endpoint;
 	__u8 *subj, *other;
 	__u64 now;
-	int r, ct_first;
+	int r;
 
 	if (!st)
 		return TC_ACT_OK; /* cannot happen: the map has a slot per CPU */
@@ -167,44 +167,14 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 	if (r != POLC_PARSE_OK)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_MALFORMED);
 
-	subj = dir == POLC_DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
-	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
-	st->endpoint = endpoint;
-	now = st->now;
-	polc_ct_key(&st->flow, &st->tuple, dir, st->echo);
-
-	/*
-	 * Conntrack first, before the subject's ipcache lookup: the table is
-	 * the bound endpoint's, and an entry of the current generation in it
-	 * was made by a packet of this endpoint that passed the address check
-	 * below in this generation, whose ipcache cannot have changed since
-	 * (every content change is a new generation). So a hit proves what
-	 * the lookup would have: the established path looks up no identity.
-	 * Packets that cannot be looked up (later fragments, ICMP errors and
-	 * other untracked ICMP, neighbour discovery among them, and tunnels
-	 * the bundle drops) take the address check first, as before.
-	 */
-	r = POLC_CT_MISS;
-	ct_first = st->frag != POLC_FRAG_LATER && !st->has_inner && st->echo != POLC_ECHO_OTHER &&
-		   !(cfg_drop_tunnels && polc_is_tunnel(st->tuple.proto));
-	if (ct_first) {
-		r = polc_ct_lookup(st, now);
-		/* established flow or its reply: no policy */
-		if (r == POLC_CT_HIT) {
-			/* an allow event names the subject, as it did before */
-			if (cfg_events_allow || polc_allow_requested(st))
-				st->subject = polc_ipcache(subj, st->tuple.family, st->generation).identity;
-			polc_frag_remember(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED, now);
-			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED);
-		}
-	}
-
 	/*
 	 * The endpoint's side of the packet must be the bound endpoint's
 	 * address: its source when the endpoint sends, its destination when
 	 * it receives. So an endpoint cannot act as another (or as the world),
 	 * and a packet routed onto the wrong interface does not get in.
 	 */
+	subj = dir == POLC_DIR_EGRESS ? st->tuple.saddr : st->tuple.daddr;
+	other = dir == POLC_DIR_EGRESS ? st->tuple.daddr : st->tuple.saddr;
 	ipc = polc_ipcache(subj, st->tuple.family, st->generation);
 	if (ipc.endpoint != endpoint) {
 		if (polc_linklocal_ndp(st, dir) && polc_ndp_stays_on_link(skb, st, dir))
@@ -223,6 +193,8 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		return polc_verdict(st, POLC_VERDICT_DENY, POLC_RULE_TUNNEL);
 	st->subject = ipc.identity;
 	st->subject_flags = ipc.flags;
+	st->endpoint = endpoint;
+	now = st->now;
 
 	/* a non-first fragment has no ports: follow its first fragment */
 	if (st->frag == POLC_FRAG_LATER) {
@@ -238,12 +210,21 @@ static __always_inline int polc_entry(struct __sk_buff *skb, __u8 dir)
 		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_DEFAULT_ALLOW);
 	}
 
-	/* ICMP error about a live flow at this endpoint */
-	if (st->has_inner && polc_ct_related(st, now))
-		return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_RELATED);
-	/* an entry of an older generation: policy decides again (pol_dir, policy_port set) */
-	if (r == POLC_CT_RECHECK)
-		st->kind = POLC_KIND_RECHECK;
+	polc_ct_key(&st->flow, &st->tuple, dir, st->echo);
+	if (st->has_inner) {
+		/* ICMP error about a live flow at this endpoint */
+		if (polc_ct_related(st, now))
+			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_RELATED);
+	} else if (st->echo != POLC_ECHO_OTHER) {
+		r = polc_ct_lookup(st, now);
+		/* established flow or its reply: no policy */
+		if (r == POLC_CT_HIT) {
+			polc_frag_remember(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED, now);
+			return polc_verdict(st, POLC_VERDICT_ALLOW, POLC_RULE_ESTABLISHED);
+		}
+		if (r == POLC_CT_RECHECK)
+			st->kind = POLC_KIND_RECHECK;
+	}
 	/* the remote's identity is needed from here on only (not on the fast path) */
 	ipc = polc_ipcache(other, st->tuple.family, st->generation);
 	st->remote = ipc.identity;

@@ -126,84 +126,56 @@ struct polc_asker {
 };
 
 /*
- * struct polc_probe is one remote' to probe (identity, any or world) for a
- * subject in a direction (flags: POLC_POLICY_EGRESS, _AUDIT), with the
- * classes to ask: hints (POLC_HINT_*) and ranges (policy_ranges too).
+ * polc_probe_remote looks up every class for one remote' (identity, any or
+ * world); hints (POLC_HINT_*) say which port classes can exist. A packet
+ * without ports (st->portless: a protocol other than TCP, UDP, SCTP and the
+ * ICMP of its family) is asked about the any-port classes only, so that
+ * ICMP in IPv6 never matches a rule on ICMP types.
  */
-struct polc_probe {
-	__u32 subject;
-	__u32 remote;
-	__u32 hints;
-	__u8 flags;
-	__u8 ranges;
-};
-
-/*
- * polc_probe looks up every class for one remote'; hints say which
- * port classes can exist. A packet without ports (st->portless: a protocol
- * other than TCP, UDP, SCTP and the ICMP of its family) is asked about the
- * any-port classes only, so that ICMP in IPv6 never matches a rule on ICMP
- * types.
- */
-static __always_inline void polc_probe(struct polc_decision *d, const struct pkt_state *st, const struct polc_probe *pr)
+static __always_inline void polc_probe_remote(struct polc_decision *d, const struct pkt_state *st,
+					      __u32 subject, __u32 remote, __u8 egress, int ranges, __u32 hints)
 {
-	struct policy_key k = {};
-	void *pol;
+	void *pol = polc_content(&policy, st->generation);
+	struct policy_key k = {
+		.subject = subject,
+		.remote = remote,
+		.port = st->policy_port,
+		.proto = st->flow.proto,
+		.flags = egress,
+	};
 
-	pol = polc_content(&policy, st->generation);
 	if (!pol)
 		return;
-	k.subject = pr->subject;
-	k.remote = pr->remote;
-	k.port = st->policy_port;
-	k.proto = st->flow.proto;
-	k.flags = pr->flags;
 	/* (proto, port); a packet without ports has none to match */
 	if (!st->portless)
 		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	/* (proto, any port) */
 	k.port = 0;
-	k.flags = pr->flags | POLC_POLICY_ANYPORT;
-	if (pr->hints & POLC_HINT_ANY_PORT)
+	k.flags = egress | POLC_POLICY_ANYPORT;
+	if (hints & POLC_HINT_ANY_PORT)
 		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	/* (any protocol, any port) */
-	if (k.proto && (pr->hints & POLC_HINT_ANY_PROTO)) {
+	if (k.proto && (hints & POLC_HINT_ANY_PROTO)) {
 		k.proto = 0;
 		polc_hit(d, bpf_map_lookup_elem(pol, &k));
 	}
-	if (pr->ranges) {
+	if (ranges) {
 		struct policy_range_key rk = {
 			.prefixlen = POLC_RANGE_FULL_PREFIX,
 			.proto = st->flow.proto,
-			.flags = pr->flags,
+			.flags = egress,
 		};
-		__u32 s = bpf_htonl(pr->subject), r = bpf_htonl(pr->remote);
+		__u32 s = bpf_htonl(subject), r = bpf_htonl(remote);
 		__u16 p = bpf_htons(st->policy_port);
-		void *prm;
 
 		__builtin_memcpy(rk.subject, &s, 4);
 		__builtin_memcpy(rk.remote, &r, 4);
 		__builtin_memcpy(rk.port, &p, 2);
-		prm = polc_content(&policy_ranges, st->generation);
-		if (prm)
-			polc_hit(d, bpf_map_lookup_elem(prm, &rk));
-	}
-}
+		void *pr = polc_content(&policy_ranges, st->generation);
 
-/*
- * polc_probe_remote is polc_probe as a global function: the verifier
- * checks it once, not at each of its call sites. The first probe of a
- * decision (the remote's own identity, which every new flow asks) is
- * inlined, so that the common case pays no BPF-to-BPF call; the any and
- * world probes, and the audit's, call this.
- */
-__noinline int polc_probe_remote(struct polc_decision *d, const struct pkt_state *st, const struct polc_probe *pr)
-{
-	/* a global function's pointers may be null to the verifier: never here */
-	if (!d || !st || !pr)
-		return 0;
-	polc_probe(d, st, pr);
-	return 0;
+		if (pr)
+			polc_hit(d, bpf_map_lookup_elem(pr, &rk));
+	}
 }
 
 /*
@@ -218,7 +190,6 @@ __noinline int polc_probe_remote(struct polc_decision *d, const struct pkt_state
 static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const struct polc_asker *a, __u32 *rule)
 {
 	struct polc_decision d = {};
-	struct polc_probe pr = {};
 	__u8 egress = a->dir == POLC_DIR_EGRESS;
 	__u32 isolated = egress ? POLC_IPC_EGRESS_ISOLATED : POLC_IPC_INGRESS_ISOLATED;
 	__u32 rflag = egress ? POLC_IPC_EGRESS_RANGES : POLC_IPC_INGRESS_RANGES;
@@ -230,22 +201,13 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 		hints = (a->subject_flags >> (egress ? POLC_IPC_EGRESS_HINT_SHIFT : POLC_IPC_INGRESS_HINT_SHIFT)) &
 			POLC_HINT_ALL;
 
-	pr.subject = a->subject;
-	pr.remote = a->remote;
-	pr.hints = hints;
-	pr.flags = egress;
-	pr.ranges = ranges;
-	polc_probe(&d, st, &pr);
-	if (hints & POLC_HINT_ANY_REMOTE) {
-		pr.remote = POLC_IDENTITY_ANY;
-		polc_probe_remote(&d, st, &pr);
-	}
+	polc_probe_remote(&d, st, a->subject, a->remote, egress, ranges, hints);
+	if (hints & POLC_HINT_ANY_REMOTE)
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, egress, ranges, hints);
 	/* world also covers every identity that is no endpoint's (CIDR identities) */
 	if ((hints & POLC_HINT_WORLD) && !(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) &&
-	    a->remote != POLC_IDENTITY_WORLD) {
-		pr.remote = POLC_IDENTITY_WORLD;
-		polc_probe_remote(&d, st, &pr);
-	}
+	    a->remote != POLC_IDENTITY_WORLD)
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, egress, ranges, hints);
 
 	verdict = polc_settle(&d, rule);
 	if (verdict)
@@ -270,24 +232,14 @@ static __always_inline __u8 polc_policy_ask(const struct pkt_state *st, const st
 static __always_inline __u32 polc_policy_audit(const struct pkt_state *st, const struct polc_asker *a)
 {
 	struct polc_decision d = {};
-	struct polc_probe pr = {};
+	__u8 flags = (a->dir == POLC_DIR_EGRESS) | POLC_POLICY_AUDIT;
+	int ranges = cfg_has_ranges && !st->portless;
 	__u32 rule = 0;
 
-	if (!st || !a)
-		return 0;
-
-	pr.subject = a->subject;
-	pr.remote = a->remote;
-	pr.hints = POLC_HINT_ALL;
-	pr.flags = (a->dir == POLC_DIR_EGRESS) | POLC_POLICY_AUDIT;
-	pr.ranges = cfg_has_ranges && !st->portless;
-	polc_probe_remote(&d, st, &pr);
-	pr.remote = POLC_IDENTITY_ANY;
-	polc_probe_remote(&d, st, &pr);
-	if (!(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) && a->remote != POLC_IDENTITY_WORLD) {
-		pr.remote = POLC_IDENTITY_WORLD;
-		polc_probe_remote(&d, st, &pr);
-	}
+	polc_probe_remote(&d, st, a->subject, a->remote, flags, ranges, POLC_HINT_ALL);
+	polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_ANY, flags, ranges, POLC_HINT_ALL);
+	if (!(a->remote_flags & (POLC_IPC_LOCAL | POLC_IPC_REMOTE_ENDPOINT)) && a->remote != POLC_IDENTITY_WORLD)
+		polc_probe_remote(&d, st, a->subject, POLC_IDENTITY_WORLD, flags, ranges, POLC_HINT_ALL);
 	switch (polc_settle(&d, &rule)) {
 	case POLC_VERDICT_DENY:
 		return rule;

@@ -460,6 +460,4 @@ type PacketState struct {
 	CTSkip       uint8 // 1: the local remote's hook denies the flow: no conntrack entry
 	CTExpired    uint8 // 1: the flow's conntrack entry exists, expired: rewritten in place
 	Pad          [4]uint8
-	L4Off        uint32 // parse: the L4 header's offset and the bytes from there
-	L4Len        uint32
 }
